@@ -1,0 +1,373 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Express } from 'express';
+import { pino, type Logger } from 'pino';
+import type { TandemConfig } from './config/schema.js';
+import { StageReconciler } from './cutover/stage-reconciler.js';
+import { ensureInternalTables } from './db/internal-tables.js';
+import { describeTable } from './db/introspect.js';
+import { makeStore, type Store } from './db/store.js';
+import { ensureStateRows } from './db/table-state.js';
+import { TandemError, coerceError } from './errors.js';
+import { EventBus, type TandemEvent } from './events.js';
+import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
+import { flagNames, KILL_SWITCH_FLAG } from './flags/resolve-stage.js';
+import { makeHttpApp } from './http/make-http-app.js';
+import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.js';
+import { bindPolicy } from './policy/bind-policy.js';
+import { loadPolicyFiles } from './policy/load-policies.js';
+import type { Policy } from './policy/policy.js';
+import { ReadService } from './read/read-service.js';
+import { Applier, type ApplyRoute } from './write/applier.js';
+import { makeStoreBreaker, type StoreBreaker } from './write/breaker.js';
+import { Housekeeper } from './write/housekeeper.js';
+import { listDeadRows, replayDeadRows } from './write/outbox/dead-rows.js';
+import { makePendingRowsDue } from './write/outbox/fail-outbox-rows.js';
+import { OutboxWorker } from './write/outbox-worker.js';
+import { WriteService } from './write/write-service.js';
+
+export const VERSION = '0.1.0';
+
+export interface TandemAppOptions {
+  logger?: Logger;
+  /** Runs before policies are checked, with both stores open (the embedded demo creates its tables). */
+  prepareStores?: (source: Store, target: Store) => Promise<void>;
+}
+
+export interface StartOptions {
+  /** Open the HTTP port (default true). Tests may drive `app.http` with supertest instead. */
+  listen?: boolean;
+}
+
+/**
+ * The composition root: builds stores, policies, flags, breakers, workers and the HTTP app
+ * once, wires events to logs and metrics, and owns start/stop order.
+ */
+export class TandemApp {
+  readonly events = new EventBus();
+  readonly metrics: TandemMetrics = makeMetrics();
+  readonly logger: Logger;
+
+  private source: Store | undefined;
+  private target: Store | undefined;
+  private flags: FlagSource | undefined;
+  private breakers = new Map<string, StoreBreaker>();
+  private worker: OutboxWorker | undefined;
+  private housekeeper: Housekeeper | undefined;
+  private reconciler: StageReconciler | undefined;
+  private server: Server | undefined;
+  private express: Express | undefined;
+  private policies = new Map<string, Policy>();
+  private accepting = false;
+  private startPromise: Promise<void> | undefined;
+  private stopPromise: Promise<void> | undefined;
+  private readonly startedAt = Date.now();
+
+  constructor(
+    readonly config: Readonly<TandemConfig>,
+    private readonly options: TandemAppOptions = {},
+  ) {
+    this.logger =
+      options.logger ??
+      pino({ level: config.log.level, base: { service: 'tandem' }, redact: ['authorization', '*.authorization', '*.password'] });
+    this.events.on((event) => recordEvent(this.metrics, event));
+    this.events.on((event) => logEvent(this.logger, event));
+  }
+
+  get http(): Express {
+    if (!this.express) throw new Error('TandemApp.start() has not finished');
+    return this.express;
+  }
+
+  address(): { host: string; port: number } {
+    const addr = this.server?.address() as AddressInfo | null | undefined;
+    if (!addr) throw new Error('Tandem is not listening');
+    return { host: addr.address, port: addr.port };
+  }
+
+  start(options: StartOptions = {}): Promise<void> {
+    this.startPromise ??= this.doStart(options).catch(async (error: unknown) => {
+      await this.stop().catch(() => undefined);
+      throw error;
+    });
+    return this.startPromise;
+  }
+
+  private async doStart(options: StartOptions): Promise<void> {
+    const { config } = this;
+    const storeOptions = { ...config.db };
+    const source = makeStore('source', config.source.url, storeOptions);
+    const target = makeStore('target', config.target.url, storeOptions);
+    this.source = source;
+    this.target = target;
+    this.events.emit({ type: 'lifecycle', phase: 'starting', detail: { source: source.displayUrl, target: target.displayUrl } });
+
+    if (this.options.prepareStores) await this.options.prepareStores(source, target);
+    await Promise.all([ensureInternalTables(source), ensureInternalTables(target)]);
+    this.policies = await this.bindPolicies(source, target);
+    const tables = [...this.policies.keys()];
+    await ensureStateRows(source, tables, 'primary');
+    await ensureStateRows(target, tables, 'secondary');
+
+    const events = this.events;
+    const flags = makeFlagSource(
+      {
+        file: config.flags.file,
+        unleashUrl: config.flags.unleashUrl,
+        unleashToken: config.flags.unleashToken,
+        refreshIntervalMs: config.flags.refreshIntervalMs,
+        appName: config.flags.appName,
+        environment: config.flags.environment,
+      },
+      events,
+    );
+    this.flags = flags;
+    await flags.start();
+
+    const breakerOptions = { ...config.apply, timeoutMs: config.apply.timeoutMs };
+    const targetBreaker = makeStoreBreaker('target', breakerOptions, events);
+    this.breakers.set('target', targetBreaker);
+    events.emit({ type: 'breaker', store: 'target', state: 'closed' });
+    const route: ApplyRoute = { from: source, to: target, breaker: targetBreaker };
+
+    const applier = new Applier(this.policies, events, {
+      timeoutMs: config.apply.timeoutMs,
+      maxAttempts: config.outbox.maxAttempts,
+      backoffBaseMs: config.outbox.backoffBaseMs,
+      backoffMaxMs: config.outbox.backoffMaxMs,
+    });
+    const writes = new WriteService(() => route, applier, events, { inlineGraceMs: config.outbox.inlineGraceMs });
+    const reads = new ReadService(() => source);
+
+    this.reconciler = new StageReconciler(source, target, [...this.policies.values()], flags, events, config.stages.reconcileIntervalMs);
+    await this.reconciler.reconcileAll();
+    this.reconciler.start();
+
+    this.worker = new OutboxWorker(route, applier, events, {
+      pollIntervalMs: config.outbox.pollIntervalMs,
+      batchSize: config.outbox.batchSize,
+      leaseMs: config.outbox.leaseMs,
+    });
+    this.worker.start();
+    // When the secondary is back, rows waiting out their backoff are due at once.
+    this.events.on((event) => {
+      if (event.type === 'breaker' && event.state === 'closed' && event.store === route.to.name && this.worker) {
+        makePendingRowsDue(route.from)
+          .then(() => this.worker?.poke())
+          .catch((error: unknown) => this.events.emit({ type: 'background.error', component: 'outbox.kick', error: coerceError(error) }));
+      }
+    });
+    this.housekeeper = new Housekeeper(source, tables, events, config.outbox.housekeepingIntervalMs);
+    await this.housekeeper.runOnce();
+    this.housekeeper.start();
+
+    const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
+    this.express = makeHttpApp({
+      policies: this.policies,
+      writes,
+      reads,
+      events,
+      bodyLimit: config.http.bodyLimit,
+      apiTokens: config.http.apiTokens.length > 0 ? config.http.apiTokens : undefined,
+      adminTokens: adminOpen ? undefined : config.http.adminToken ? [config.http.adminToken] : [],
+      health: () => this.health(),
+      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      accepting: () => this.accepting,
+      admin: {
+        status: () => this.status(),
+        listDead: (o) => listDeadRows(source, o),
+        replayDead: async (o) => {
+          const n = await replayDeadRows(source, o);
+          this.worker?.poke();
+          await this.housekeeper?.runOnce();
+          return n;
+        },
+        tables: () => new Set(this.policies.keys()),
+      },
+    });
+    this.accepting = true;
+
+    if (options.listen !== false) {
+      const server = this.express.listen(config.http.port, config.http.host);
+      this.server = server;
+      server.requestTimeout = config.http.requestTimeoutMs;
+      server.headersTimeout = Math.min(config.http.requestTimeoutMs, 60_000);
+      await new Promise<void>((resolve, reject) => {
+        server.once('listening', resolve);
+        server.once('error', reject);
+      });
+      const { host, port } = this.address();
+      this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { host, port, tables } });
+    }
+  }
+
+  private async bindPolicies(source: Store, target: Store): Promise<Map<string, Policy>> {
+    const files = loadPolicyFiles(this.config.policiesDir);
+    const problems: string[] = [];
+    const out = new Map<string, Policy>();
+    for (const loaded of files) {
+      const [sourceInfo, targetInfo] = await Promise.all([
+        describeTable(source, loaded.file.table),
+        describeTable(target, loaded.file.target.table ?? loaded.file.table),
+      ]);
+      const { policy, problems: found } = bindPolicy(loaded, sourceInfo, targetInfo);
+      problems.push(...found);
+      if (policy) out.set(policy.name, policy);
+    }
+    if (files.length === 0) problems.push(`no policy files (*.yaml) in ${this.config.policiesDir}`);
+    if (problems.length > 0) throw new TandemError('policy_invalid', 500, `Invalid policies:\n  - ${problems.join('\n  - ')}`);
+    return out;
+  }
+
+  async health(): Promise<{ ready: boolean; checks: Record<string, unknown> }> {
+    const ping = async (store: Store | undefined) => {
+      if (!store) return 'not started';
+      try {
+        await withTimeout(store.knex.raw('SELECT 1'), 1_000);
+        return 'ok';
+      } catch (error) {
+        return `unreachable: ${coerceError(error).message}`;
+      }
+    };
+    const [source, target] = await Promise.all([ping(this.source), ping(this.target)]);
+    const flags = this.flags?.synchronized() ? 'ok' : `not synchronized${this.flags?.lastError() ? `: ${this.flags.lastError()}` : ''}`;
+    return { ready: source === 'ok' && target === 'ok' && flags === 'ok' && this.accepting, checks: { source, target, flags } };
+  }
+
+  async status(): Promise<unknown> {
+    const stats = new Map((this.housekeeper?.stats() ?? []).map((s) => [s.table, s]));
+    const flags = this.flags;
+    return {
+      version: VERSION,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      stores: {
+        source: { url: this.source?.displayUrl, dialect: this.source?.dialect, breaker: 'closed' },
+        target: { url: this.target?.displayUrl, dialect: this.target?.dialect, breaker: this.breakers.get('target')?.state() },
+      },
+      flags: {
+        origin: flags?.origin,
+        synchronized: flags?.synchronized() ?? false,
+        lastError: flags?.lastError() ?? null,
+        killSwitch: flags?.isEnabled(KILL_SWITCH_FLAG) ?? false,
+      },
+      tables: [...this.policies.values()].map((policy) => {
+        const stage = this.reconciler?.get(policy.name);
+        const names = flagNames(policy.name);
+        const outbox = stats.get(policy.name);
+        return {
+          table: policy.name,
+          targetTable: policy.targetTable,
+          stage: stage?.stage ?? 'source-only',
+          primary: 'source',
+          epoch: stage?.state?.epoch ?? 1,
+          stale: stage?.state?.stale ?? false,
+          staleReason: stage?.state?.staleReason ?? null,
+          flagConflict: stage?.conflict ?? null,
+          flags: {
+            dualWrite: flags?.isEnabled(names.dualWrite) ?? false,
+            targetPrimary: flags?.isEnabled(names.targetPrimary) ?? false,
+            retireSource: flags?.isEnabled(names.retireSource) ?? false,
+          },
+          readTargetPercent: 0,
+          outbox: { pending: outbox?.pending ?? 0, dead: outbox?.dead ?? 0, lagSeconds: outbox?.lagSeconds ?? 0 },
+        };
+      }),
+    };
+  }
+
+  /** Drains requests, stops workers, shuts breakers, the flag client and the pools. Safe to call twice. */
+  stop(): Promise<void> {
+    this.stopPromise ??= this.doStop();
+    return this.stopPromise;
+  }
+
+  private async doStop(): Promise<void> {
+    this.events.emit({ type: 'lifecycle', phase: 'stopping' });
+    this.accepting = false;
+    const server = this.server;
+    if (server) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), this.config.shutdown.drainTimeoutMs);
+      timer.unref();
+      await closed;
+      clearTimeout(timer);
+    }
+    await this.reconciler?.stop();
+    await this.worker?.stop();
+    await this.housekeeper?.stop();
+    for (const breaker of this.breakers.values()) breaker.shutdown();
+    this.flags?.stop();
+    await Promise.all([this.source?.knex.destroy(), this.target?.knex.destroy()]);
+    this.events.emit({ type: 'lifecycle', phase: 'stopped' });
+  }
+}
+
+function withTimeout<T>(promise: PromiseLike<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+    Promise.resolve(promise).then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(coerceError(e));
+      },
+    );
+  });
+}
+
+/** One log line per event worth a line. Values of rows never appear; keys and tables do. */
+function logEvent(logger: Logger, event: TandemEvent): void {
+  switch (event.type) {
+    case 'http.request': {
+      const fields = {
+        reqId: event.requestId,
+        method: event.method,
+        route: event.route,
+        status: event.status,
+        ms: Math.round(event.durationMs * 10) / 10,
+        ...(event.code ? { code: event.code } : {}),
+      };
+      if (event.status >= 500) logger.error({ ...fields, err: event.error, msg2: event.message }, 'request failed');
+      else if (event.route === '/healthz' || event.route === '/readyz' || event.route === '/metrics') logger.debug(fields, 'request');
+      else logger.info(fields, 'request');
+      return;
+    }
+    case 'apply.failed':
+      logger.warn(
+        { store: event.store, rows: event.rows, path: event.path, willRetry: event.willRetry, err: event.error.message },
+        'apply to secondary failed; rows stay queued',
+      );
+      return;
+    case 'outbox.dead':
+      logger.error({ table: event.table, key: event.rowKey, outboxId: event.id, err: event.error }, 'outbox row is dead: replay it after fixing the cause');
+      return;
+    case 'breaker':
+      (event.state === 'closed' ? logger.info : logger.warn).call(logger, { store: event.store, state: event.state }, 'circuit breaker');
+      return;
+    case 'stage':
+      logger.info({ table: event.table, stage: event.stage, stale: event.stale, reason: event.reason }, 'table stage');
+      return;
+    case 'flags.loaded':
+      logger.info({ origin: event.origin, features: event.features }, 'flags loaded');
+      return;
+    case 'flags.error':
+      logger.error({ origin: event.origin, err: event.error.message }, 'flags could not be refreshed; keeping the last good flags');
+      return;
+    case 'flag.conflict':
+      logger.warn({ table: event.table, reason: event.reason }, 'flag combination refused; keeping the last good stage');
+      return;
+    case 'background.error':
+      logger.error({ component: event.component, err: event.error.message }, 'background task failed; it carries on');
+      return;
+    case 'lifecycle':
+      logger.info({ phase: event.phase, ...event.detail }, `tandem ${event.phase}`);
+      return;
+    default:
+      return;
+  }
+}

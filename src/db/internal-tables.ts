@@ -1,0 +1,60 @@
+import type { Knex } from 'knex';
+import type { Store } from './store.js';
+
+export const OUTBOX_TABLE = 'tandem_outbox';
+export const APPLIED_TABLE = 'tandem_applied';
+export const STATE_TABLE = 'tandem_state';
+
+/**
+ * Creates Tandem's own tables in one store if they are missing. Both stores get all three:
+ * after a cutover the roles swap. Safe to run from several processes at once.
+ */
+export async function ensureInternalTables(store: Store): Promise<void> {
+  const { knex } = store;
+  await createIfMissing(knex, OUTBOX_TABLE, (t) => {
+    // AUTOINCREMENT on SQLite (what knex emits) guarantees ids are never reused once rows
+    // are deleted: the id is the version's seq and must only grow.
+    t.bigIncrements('id').primary();
+    t.string('tbl', 128).notNullable();
+    t.string('row_key', 512).notNullable();
+    t.string('op', 8).notNullable();
+    if (store.dialect === 'mysql') t.text('image', 'mediumtext');
+    else t.text('image');
+    t.integer('epoch').notNullable();
+    t.string('status', 8).notNullable().defaultTo('pending');
+    t.integer('attempts').notNullable().defaultTo(0);
+    t.bigInteger('next_attempt_at').notNullable();
+    t.text('last_error');
+    t.bigInteger('created_at').notNullable();
+    t.index(['status', 'next_attempt_at'], 'tandem_outbox_claim_idx');
+    t.index(['tbl', 'row_key'], 'tandem_outbox_key_idx');
+  });
+  await createIfMissing(knex, APPLIED_TABLE, (t) => {
+    t.string('tbl', 128).notNullable();
+    t.string('row_key', 512).notNullable();
+    t.integer('epoch').notNullable();
+    t.bigInteger('seq').notNullable();
+    t.bigInteger('applied_at').notNullable();
+    t.primary(['tbl', 'row_key']);
+  });
+  await createIfMissing(knex, STATE_TABLE, (t) => {
+    t.string('tbl', 128).notNullable().primary();
+    t.string('role', 16).notNullable();
+    t.integer('epoch').notNullable();
+    t.smallint('dual_write').notNullable().defaultTo(0);
+    t.smallint('ever_dual_write').notNullable().defaultTo(0);
+    t.smallint('stale').notNullable().defaultTo(0);
+    t.string('stale_reason', 255);
+    t.bigInteger('updated_at').notNullable();
+  });
+}
+
+async function createIfMissing(knex: Knex, name: string, build: (t: Knex.CreateTableBuilder) => void): Promise<void> {
+  if (await knex.schema.hasTable(name)) return;
+  try {
+    await knex.schema.createTable(name, build);
+  } catch (error) {
+    // Another Tandem process created it between our check and our create.
+    if (!(await knex.schema.hasTable(name))) throw error;
+  }
+}

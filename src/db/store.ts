@@ -1,0 +1,149 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+
+export const DIALECTS = ['pg', 'mysql', 'sqlite'] as const;
+export type Dialect = (typeof DIALECTS)[number];
+
+export const STORE_NAMES = ['source', 'target'] as const;
+export type StoreName = (typeof STORE_NAMES)[number];
+
+/** One database Tandem talks to: its pool, its dialect and a printable (password-free) URL. */
+export interface Store {
+  readonly name: StoreName;
+  readonly dialect: Dialect;
+  readonly knex: Knex;
+  readonly displayUrl: string;
+}
+
+export interface StoreOptions {
+  statementTimeoutMs: number;
+  poolMax: number;
+  acquireTimeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+export function dialectOf(url: string): Dialect {
+  const scheme = url.slice(0, url.indexOf(':')).toLowerCase();
+  if (scheme === 'postgres' || scheme === 'postgresql') return 'pg';
+  if (scheme === 'mysql' || scheme === 'mariadb') return 'mysql';
+  if (scheme === 'sqlite') return 'sqlite';
+  throw new Error(`unsupported database URL scheme "${scheme}"`);
+}
+
+/** The URL without its password, for logs and status. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:/@]+):([^@]*)@/, '//$1:***@');
+}
+
+export function makeStore(name: StoreName, url: string, options: StoreOptions): Store {
+  const dialect = dialectOf(url);
+  const knex = knexFactory(knexConfig(name, dialect, url, options));
+  return Object.freeze({ name, dialect, knex, displayUrl: redactUrl(url) });
+}
+
+function knexConfig(name: StoreName, dialect: Dialect, url: string, options: StoreOptions): Knex.Config {
+  const applicationName = `tandem-${name}`;
+  if (dialect === 'pg') {
+    return {
+      client: 'pg',
+      connection: {
+        connectionString: url,
+        application_name: applicationName,
+        statement_timeout: options.statementTimeoutMs,
+        connectionTimeoutMillis: options.connectTimeoutMs,
+        keepAlive: true,
+      } as Knex.PgConnectionConfig,
+      pool: { min: 0, max: options.poolMax },
+      acquireConnectionTimeout: options.acquireTimeoutMs,
+    };
+  }
+  if (dialect === 'mysql') {
+    const parsed = new URL(url.replace(/^mariadb:/i, 'mysql:'));
+    const statementSeconds = Math.max(1, Math.ceil(options.statementTimeoutMs / 1000));
+    return {
+      client: 'mysql2',
+      connection: {
+        host: parsed.hostname,
+        port: parsed.port ? Number(parsed.port) : 3306,
+        user: decodeURIComponent(parsed.username || 'root'),
+        password: decodeURIComponent(parsed.password),
+        database: decodeURIComponent(parsed.pathname.replace(/^\//, '')),
+        // Exact values: BIGINT and DECIMAL as strings, times in UTC.
+        supportBigNumbers: true,
+        bigNumberStrings: true,
+        timezone: 'Z',
+        charset: 'utf8mb4',
+        connectTimeout: options.connectTimeoutMs,
+        enableKeepAlive: true,
+        connectAttributes: { program_name: applicationName },
+      } as Knex.MySql2ConnectionConfig,
+      pool: {
+        min: 0,
+        max: options.poolMax,
+        afterCreate: (conn: MysqlConn, done: (err: Error | null, conn: unknown) => void) => {
+          // READ COMMITTED avoids InnoDB gap locks between concurrent writers on nearby keys.
+          // max_statement_time is MariaDB's statement timeout (seconds); MySQL uses max_execution_time.
+          conn.query(
+            `SET SESSION time_zone = '+00:00', SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED`,
+            (err) => {
+              if (err) return done(err, conn);
+              conn.query(`SET SESSION max_statement_time = ${statementSeconds}`, (mariaErr) => {
+                if (!mariaErr) return done(null, conn);
+                conn.query(`SET SESSION max_execution_time = ${options.statementTimeoutMs}`, () => done(null, conn));
+              });
+            },
+          );
+        },
+      },
+      acquireConnectionTimeout: options.acquireTimeoutMs,
+    };
+  }
+  const file = url.replace(/^sqlite:(\/\/)?/i, '');
+  if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+  return {
+    client: 'better-sqlite3',
+    connection: { filename: file },
+    useNullAsDefault: true,
+    // SQLite has one writer; one connection per process serialises our transactions.
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate: (conn: SqliteConn, done: (err: Error | null, conn: unknown) => void) => {
+        try {
+          conn.pragma('journal_mode = WAL');
+          conn.pragma(`busy_timeout = ${options.statementTimeoutMs}`);
+          conn.pragma('foreign_keys = ON');
+          done(null, conn);
+        } catch (error) {
+          done(error as Error, conn);
+        }
+      },
+    },
+    acquireConnectionTimeout: options.acquireTimeoutMs,
+  };
+}
+
+interface MysqlConn {
+  query(sql: string, cb: (err: Error | null) => void): void;
+}
+interface SqliteConn {
+  pragma(sql: string): unknown;
+}
+
+/**
+ * Destroys a pooled connection's socket so a query stuck on a dead network fails now;
+ * knex marks the connection disposed and the pool replaces it.
+ */
+export function destroyConnection(dialect: Dialect, connection: unknown): void {
+  const conn = connection as {
+    connection?: { stream?: { destroy(): void } };
+    destroy?: () => void;
+  };
+  try {
+    if (dialect === 'pg') conn.connection?.stream?.destroy();
+    else if (dialect === 'mysql') conn.destroy?.();
+  } catch {
+    // Already gone: nothing to do.
+  }
+}

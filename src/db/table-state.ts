@@ -1,0 +1,93 @@
+import type { Knex } from 'knex';
+import { STATE_TABLE } from './internal-tables.js';
+import type { Dialect, Store } from './store.js';
+
+export const ROLES = ['primary', 'secondary', 'frozen'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** One table's row in `tandem_state`. */
+export interface TableState {
+  table: string;
+  role: Role;
+  epoch: number;
+  dualWrite: boolean;
+  everDualWrite: boolean;
+  stale: boolean;
+  staleReason: string | null;
+  updatedAt: number;
+}
+
+interface StateRecord {
+  tbl: string;
+  role: string;
+  epoch: number | string;
+  dual_write: number | string | boolean;
+  ever_dual_write: number | string | boolean;
+  stale: number | string | boolean;
+  stale_reason: string | null;
+  updated_at: number | string;
+}
+
+function fromRecord(r: StateRecord): TableState {
+  return {
+    table: r.tbl,
+    role: r.role as Role,
+    epoch: Number(r.epoch),
+    dualWrite: Number(r.dual_write) === 1 || r.dual_write === true,
+    everDualWrite: Number(r.ever_dual_write) === 1 || r.ever_dual_write === true,
+    stale: Number(r.stale) === 1 || r.stale === true,
+    staleReason: r.stale_reason,
+    updatedAt: Number(r.updated_at),
+  };
+}
+
+/** Creates the state row of each table if missing (source: primary, target: secondary). */
+export async function ensureStateRows(store: Store, tables: readonly string[], role: Role): Promise<void> {
+  const now = Date.now();
+  for (const tbl of tables) {
+    await store.knex(STATE_TABLE)
+      .insert({ tbl, role, epoch: 1, dual_write: 0, ever_dual_write: 0, stale: 0, stale_reason: null, updated_at: now })
+      .onConflict('tbl')
+      .ignore();
+  }
+}
+
+/**
+ * Reads a table's state inside a writer's transaction with a shared lock, so a stage
+ * change or a freeze (which takes the row exclusively) waits for in-flight writes and
+ * blocks new ones. SQLite has one writer at a time; the lock is implicit there.
+ */
+export async function readStateForShare(trx: Knex.Transaction, dialect: Dialect, table: string): Promise<TableState | undefined> {
+  let query = trx(STATE_TABLE).where({ tbl: table }).first();
+  if (dialect !== 'sqlite') query = query.forShare();
+  const row = (await query) as StateRecord | undefined;
+  return row ? fromRecord(row) : undefined;
+}
+
+/** Reads and exclusively locks a table's state row (stage changes, cutover). */
+export async function readStateForUpdate(trx: Knex.Transaction, dialect: Dialect, table: string): Promise<TableState | undefined> {
+  let query = trx(STATE_TABLE).where({ tbl: table }).first();
+  if (dialect !== 'sqlite') query = query.forUpdate();
+  const row = (await query) as StateRecord | undefined;
+  return row ? fromRecord(row) : undefined;
+}
+
+export async function readAllStates(db: Knex): Promise<TableState[]> {
+  const rows = (await db(STATE_TABLE).select('*')) as StateRecord[];
+  return rows.map(fromRecord);
+}
+
+export async function writeState(
+  trx: Knex.Transaction,
+  table: string,
+  patch: Partial<Pick<TableState, 'role' | 'epoch' | 'dualWrite' | 'everDualWrite' | 'stale' | 'staleReason'>>,
+): Promise<void> {
+  const update: Record<string, unknown> = { updated_at: Date.now() };
+  if (patch.role !== undefined) update['role'] = patch.role;
+  if (patch.epoch !== undefined) update['epoch'] = patch.epoch;
+  if (patch.dualWrite !== undefined) update['dual_write'] = patch.dualWrite ? 1 : 0;
+  if (patch.everDualWrite !== undefined) update['ever_dual_write'] = patch.everDualWrite ? 1 : 0;
+  if (patch.stale !== undefined) update['stale'] = patch.stale ? 1 : 0;
+  if (patch.staleReason !== undefined) update['stale_reason'] = patch.staleReason;
+  await trx(STATE_TABLE).where({ tbl: table }).update(update);
+}

@@ -1,0 +1,62 @@
+import type { Knex } from 'knex';
+import { destroyConnection, type Store } from './store.js';
+
+/** Thrown when a unit of work on a store ran past its deadline and its connection was cut. */
+export class DeadlineError extends Error {
+  readonly code = 'ETANDEMDEADLINE';
+  constructor(store: string, ms: number) {
+    super(`${store}: no answer within ${ms} ms; connection destroyed`);
+    this.name = 'DeadlineError';
+  }
+}
+
+interface PoolClient {
+  acquireConnection(): Promise<unknown>;
+  releaseConnection(connection: unknown): Promise<void> | void;
+}
+
+/**
+ * Runs `work` in a transaction that must finish within `ms`. Past the deadline the
+ * connection's socket is destroyed, so a query stuck on a black-holed network fails
+ * at once instead of pinning a pooled connection until TCP gives up (minutes).
+ * SQLite is local and runs a plain transaction.
+ */
+export async function withDeadlineTransaction<T>(
+  store: Store,
+  ms: number,
+  work: (trx: Knex.Transaction) => Promise<T>,
+): Promise<T> {
+  if (store.dialect === 'sqlite') return store.knex.transaction(work);
+  const client = store.knex.client as PoolClient;
+  let timedOut = false;
+  let connection: unknown;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      if (connection !== undefined) destroyConnection(store.dialect, connection);
+      reject(new DeadlineError(store.name, ms));
+    }, ms);
+    timer.unref();
+  });
+  deadline.catch(() => undefined);
+  const acquiring = client.acquireConnection();
+  try {
+    connection = await Promise.race([acquiring, deadline]);
+  } catch (error) {
+    clearTimeout(timer);
+    // The pool may still hand us a connection later: give it straight back.
+    acquiring.then((c) => client.releaseConnection(c)).catch(() => undefined);
+    throw error;
+  }
+  try {
+    const transaction = store.knex.transaction(work, { connection } as Knex.TransactionConfig);
+    transaction.catch(() => undefined); // after a deadline its rejection is expected and unobserved
+    return await Promise.race([transaction, deadline]);
+  } finally {
+    clearTimeout(timer);
+    const conn = connection;
+    if (timedOut) destroyConnection(store.dialect, conn);
+    await client.releaseConnection(conn);
+  }
+}

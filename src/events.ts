@@ -1,0 +1,74 @@
+import type { StoreName } from './db/store.js';
+
+export const BREAKER_STATES = ['closed', 'half-open', 'open'] as const;
+export type BreakerState = (typeof BREAKER_STATES)[number];
+
+export const STAGES = ['source-only', 'dual-write', 'target-primary', 'target-only'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface OutboxTableStats {
+  table: string;
+  pending: number;
+  dead: number;
+  /** Age of the oldest pending row in seconds, 0 when none. */
+  lagSeconds: number;
+}
+
+/**
+ * Everything domain code reports. Only `app.ts` turns these into log lines and metrics,
+ * so no domain module imports pino or prom-client.
+ */
+export type TandemEvent =
+  | {
+      type: 'http.request';
+      requestId: string;
+      method: string;
+      route: string;
+      status: number;
+      durationMs: number;
+      code?: string;
+      message?: string;
+      error?: Error;
+    }
+  | { type: 'write'; table: string; store: StoreName; result: 'ok' | 'error'; op: string; requestId?: string }
+  | { type: 'apply'; table: string; store: StoreName; result: 'applied' | 'skipped_stale' | 'failed'; count: number }
+  | { type: 'apply.failed'; store: StoreName; rows: number; error: Error; willRetry: boolean; path: 'inline' | 'worker' }
+  | { type: 'outbox.dead'; table: string; rowKey: string; id: string; error: string }
+  | { type: 'outbox.stats'; tables: OutboxTableStats[] }
+  | { type: 'outbox.drained'; rows: number; ms: number }
+  | { type: 'breaker'; store: StoreName; state: BreakerState }
+  | { type: 'stage'; table: string; stage: Stage; stale: boolean; reason: string }
+  | { type: 'flags.loaded'; origin: 'unleash' | 'file'; features: number }
+  | { type: 'flags.error'; origin: 'unleash' | 'file'; error: Error }
+  | { type: 'flag.conflict'; table: string; reason: string }
+  | { type: 'background.error'; component: string; error: Error }
+  | { type: 'lifecycle'; phase: string; detail?: Record<string, unknown> };
+
+export type TandemEventType = TandemEvent['type'];
+
+export interface EventSink {
+  emit(event: TandemEvent): void;
+}
+
+/** A tiny synchronous fan-out. A throwing listener never breaks the emitter. */
+export class EventBus implements EventSink {
+  private readonly listeners: Array<(event: TandemEvent) => void> = [];
+
+  on(listener: (event: TandemEvent) => void): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  emit(event: TandemEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch {
+        // A broken subscriber (a log transport, say) must not break a write.
+      }
+    }
+  }
+}

@@ -1,0 +1,56 @@
+import { Router } from 'express';
+import { TandemError } from '../errors.js';
+
+export interface AdminApi {
+  status(): Promise<unknown>;
+  listDead(options: { table?: string; limit: number }): Promise<unknown[]>;
+  replayDead(options: { table?: string; ids?: string[] }): Promise<number>;
+  tables(): ReadonlySet<string>;
+}
+
+/** The admin API: status, dead outbox rows and their replay. */
+export function adminRoutes(api: AdminApi): Router {
+  const router = Router();
+
+  router.get('/admin/status', async (_req, res) => {
+    res.locals['route'] = '/admin/status';
+    res.json(await api.status());
+  });
+
+  router.get('/admin/outbox', async (req, res) => {
+    res.locals['route'] = '/admin/outbox';
+    const status = req.query['status'] ?? 'dead';
+    if (status !== 'dead') throw new TandemError('invalid_value', 400, 'status: only "dead" rows are listed', { field: 'status' });
+    const table = optionalTable(api, req.query['table']);
+    const limitText = req.query['limit'] ?? '100';
+    if (typeof limitText !== 'string' || !/^\d+$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) {
+      throw new TandemError('invalid_value', 400, 'limit: expected an integer from 1 to 1000', { field: 'limit' });
+    }
+    res.json({ rows: await api.listDead({ ...(table ? { table } : {}), limit: Number(limitText) }) });
+  });
+
+  router.post('/admin/outbox/replay', async (req, res) => {
+    res.locals['route'] = '/admin/outbox/replay';
+    const body = (req.body ?? {}) as { table?: unknown; ids?: unknown };
+    const table = optionalTable(api, body.table);
+    let ids: string[] | undefined;
+    if (body.ids !== undefined) {
+      if (!Array.isArray(body.ids) || !body.ids.every((id) => /^\d+$/.test(String(id)))) {
+        throw new TandemError('invalid_value', 400, 'ids: expected an array of outbox row ids', { field: 'ids' });
+      }
+      ids = body.ids.map(String);
+    }
+    const replayed = await api.replayDead({ ...(table ? { table } : {}), ...(ids ? { ids } : {}) });
+    res.json({ replayed });
+  });
+
+  return router;
+}
+
+function optionalTable(api: AdminApi, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !api.tables().has(value)) {
+    throw new TandemError('unknown_table', 404, `table: no table named "${String(value).slice(0, 64)}"`, { field: 'table' });
+  }
+  return value;
+}

@@ -1,0 +1,138 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { BREAKER_STATES, STAGES, type TandemEvent } from '../events.js';
+
+/** Every Tandem metric (DESIGN §9), in one registry owned by the app (no global registry). */
+export function makeMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tandem_process_' });
+  const m = {
+    registry,
+    requests: new Counter({
+      name: 'tandem_requests_total',
+      help: 'HTTP requests by route, method and status',
+      labelNames: ['route', 'method', 'status'] as const,
+      registers: [registry],
+    }),
+    requestDuration: new Histogram({
+      name: 'tandem_request_duration_seconds',
+      help: 'HTTP request duration by route',
+      labelNames: ['route'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    writes: new Counter({
+      name: 'tandem_writes_total',
+      help: 'Write operations on the primary by table, store and result',
+      labelNames: ['table', 'store', 'result'] as const,
+      registers: [registry],
+    }),
+    reads: new Counter({
+      name: 'tandem_reads_total',
+      help: 'Reads by table, store and result',
+      labelNames: ['table', 'store', 'result'] as const,
+      registers: [registry],
+    }),
+    apply: new Counter({
+      name: 'tandem_apply_total',
+      help: 'Keys applied to the secondary by table and result (applied, skipped_stale, failed)',
+      labelNames: ['table', 'result'] as const,
+      registers: [registry],
+    }),
+    outboxPending: new Gauge({
+      name: 'tandem_outbox_pending',
+      help: 'Outbox rows not yet applied to the secondary',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    outboxDead: new Gauge({
+      name: 'tandem_outbox_dead',
+      help: 'Outbox rows that stopped retrying and wait for an operator (replayable)',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    lag: new Gauge({
+      name: 'tandem_replication_lag_seconds',
+      help: 'Age of the oldest pending outbox row',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    circuit: new Gauge({
+      name: 'tandem_circuit_state',
+      help: 'Circuit breaker state per store: 0 closed, 1 half-open, 2 open',
+      labelNames: ['store'] as const,
+      registers: [registry],
+    }),
+    stage: new Gauge({
+      name: 'tandem_stage',
+      help: '1 for the stage each table is in, 0 for the others',
+      labelNames: ['table', 'stage'] as const,
+      registers: [registry],
+    }),
+    stale: new Gauge({
+      name: 'tandem_target_stale',
+      help: '1 while a table\'s target may lack rows (reads stay off it until a clean verify)',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    flagConflicts: new Counter({
+      name: 'tandem_flag_conflicts_total',
+      help: 'Flag combinations refused (the last good stage was kept)',
+      registers: [registry],
+    }),
+    flagsSynchronized: new Gauge({
+      name: 'tandem_flags_synchronized',
+      help: '1 once flags have been loaded from Unleash or the flag file',
+      registers: [registry],
+    }),
+    backgroundErrors: new Counter({
+      name: 'tandem_background_errors_total',
+      help: 'Errors caught in background loops by component',
+      labelNames: ['component'] as const,
+      registers: [registry],
+    }),
+  };
+  return m;
+}
+
+export type TandemMetrics = ReturnType<typeof makeMetrics>;
+
+/** Applies one domain event to the metrics. */
+export function recordEvent(m: TandemMetrics, event: TandemEvent): void {
+  switch (event.type) {
+    case 'http.request':
+      m.requests.inc({ route: event.route, method: event.method, status: String(event.status) });
+      m.requestDuration.observe({ route: event.route }, event.durationMs / 1000);
+      return;
+    case 'write':
+      m.writes.inc({ table: event.table, store: event.store, result: event.result });
+      return;
+    case 'apply':
+      m.apply.inc({ table: event.table, result: event.result }, event.count);
+      return;
+    case 'outbox.stats':
+      for (const t of event.tables) {
+        m.outboxPending.set({ table: t.table }, t.pending);
+        m.outboxDead.set({ table: t.table }, t.dead);
+        m.lag.set({ table: t.table }, t.lagSeconds);
+      }
+      return;
+    case 'breaker':
+      m.circuit.set({ store: event.store }, BREAKER_STATES.indexOf(event.state));
+      return;
+    case 'stage':
+      for (const stage of STAGES) m.stage.set({ table: event.table, stage }, stage === event.stage ? 1 : 0);
+      m.stale.set({ table: event.table }, event.stale ? 1 : 0);
+      return;
+    case 'flag.conflict':
+      m.flagConflicts.inc();
+      return;
+    case 'flags.loaded':
+      m.flagsSynchronized.set(1);
+      return;
+    case 'background.error':
+      m.backgroundErrors.inc({ component: event.component });
+      return;
+    default:
+      return;
+  }
+}

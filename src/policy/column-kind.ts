@@ -1,0 +1,31 @@
+/** What a column holds, independent of the dialect's type name. */
+export const COLUMN_KINDS = [
+  'integer',
+  'decimal',
+  'float',
+  'boolean',
+  'string',
+  'datetime',
+  'date',
+  'json',
+  'binary',
+  'other',
+] as const;
+export type ColumnKind = (typeof COLUMN_KINDS)[number];
+
+/** Maps a catalog type name (PostgreSQL, MySQL/MariaDB or SQLite) to a kind. */
+export function columnKind(type: string): ColumnKind {
+  const t = type.toLowerCase().trim();
+  if (/^(bool|boolean)$/.test(t)) return 'boolean';
+  if (/^(tinyint|smallint|mediumint|int|integer|bigint|int2|int4|int8|serial|bigserial|smallserial)\b/.test(t)) {
+    return 'integer';
+  }
+  if (/^(decimal|numeric|money)\b/.test(t)) return 'decimal';
+  if (/^(real|float|double|float4|float8)\b/.test(t)) return 'float';
+  if (/^(timestamp|datetime)\b/.test(t)) return 'datetime';
+  if (/^date$/.test(t)) return 'date';
+  if (/^(json|jsonb)$/.test(t)) return 'json';
+  if (/^(bytea|blob|tinyblob|mediumblob|longblob|binary|varbinary)\b/.test(t)) return 'binary';
+  if (/(char|text|clob|uuid|enum|citext|string)/.test(t)) return 'string';
+  return 'other';
+}

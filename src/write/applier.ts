@@ -1,0 +1,142 @@
+import { classifyDbError, isClientDataError, isTransient } from '../db/classify-error.js';
+import type { Store } from '../db/store.js';
+import { coerceError } from '../errors.js';
+import type { EventSink } from '../events.js';
+import type { Policy } from '../policy/policy.js';
+import { applyEntries, coalesce, type ApplyResult } from './apply-entries.js';
+import { isBreakerOpenError, type StoreBreaker } from './breaker.js';
+import { completeOutboxRows } from './outbox/complete-outbox-rows.js';
+import { failOutboxRows, releaseOutboxRows, type FailedRow } from './outbox/fail-outbox-rows.js';
+import type { OutboxEntry } from './outbox/outbox-entry.js';
+
+/** Where changes flow: the outbox lives in `from` (the primary), they are applied to `to`. */
+export interface ApplyRoute {
+  from: Store;
+  to: Store;
+  breaker: StoreBreaker;
+}
+
+export interface ApplierOptions {
+  timeoutMs: number;
+  maxAttempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+}
+
+/** Delay before attempt `attempts + 1`: exponential, capped, with jitter over half of it. */
+export function backoffMs(attempts: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempts - 1));
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/**
+ * Applies outbox entries to the secondary through its breaker and settles them in the
+ * primary's outbox: done on success, backoff or dead on failure. Never throws for a
+ * secondary failure; a failure to settle leaves the rows pending (applied again later,
+ * which the version check turns into a harmless skip).
+ */
+export class Applier {
+  constructor(
+    private readonly policies: ReadonlyMap<string, Policy>,
+    private readonly events: EventSink,
+    private readonly options: ApplierOptions,
+  ) {}
+
+  /** The request path: one try, no retry. True when the secondary has the change now. */
+  async applyInline(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<boolean> {
+    try {
+      const result = await route.breaker.run(() => applyEntries(route.to, this.policies, entries, this.options.timeoutMs));
+      this.report(route, result);
+      await completeOutboxRows(route.from, result.ids).catch((error: unknown) =>
+        this.events.emit({ type: 'background.error', component: 'outbox.complete', error: coerceError(error) }),
+      );
+      return true;
+    } catch (error) {
+      // The rows stay pending; the worker picks them up after the inline grace period.
+      this.events.emit({
+        type: 'apply.failed',
+        store: route.to.name,
+        rows: entries.length,
+        error: coerceError(error),
+        willRetry: true,
+        path: 'inline',
+      });
+      if (!isBreakerOpenError(error)) this.countFailed(route, entries);
+      return false;
+    }
+  }
+
+  /** The worker path for claimed rows. */
+  async applyClaimed(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<void> {
+    try {
+      const result = await route.breaker.run(() => applyEntries(route.to, this.policies, entries, this.options.timeoutMs));
+      this.report(route, result);
+      await completeOutboxRows(route.from, result.ids);
+      return;
+    } catch (error) {
+      if (isBreakerOpenError(error)) {
+        await releaseOutboxRows(route.from, entries.map((e) => e.id), Date.now());
+        return;
+      }
+      const kind = classifyDbError(error);
+      const groups = coalesce(entries);
+      if (isClientDataError(kind) && groups.length > 1) {
+        // One bad row must not hold back the batch: apply key by key to isolate it.
+        for (const group of groups) {
+          const members = entries.filter((e) => group.ids.includes(e.id));
+          await this.applyClaimed(route, members);
+        }
+        return;
+      }
+      await this.fail(route, entries, coerceError(error));
+    }
+  }
+
+  private async fail(route: ApplyRoute, entries: readonly OutboxEntry[], error: Error): Promise<void> {
+    const transient = isTransient(classifyDbError(error));
+    const now = Date.now();
+    const rows: FailedRow[] = entries.map((entry) => {
+      const attempts = entry.attempts + 1;
+      // Connection trouble retries until the store is back; only rows the secondary keeps
+      // rejecting (constraint, type, missing table) become dead, and stay replayable.
+      const dead = !transient && attempts >= this.options.maxAttempts;
+      return {
+        id: entry.id,
+        attempts,
+        dead,
+        nextAttemptAt: now + backoffMs(attempts, this.options.backoffBaseMs, this.options.backoffMaxMs),
+        error: `${error.name}: ${error.message}`,
+      };
+    });
+    this.countFailed(route, entries);
+    this.events.emit({
+      type: 'apply.failed',
+      store: route.to.name,
+      rows: entries.length,
+      error,
+      willRetry: rows.some((r) => !r.dead),
+      path: 'worker',
+    });
+    await failOutboxRows(route.from, rows);
+    for (const row of rows) {
+      if (!row.dead) continue;
+      const entry = entries.find((e) => e.id === row.id);
+      if (entry) this.events.emit({ type: 'outbox.dead', table: entry.table, rowKey: entry.rowKey, id: entry.id, error: row.error });
+    }
+  }
+
+  private report(route: ApplyRoute, result: ApplyResult): void {
+    for (const [table, counts] of result.perTable) {
+      if (counts.applied > 0) this.events.emit({ type: 'apply', table, store: route.to.name, result: 'applied', count: counts.applied });
+      if (counts.skipped > 0) {
+        this.events.emit({ type: 'apply', table, store: route.to.name, result: 'skipped_stale', count: counts.skipped });
+      }
+    }
+  }
+
+  private countFailed(route: ApplyRoute, entries: readonly OutboxEntry[]): void {
+    const perTable = new Map<string, number>();
+    for (const e of entries) perTable.set(e.table, (perTable.get(e.table) ?? 0) + 1);
+    for (const [table, count] of perTable) this.events.emit({ type: 'apply', table, store: route.to.name, result: 'failed', count });
+  }
+}

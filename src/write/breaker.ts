@@ -1,0 +1,48 @@
+import CircuitBreaker from 'opossum';
+import { classifyDbError, isClientDataError } from '../db/classify-error.js';
+import type { StoreName } from '../db/store.js';
+import type { BreakerState, EventSink } from '../events.js';
+
+export interface BreakerOptions {
+  timeoutMs: number;
+  errorThresholdPercentage: number;
+  resetTimeoutMs: number;
+  volumeThreshold: number;
+  rollingWindowMs: number;
+}
+
+/** A circuit breaker in front of one store. It runs whatever thunk it is fired with. */
+export interface StoreBreaker {
+  readonly store: StoreName;
+  run<T>(work: () => Promise<T>): Promise<T>;
+  state(): BreakerState;
+  shutdown(): void;
+}
+
+export function isBreakerOpenError(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 'EOPENBREAKER';
+}
+
+export function makeStoreBreaker(store: StoreName, options: BreakerOptions, events: EventSink): StoreBreaker {
+  // opossum writes its defaults into the options object: hand it a fresh one.
+  const breaker = new CircuitBreaker(async (work: () => Promise<unknown>) => work(), {
+    // The work has its own deadline (it destroys the connection); this is the backstop.
+    timeout: options.timeoutMs + 500,
+    errorThresholdPercentage: options.errorThresholdPercentage,
+    resetTimeout: options.resetTimeoutMs,
+    volumeThreshold: options.volumeThreshold,
+    rollingCountTimeout: options.rollingWindowMs,
+    rollingCountBuckets: 10,
+    // A constraint or data error is about the row, not the store: it must not open the breaker.
+    errorFilter: (error: unknown) => isClientDataError(classifyDbError(error)),
+  });
+  breaker.on('open', () => events.emit({ type: 'breaker', store, state: 'open' }));
+  breaker.on('halfOpen', () => events.emit({ type: 'breaker', store, state: 'half-open' }));
+  breaker.on('close', () => events.emit({ type: 'breaker', store, state: 'closed' }));
+  return {
+    store,
+    run: <T>(work: () => Promise<T>) => breaker.fire(work) as Promise<T>,
+    state: () => (breaker.opened ? 'open' : breaker.halfOpen ? 'half-open' : 'closed'),
+    shutdown: () => breaker.shutdown(),
+  };
+}

@@ -1,0 +1,54 @@
+import type { Store } from '../db/store.js';
+import { coerceError } from '../errors.js';
+import type { EventSink, OutboxTableStats } from '../events.js';
+import { deleteDoneRows } from './outbox/clean-outbox.js';
+import { outboxStats } from './outbox/outbox-stats.js';
+
+const DELETE_BATCH = 5_000;
+
+/**
+ * Periodically deletes done outbox rows in batches and publishes pending/dead/lag per
+ * table (metrics, status). Keeps the last statistics for `/admin/status`.
+ */
+export class Housekeeper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private latest: OutboxTableStats[] = [];
+
+  constructor(
+    private readonly primary: Store,
+    private readonly tables: readonly string[],
+    private readonly events: EventSink,
+    private readonly intervalMs: number,
+  ) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      if (!this.running) this.running = this.runOnce().finally(() => (this.running = undefined));
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  stats(): OutboxTableStats[] {
+    return this.latest;
+  }
+
+  async runOnce(): Promise<void> {
+    try {
+      for (let i = 0; i < 10; i++) {
+        if ((await deleteDoneRows(this.primary, DELETE_BATCH)) < DELETE_BATCH) break;
+      }
+      this.latest = await outboxStats(this.primary, this.tables);
+      this.events.emit({ type: 'outbox.stats', tables: this.latest });
+    } catch (error) {
+      this.events.emit({ type: 'background.error', component: 'outbox.housekeeping', error: coerceError(error) });
+    }
+  }
+}

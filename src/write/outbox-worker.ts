@@ -1,0 +1,81 @@
+import { coerceError } from '../errors.js';
+import type { EventSink } from '../events.js';
+import type { Applier, ApplyRoute } from './applier.js';
+import { claimOutboxRows } from './outbox/claim-outbox-rows.js';
+
+export interface OutboxWorkerOptions {
+  pollIntervalMs: number;
+  batchSize: number;
+  leaseMs: number;
+}
+
+/**
+ * Drains one route's outbox: claim due rows, apply them (coalesced per key), settle them.
+ * Never crashes and never goes silent: every failure is an event, then it carries on.
+ */
+export class OutboxWorker {
+  private running = false;
+  private loopDone: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly route: ApplyRoute,
+    private readonly applier: Applier,
+    private readonly events: EventSink,
+    private readonly options: OutboxWorkerOptions,
+  ) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  /** Wakes the worker now (after the breaker closes, or a replay). */
+  poke(): void {
+    this.wake?.();
+  }
+
+  /** Stops after the batch in flight has been settled. Safe to call twice. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loopDone;
+  }
+
+  /** One claim-and-apply round; returns how many rows it handled. */
+  async drainOnce(): Promise<number> {
+    const state = this.route.breaker.state();
+    if (state === 'open') return 0;
+    // While half-open, send one small batch as the trial.
+    const limit = state === 'half-open' ? 1 : this.options.batchSize;
+    const entries = await claimOutboxRows(this.route.from, limit, this.options.leaseMs);
+    if (entries.length === 0) return 0;
+    await this.applier.applyClaimed(this.route, entries);
+    return entries.length;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      let handled = 0;
+      try {
+        handled = await this.drainOnce();
+      } catch (error) {
+        this.events.emit({ type: 'background.error', component: 'outbox.worker', error: coerceError(error) });
+      }
+      if (handled === 0 && this.running) await this.sleep(this.options.pollIntervalMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+}

@@ -1,0 +1,13 @@
+import { OUTBOX_TABLE } from '../../db/internal-tables.js';
+import type { Store } from '../../db/store.js';
+
+/** Deletes up to `limit` done rows; returns how many went. Small batches keep locks short. */
+export async function deleteDoneRows(primary: Store, limit: number): Promise<number> {
+  const { knex } = primary;
+  if (primary.dialect === 'mysql') {
+    return knex(OUTBOX_TABLE).where('status', 'done').limit(limit).del();
+  }
+  return knex(OUTBOX_TABLE)
+    .whereIn('id', knex(OUTBOX_TABLE).select('id').where('status', 'done').limit(limit))
+    .del();
+}

@@ -1,0 +1,153 @@
+import type { Knex } from 'knex';
+import { bindValue } from '../db/bind-value.js';
+import type { Dialect } from '../db/store.js';
+import { TandemError } from '../errors.js';
+import type { Policy } from '../policy/policy.js';
+import type { KeyValues } from '../policy/row-key.js';
+import type { Row } from './image-codec.js';
+
+/** The primary's view of one change: the after-image, or a tombstone for a delete. */
+export interface PrimaryChange {
+  status: 200 | 201 | 204;
+  key: KeyValues;
+  /** Full row as stored; undefined for deletes. */
+  row: Row | undefined;
+}
+
+/** Source-shaped values → values bound for the primary's dialect. */
+export function bindRow(policy: Policy, values: Row, dialect: Dialect): Row {
+  const out: Row = {};
+  for (const [name, value] of Object.entries(values)) out[name] = bindValue(value, policy.columns.get(name)?.kind ?? null, dialect);
+  return out;
+}
+
+export function keyWhere(policy: Policy, key: KeyValues, columns: readonly string[] = policy.primaryKey): Row {
+  const where: Row = {};
+  columns.forEach((col, i) => {
+    where[col] = key[i];
+  });
+  return where;
+}
+
+function lockRow(trx: Knex.Transaction, dialect: Dialect, policy: Policy, key: KeyValues) {
+  const query = trx(policy.sourceTable).select('*').where(keyWhere(policy, key)).first();
+  return dialect === 'sqlite' ? query : query.forUpdate();
+}
+
+function notFound(policy: Policy, field: string): TandemError {
+  return new TandemError('not_found', 404, `${field}: no row with this key in ${policy.name}`, { field });
+}
+
+/** INSERT; the after-image comes from RETURNING, or on MySQL from a locked re-read. */
+export async function insertRow(
+  trx: Knex.Transaction,
+  dialect: Dialect,
+  policy: Policy,
+  values: Row,
+  field: string,
+): Promise<PrimaryChange> {
+  const bound = bindRow(policy, values, dialect);
+  if (dialect !== 'mysql') {
+    const [row] = (await trx(policy.sourceTable).insert(bound).returning('*')) as Row[];
+    if (!row) throw new TandemError('internal', 500, 'insert returned no row');
+    return { status: 201, key: policy.primaryKey.map((c) => row[c]), row };
+  }
+  const result = (await trx(policy.sourceTable).insert(bound)) as number[];
+  let key: KeyValues;
+  if (policy.primaryKey.every((c) => values[c] !== undefined && values[c] !== null)) {
+    key = policy.primaryKey.map((c) => values[c]);
+  } else if (policy.primaryKey.length === 1 && result[0]) {
+    key = [result[0]];
+  } else {
+    const missing = policy.primaryKey.find((c) => values[c] === undefined) ?? policy.primaryKey[0];
+    throw new TandemError('invalid_value', 400, `${field}.${missing}: required (the key is not generated)`, {
+      field: `${field}.${missing}`,
+    });
+  }
+  const row = (await lockRow(trx, dialect, policy, key)) as Row | undefined;
+  if (!row) throw new TandemError('internal', 500, 'inserted row not found on re-read');
+  return { status: 201, key: policy.primaryKey.map((c) => row[c]), row };
+}
+
+/** UPDATE by key; 404 when the key does not exist. Key columns cannot change. */
+export async function updateRow(
+  trx: Knex.Transaction,
+  dialect: Dialect,
+  policy: Policy,
+  key: KeyValues,
+  values: Row,
+  field: string,
+  keyField: string,
+): Promise<PrimaryChange> {
+  const changes = withoutKey(policy, key, values, field);
+  if (Object.keys(changes).length === 0) {
+    throw new TandemError('bad_request', 400, `${field}: name at least one column to change`, { field });
+  }
+  const bound = bindRow(policy, changes, dialect);
+  if (dialect !== 'mysql') {
+    const [row] = (await trx(policy.sourceTable).where(keyWhere(policy, key)).update(bound).returning('*')) as Row[];
+    if (!row) throw notFound(policy, keyField);
+    return { status: 200, key, row };
+  }
+  const before = await lockRow(trx, dialect, policy, key);
+  if (!before) throw notFound(policy, keyField);
+  await trx(policy.sourceTable).where(keyWhere(policy, key)).update(bound);
+  const row = (await lockRow(trx, dialect, policy, key)) as Row;
+  return { status: 200, key, row };
+}
+
+/** Insert or update by key (PUT). The key comes from the URL; values may repeat it. */
+export async function upsertRow(
+  trx: Knex.Transaction,
+  dialect: Dialect,
+  policy: Policy,
+  key: KeyValues,
+  values: Row,
+  field: string,
+): Promise<PrimaryChange> {
+  const changes = withoutKey(policy, key, values, field);
+  const existing = (await lockRow(trx, dialect, policy, key)) as Row | undefined;
+  if (!existing) {
+    const change = await insertRow(trx, dialect, policy, { ...changes, ...keyWhere(policy, key) }, field);
+    return { ...change, status: 201 };
+  }
+  if (Object.keys(changes).length === 0) return { status: 200, key, row: existing };
+  const change = await updateRow(trx, dialect, policy, key, changes, field, 'key');
+  return { ...change, status: 200 };
+}
+
+/** DELETE by key; 404 when absent. */
+export async function deleteRow(
+  trx: Knex.Transaction,
+  dialect: Dialect,
+  policy: Policy,
+  key: KeyValues,
+  keyField: string,
+): Promise<PrimaryChange> {
+  if (dialect !== 'mysql') {
+    const rows = (await trx(policy.sourceTable).where(keyWhere(policy, key)).del().returning([...policy.primaryKey])) as Row[];
+    if (rows.length === 0) throw notFound(policy, keyField);
+    return { status: 204, key, row: undefined };
+  }
+  const before = await lockRow(trx, dialect, policy, key);
+  if (!before) throw notFound(policy, keyField);
+  await trx(policy.sourceTable).where(keyWhere(policy, key)).del();
+  return { status: 204, key, row: undefined };
+}
+
+function withoutKey(policy: Policy, key: KeyValues, values: Row, field: string): Row {
+  const out: Row = {};
+  for (const [name, value] of Object.entries(values)) {
+    const index = policy.primaryKey.indexOf(name);
+    if (index === -1) {
+      out[name] = value;
+      continue;
+    }
+    if (String(value) !== String(key[index])) {
+      throw new TandemError('invalid_value', 400, `${field}.${name}: primary-key columns cannot be changed`, {
+        field: `${field}.${name}`,
+      });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,178 @@
+import type { Knex } from 'knex';
+import { classifyDbError } from '../db/classify-error.js';
+import type { Store } from '../db/store.js';
+import { readStateForShare, type TableState } from '../db/table-state.js';
+import { TandemError } from '../errors.js';
+import type { EventSink } from '../events.js';
+import type { Policy } from '../policy/policy.js';
+import { formatKey, type KeyValues } from '../policy/row-key.js';
+import type { Applier, ApplyRoute } from './applier.js';
+import { decodeImage, encodeImage, toApiRow, type Row } from './image-codec.js';
+import type { OutboxEntry } from './outbox/outbox-entry.js';
+import { insertOutboxRow } from './outbox/insert-outbox-row.js';
+import { deleteRow, insertRow, updateRow, upsertRow, type PrimaryChange } from './primary-ops.js';
+
+export type WriteOp =
+  | { op: 'insert'; policy: Policy; values: Row; field: string }
+  | { op: 'update'; policy: Policy; key: KeyValues; values: Row; field: string }
+  | { op: 'upsert'; policy: Policy; key: KeyValues; values: Row; field: string }
+  | { op: 'delete'; policy: Policy; key: KeyValues; field: string };
+
+export interface OpResult {
+  status: 200 | 201 | 204;
+  row?: Row;
+}
+
+/** What happened to the secondary copy: the `Tandem-Write` header. */
+export type WriteDisposition = 'applied' | 'queued' | 'primary-only';
+
+export interface WriteOutcome {
+  results: OpResult[];
+  disposition: WriteDisposition;
+}
+
+export interface WriteServiceOptions {
+  /** How long the worker leaves fresh rows to the inline apply, ms. */
+  inlineGraceMs: number;
+}
+
+const MAX_TRANSACTION_TRIES = 3;
+
+/**
+ * The write path (DESIGN §3): one primary transaction per request (all ops of a batch),
+ * the state row read FOR SHARE, each change followed by its outbox row, commit, then one
+ * inline apply to the secondary through its breaker.
+ */
+export class WriteService {
+  constructor(
+    private readonly route: () => ApplyRoute,
+    private readonly applier: Applier,
+    private readonly events: EventSink,
+    private readonly options: WriteServiceOptions,
+  ) {}
+
+  async write(ops: readonly WriteOp[], requestId?: string): Promise<WriteOutcome> {
+    const route = this.route();
+    const primary = route.from;
+    let entries: OutboxEntry[] = [];
+    let results: OpResult[] = [];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        entries = [];
+        results = await primary.knex.transaction((trx) => this.runOps(trx, primary, ops, entries));
+        break;
+      } catch (error) {
+        if (error instanceof TandemError) throw error;
+        const kind = classifyDbError(error);
+        // A lost race between two upserts of a new key, a deadlock or a serialization failure
+        // rolled the whole transaction back: nothing was written, so running it again is safe.
+        const retryable = kind === 'transient' || (kind === 'unique' && ops.some((o) => o.op === 'upsert'));
+        if (retryable && attempt < MAX_TRANSACTION_TRIES && !isConnectionLevel(error)) continue;
+        for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'error', op: op.op, ...(requestId ? { requestId } : {}) });
+        throw primaryError(error, ops);
+      }
+    }
+    for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'ok', op: op.op, ...(requestId ? { requestId } : {}) });
+    if (entries.length === 0) return { results, disposition: 'primary-only' };
+    const applied = await this.applier.applyInline(route, entries);
+    return { results, disposition: applied ? 'applied' : 'queued' };
+  }
+
+  private async runOps(trx: Knex.Transaction, primary: Store, ops: readonly WriteOp[], entries: OutboxEntry[]): Promise<OpResult[]> {
+    const states = new Map<string, TableState>();
+    const results: OpResult[] = [];
+    for (const op of ops) {
+      let state = states.get(op.policy.name);
+      if (!state) {
+        state = await readStateForShare(trx, primary.dialect, op.policy.name);
+        if (!state) throw new TandemError('internal', 500, `no state row for table ${op.policy.name}`);
+        if (state.role !== 'primary') {
+          throw new TandemError('table_frozen', 503, `table ${op.policy.name} is switching its primary; retry shortly`, {
+            headers: { 'Retry-After': '1' },
+          });
+        }
+        states.set(op.policy.name, state);
+      }
+      const change = await runOp(trx, primary, op);
+      if (state.dualWrite) {
+        const rowKey = formatKey(change.key);
+        const image = change.row === undefined ? null : change.row;
+        const id = await insertOutboxRow(trx, primary.dialect, {
+          table: op.policy.name,
+          rowKey,
+          op: image === null ? 'delete' : 'upsert',
+          image: image === null ? null : encodeImage(image),
+          epoch: state.epoch,
+          notBefore: Date.now() + this.options.inlineGraceMs,
+        });
+        entries.push({
+          id,
+          table: op.policy.name,
+          rowKey,
+          op: image === null ? 'delete' : 'upsert',
+          image: image === null ? null : decodeImage(encodeImage(image)),
+          epoch: state.epoch,
+          attempts: 0,
+          createdAt: Date.now(),
+        });
+      }
+      results.push(change.row === undefined ? { status: change.status } : { status: change.status, row: toApiRow(change.row) });
+    }
+    return results;
+  }
+}
+
+function runOp(trx: Knex.Transaction, primary: Store, op: WriteOp): Promise<PrimaryChange> {
+  const keyField = op.field === 'values' ? 'key' : `${op.field.replace(/\.values$/, '')}.key`;
+  switch (op.op) {
+    case 'insert':
+      return insertRow(trx, primary.dialect, op.policy, op.values, op.field);
+    case 'update':
+      return updateRow(trx, primary.dialect, op.policy, op.key, op.values, op.field, keyField);
+    case 'upsert':
+      return upsertRow(trx, primary.dialect, op.policy, op.key, op.values, op.field);
+    case 'delete':
+      return deleteRow(trx, primary.dialect, op.policy, op.key, keyField);
+  }
+}
+
+function isConnectionLevel(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(E[A-Z]+$|PROTOCOL_)/.test(code);
+}
+
+/** A failure on the primary is the client's answer: map it to a status with a stable code. */
+function primaryError(error: unknown, ops: readonly WriteOp[]): TandemError {
+  const kind = classifyDbError(error);
+  const table = ops.length === 1 ? ` in ${ops[0]?.policy.name}` : '';
+  const detail = (error as { detail?: unknown }).detail;
+  const suffix = typeof detail === 'string' ? `: ${detail}` : '';
+  switch (kind) {
+    case 'unique':
+      return new TandemError('conflict', 409, `a row with the same unique value already exists${table}${suffix}`, { cause: error });
+    case 'foreign_key':
+      return new TandemError('conflict', 409, `the change violates a foreign key${table}${suffix}`, { cause: error });
+    case 'not_null':
+      return new TandemError('invalid_value', 400, `a required column is missing or null${table}${columnHint(error)}`, { cause: error });
+    case 'check':
+      return new TandemError('invalid_value', 400, `the change violates a check constraint${table}${suffix}`, { cause: error });
+    case 'data':
+      return new TandemError('invalid_value', 400, `a value does not fit its column${table}${columnHint(error)}`, { cause: error });
+    case 'timeout':
+      return new TandemError('timeout', 503, 'the primary did not finish the statement in time', {
+        cause: error,
+        headers: { 'Retry-After': '1' },
+      });
+    default:
+      return new TandemError('primary_unavailable', 503, 'the primary database is unavailable', {
+        cause: error,
+        headers: { 'Retry-After': '1' },
+      });
+  }
+}
+
+/** The column a driver names in a constraint error, when it names one (never the value). */
+function columnHint(error: unknown): string {
+  const column = (error as { column?: unknown }).column;
+  return typeof column === 'string' ? ` (column ${column})` : '';
+}
