@@ -84,16 +84,16 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
         afterCreate: (conn: MysqlConn, done: (err: Error | null, conn: unknown) => void) => {
           // READ COMMITTED avoids InnoDB gap locks between concurrent writers on nearby keys.
           // max_statement_time is MariaDB's statement timeout (seconds); MySQL uses max_execution_time.
-          conn.query(
-            `SET SESSION time_zone = '+00:00', SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED`,
-            (err) => {
-              if (err) return done(err, conn);
+          conn.query(`SET SESSION time_zone = '+00:00'`, (zoneErr) => {
+            if (zoneErr) return done(zoneErr, conn);
+            conn.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED', (isoErr) => {
+              if (isoErr) return done(isoErr, conn);
               conn.query(`SET SESSION max_statement_time = ${statementSeconds}`, (mariaErr) => {
                 if (!mariaErr) return done(null, conn);
                 conn.query(`SET SESSION max_execution_time = ${options.statementTimeoutMs}`, () => done(null, conn));
               });
-            },
-          );
+            });
+          });
         },
       },
       acquireConnectionTimeout: options.acquireTimeoutMs,

@@ -124,9 +124,15 @@ export async function deleteRow(
   key: KeyValues,
   keyField: string,
 ): Promise<PrimaryChange> {
-  if (dialect !== 'mysql') {
+  if (dialect === 'pg') {
     const rows = (await trx(policy.sourceTable).where(keyWhere(policy, key)).del().returning([...policy.primaryKey])) as Row[];
     if (rows.length === 0) throw notFound(policy, keyField);
+    return { status: 204, key, row: undefined };
+  }
+  if (dialect === 'sqlite') {
+    // knex ignores RETURNING on SQLite deletes and answers the row count.
+    const count = (await trx(policy.sourceTable).where(keyWhere(policy, key)).del()) as number;
+    if (count === 0) throw notFound(policy, keyField);
     return { status: 204, key, row: undefined };
   }
   const before = await lockRow(trx, dialect, policy, key);
