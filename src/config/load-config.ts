@@ -101,21 +101,21 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<TandemConf
   if (!result.success) {
     for (const issue of result.error.issues) problems.push(describeIssue(issue, origin));
   }
+  // Checked on the raw value too, so this problem is listed with all the others.
+  const http = (merged['http'] ?? {}) as Record<string, unknown>;
+  const host = typeof http['host'] === 'string' ? http['host'] : '127.0.0.1';
+  const tokens = Array.isArray(http['apiTokens']) ? http['apiTokens'] : [];
+  if (tokens.length === 0 && !isLoopback(host)) {
+    problems.push(
+      `${origin.get('http.host') ?? 'http.host'}: refusing to listen on ${host} without API tokens; ` +
+        'set TANDEM_API_TOKENS (and TANDEM_ADMIN_TOKEN) or listen on 127.0.0.1',
+    );
+  }
   if (problems.length > 0 || !result.success) {
     throw new TandemError('config_invalid', 500, `Invalid configuration:\n  - ${problems.join('\n  - ')}`);
   }
 
   const config = result.data;
-  const hasTokens = config.http.apiTokens.length > 0;
-  if (!hasTokens && !isLoopback(config.http.host)) {
-    throw new TandemError(
-      'config_invalid',
-      500,
-      `Invalid configuration:\n  - ${origin.get('http.host') ?? 'http.host'}: refusing to listen on ${config.http.host} ` +
-        'without API tokens; set TANDEM_API_TOKENS (and TANDEM_ADMIN_TOKEN) or listen on 127.0.0.1',
-    );
-  }
-
   config.policiesDir = path.resolve(cwd, config.policiesDir);
   config.flags.file = path.resolve(cwd, config.flags.file);
   config.source.url = resolveSqlitePath(config.source.url, cwd);
@@ -144,7 +144,13 @@ function describeIssue(issue: ZodIssue, origin: Map<string, string>): string {
   }
   const label = where && where !== dotted ? `${where} (${dotted})` : dotted || '(root)';
   if (issue.code === 'unrecognized_keys') {
-    return `${label || '(root)'}: unknown setting(s) ${issue.keys.map((k) => (dotted ? `${dotted}.${k}` : k)).join(', ')}`;
+    return issue.keys
+      .map((k) => {
+        const full = dotted ? `${dotted}.${k}` : k;
+        const from = origin.get(full);
+        return `${from && from !== full ? `${from} (${full})` : full}: unknown setting`;
+      })
+      .join('; ');
   }
   return `${label}: ${issue.message}`;
 }

@@ -92,7 +92,9 @@ const NETWORK_CODES = new Set([
 /** Error names without codes that are nonetheless about the connection, not the data. */
 const TRANSIENT_NAMES = new Set(['KnexTimeoutError', 'DeadlineError']);
 
-export function classifyDbError(error: unknown): DbErrorKind {
+export function classifyDbError(error: unknown, seen: Set<unknown> = new Set()): DbErrorKind {
+  if (seen.has(error)) return 'unknown';
+  seen.add(error);
   const e = error as { code?: unknown; errno?: unknown; name?: unknown; cause?: unknown } | null;
   if (!e || typeof e !== 'object') return 'unknown';
   const code = typeof e.code === 'string' ? e.code : undefined;
@@ -106,7 +108,7 @@ export function classifyDbError(error: unknown): DbErrorKind {
   }
   if (typeof e.name === 'string' && TRANSIENT_NAMES.has(e.name)) return 'transient';
   if (e.cause && e.cause !== error) {
-    const inner = classifyDbError(e.cause);
+    const inner = classifyDbError(e.cause, seen);
     if (inner !== 'unknown') return inner;
   }
   return 'unknown';

@@ -50,7 +50,8 @@ export function resolveStage(flags: TableFlags, previous: Stage, supported: read
     return { stage: previous, conflict: 'target-only cannot be left: the source is stale; resync it first' };
   }
   if (!supported.includes(desired)) {
-    const fallback: Stage = supported.includes('dual-write') && flags.dualWrite ? 'dual-write' : previous;
+    const canFallBack = previous === 'source-only' || previous === 'dual-write';
+    const fallback: Stage = canFallBack && supported.includes('dual-write') && flags.dualWrite ? 'dual-write' : previous;
     return { stage: fallback, conflict: `stage ${desired} is not supported by this version of Tandem` };
   }
   return { stage: desired };

@@ -3,7 +3,8 @@ import type { BoundColumn, Policy } from './policy.js';
 
 const INTEGER_TEXT = /^-?\d{1,20}$/;
 const NUMERIC_TEXT = /^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/;
-const DATE_TEXT = /^\d{4}-\d{2}-\d{2}$/;
+const DATE_TEXT = /^(\d{4})-(\d{2})-(\d{2})$/;
+const DATETIME_TEXT = /^(\d{4})-(\d{2})-(\d{2})([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)?$/i;
 const BASE64_TEXT = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
@@ -50,12 +51,16 @@ function checkValue(column: BoundColumn, value: unknown): string | undefined {
         return `longer than ${column.maxLength} characters`;
       }
       return undefined;
-    case 'datetime':
-      if (typeof value === 'string' && !Number.isNaN(Date.parse(value))) return undefined;
-      return 'expected an ISO-8601 date-time string';
-    case 'date':
-      if (typeof value === 'string' && DATE_TEXT.test(value) && !Number.isNaN(Date.parse(value))) return undefined;
+    case 'datetime': {
+      const m = typeof value === 'string' ? DATETIME_TEXT.exec(value) : null;
+      if (m && realDate(m[1], m[2], m[3]) && !Number.isNaN(Date.parse(value as string))) return undefined;
+      return 'expected an ISO-8601 date-time string such as 2024-05-01T12:30:00Z';
+    }
+    case 'date': {
+      const m = typeof value === 'string' ? DATE_TEXT.exec(value) : null;
+      if (m && realDate(m[1], m[2], m[3])) return undefined;
       return 'expected a date YYYY-MM-DD';
+    }
     case 'json':
       return undefined;
     case 'binary':
@@ -65,4 +70,13 @@ function checkValue(column: BoundColumn, value: unknown): string | undefined {
       if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return undefined;
       return `expected a scalar (${column.type})`;
   }
+}
+
+/** True when year-month-day names a day that exists (no 2023-02-30). */
+function realDate(year: string | undefined, month: string | undefined, day: string | undefined): boolean {
+  const y = Number(year);
+  const mo = Number(month);
+  const d = Number(day);
+  const date = new Date(Date.UTC(y, mo - 1, d));
+  return date.getUTCFullYear() === y && date.getUTCMonth() === mo - 1 && date.getUTCDate() === d;
 }

@@ -1,0 +1,162 @@
+import type { ColumnKind } from './column-kind.js';
+import type { Policy } from './policy.js';
+
+/** How values are made comparable across engines (policy `compare`). */
+export interface CompareSettings {
+  timestampPrecision: 's' | 'ms' | 'us';
+  floatTolerance: number;
+  caseInsensitive: ReadonlySet<string>;
+  ignore: ReadonlySet<string>;
+}
+
+export function compareSettings(policy: Policy): CompareSettings {
+  const c = policy.file.compare;
+  return {
+    timestampPrecision: c.timestampPrecision,
+    floatTolerance: c.floatTolerance,
+    caseInsensitive: new Set(c.caseInsensitive),
+    ignore: new Set(c.ignore),
+  };
+}
+
+const NUMERIC = /^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/;
+
+/**
+ * The canonical text of one value, given the column's kind on each side, so equal data
+ * from PostgreSQL, MariaDB and SQLite compares equal while real differences (NULL vs '',
+ * a changed digit, trailing spaces) stay different. Floats come back as numbers and are
+ * compared with a tolerance by {@link valuesEqual}.
+ */
+export function canonical(value: unknown, kind: ColumnKind, other: ColumnKind | null, settings: CompareSettings, column: string): unknown {
+  if (value === null || value === undefined) return null;
+  const kinds = new Set([kind, other ?? kind]);
+  if (kinds.has('datetime')) return canonicalTimestamp(value, settings.timestampPrecision);
+  if (kinds.has('date')) return canonicalDate(value);
+  if (kinds.has('json')) return canonicalJson(value);
+  if (kinds.has('binary')) return Buffer.isBuffer(value) ? `b64:${value.toString('base64')}` : `b64:${Buffer.from(String(value)).toString('base64')}`;
+  if (kinds.has('boolean')) {
+    if (typeof value === 'boolean') return value ? '1' : '0';
+    if (value === 1 || value === '1' || value === 1n) return '1';
+    if (value === 0 || value === '0' || value === 0n) return '0';
+  }
+  if (kinds.has('float')) {
+    const n = typeof value === 'number' ? value : Number(value);
+    return Number.isFinite(n) ? n : String(value);
+  }
+  if (kinds.has('integer') || kinds.has('decimal')) {
+    if (typeof value === 'number' || typeof value === 'bigint') return canonicalNumber(String(value));
+    if (typeof value === 'string' && NUMERIC.test(value.trim())) return canonicalNumber(value.trim());
+    if (typeof value === 'boolean') return value ? '1' : '0';
+  }
+  if (Buffer.isBuffer(value)) return `b64:${value.toString('base64')}`;
+  if (value instanceof Date) return canonicalTimestamp(value, settings.timestampPrecision);
+  if (typeof value === 'object') return canonicalJson(value);
+  const text = String(value);
+  return settings.caseInsensitive.has(column) ? text.toLowerCase() : text;
+}
+
+/** Decimal text without sign noise, leading zeros or trailing fractional zeros: `010.500` → `10.5`. */
+export function canonicalNumber(text: string): string {
+  let t = text.trim();
+  if (/[eE]/.test(t)) {
+    const n = Number(t);
+    if (!Number.isFinite(n)) return t;
+    t = Number.isInteger(n) && Math.abs(n) < Number.MAX_SAFE_INTEGER ? n.toFixed(0) : String(n);
+  }
+  let sign = '';
+  if (t.startsWith('-') || t.startsWith('+')) {
+    sign = t.startsWith('-') ? '-' : '';
+    t = t.slice(1);
+  }
+  let [int = '', frac = ''] = t.split('.');
+  int = int.replace(/^0+(?=\d)/, '') || '0';
+  frac = frac.replace(/0+$/, '');
+  const out = frac ? `${int}.${frac}` : int;
+  return out === '0' ? '0' : `${sign}${out}`;
+}
+
+/** UTC ISO-8601 cut to the precision; naive timestamps (no zone) are taken as UTC. */
+export function canonicalTimestamp(value: unknown, precision: 's' | 'ms' | 'us'): string {
+  let iso: string;
+  let micros = '';
+  if (value instanceof Date) {
+    iso = value.toISOString();
+  } else {
+    const text = String(value).trim();
+    const m = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.(\d+))?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i.exec(text);
+    if (!m) {
+      const date = new Date(text);
+      if (Number.isNaN(date.getTime())) return text;
+      iso = date.toISOString();
+    } else {
+      const [, day, time, fraction = '', zone] = m;
+      const seconds = (time as string).length === 5 ? `${time}:00` : time;
+      const zoneText = !zone || zone.toUpperCase() === 'Z' ? 'Z' : normalizeZone(zone);
+      const date = new Date(`${day}T${seconds}.${(fraction + '000').slice(0, 3)}${zoneText}`);
+      if (Number.isNaN(date.getTime())) return text;
+      iso = date.toISOString();
+      micros = (fraction + '000000').slice(3, 6);
+    }
+  }
+  const base = iso.slice(0, 19);
+  if (precision === 's') return `${base}Z`;
+  const ms = iso.slice(20, 23);
+  return precision === 'ms' ? `${base}.${ms}Z` : `${base}.${ms}${micros || '000'}Z`;
+}
+
+function normalizeZone(zone: string): string {
+  const m = /^([+-])(\d{2}):?(\d{2})?$/.exec(zone);
+  return m ? `${m[1]}${m[2]}:${m[3] ?? '00'}` : zone;
+}
+
+function canonicalDate(value: unknown): string {
+  if (value instanceof Date) return value.toISOString().slice(0, 10);
+  const text = String(value).trim();
+  const m = /^(\d{4}-\d{2}-\d{2})/.exec(text);
+  return m ? (m[1] as string) : text;
+}
+
+/** JSON with sorted keys; JSON text is parsed first so `{"a":1}` equals `{ "a": 1 }`. */
+export function canonicalJson(value: unknown): string {
+  let parsed = value;
+  if (typeof value === 'string') {
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      return value;
+    }
+  }
+  return JSON.stringify(sortKeys(parsed));
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) out[key] = sortKeys((value as Record<string, unknown>)[key]);
+    return out;
+  }
+  return value;
+}
+
+export function valuesEqual(a: unknown, b: unknown, tolerance: number): boolean {
+  if (typeof a === 'number' && typeof b === 'number') {
+    return Math.abs(a - b) <= tolerance * Math.max(1, Math.abs(a), Math.abs(b));
+  }
+  return a === b;
+}
+
+/**
+ * Compares a source row with a target row already mapped back to source names. Returns the
+ * source column names whose values differ (excluded and ignored columns are not compared).
+ */
+export function diffRows(policy: Policy, settings: CompareSettings, source: Record<string, unknown>, target: Record<string, unknown>): string[] {
+  const differing: string[] = [];
+  for (const column of policy.columns.values()) {
+    if (column.targetName === null || settings.ignore.has(column.name)) continue;
+    const a = canonical(source[column.name], column.kind, column.targetKind, settings, column.name);
+    const b = canonical(target[column.name], column.targetKind ?? column.kind, column.kind, settings, column.name);
+    if (!valuesEqual(a, b, settings.floatTolerance)) differing.push(column.name);
+  }
+  return differing;
+}
