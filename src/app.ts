@@ -17,7 +17,11 @@ import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.
 import { bindPolicy } from './policy/bind-policy.js';
 import { loadPolicyFiles } from './policy/load-policies.js';
 import type { Policy } from './policy/policy.js';
+import { ConsistencyWindow } from './read/consistency-window.js';
+import { ReadRouting } from './read/read-routing.js';
 import { ReadService } from './read/read-service.js';
+import { requeueKey } from './consistency/requeue-key.js';
+import { PendingKeys } from './write/pending-keys.js';
 import { Applier, type ApplyRoute } from './write/applier.js';
 import { makeStoreBreaker, type StoreBreaker } from './write/breaker.js';
 import { Housekeeper } from './write/housekeeper.js';
@@ -58,6 +62,8 @@ export class TandemApp {
   private server: Server | undefined;
   private express: Express | undefined;
   private policies = new Map<string, Policy>();
+  private routing: ReadRouting | undefined;
+  private consistency: ConsistencyWindow | undefined;
   private accepting = false;
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
@@ -130,18 +136,58 @@ export class TandemApp {
     events.emit({ type: 'breaker', store: 'target', state: 'closed' });
     const route: ApplyRoute = { from: source, to: target, breaker: targetBreaker };
 
-    const applier = new Applier(this.policies, events, {
-      timeoutMs: config.apply.timeoutMs,
-      maxAttempts: config.outbox.maxAttempts,
-      backoffBaseMs: config.outbox.backoffBaseMs,
-      backoffMaxMs: config.outbox.backoffMaxMs,
+    const pending = new PendingKeys(config.read.maxPendingKeys);
+    const applier = new Applier(
+      this.policies,
+      events,
+      {
+        timeoutMs: config.apply.timeoutMs,
+        maxAttempts: config.outbox.maxAttempts,
+        backoffBaseMs: config.outbox.backoffBaseMs,
+        backoffMaxMs: config.outbox.backoffMaxMs,
+      },
+      (ids) => pending.complete(ids),
+    );
+    const writes = new WriteService(() => route, applier, events, {
+      inlineGraceMs: config.outbox.inlineGraceMs,
+      onQueued: (entries) => pending.add(entries),
     });
-    const writes = new WriteService(() => route, applier, events, { inlineGraceMs: config.outbox.inlineGraceMs });
-    const reads = new ReadService(() => source);
 
-    this.reconciler = new StageReconciler(source, target, [...this.policies.values()], flags, events, config.stages.reconcileIntervalMs);
-    await this.reconciler.reconcileAll();
-    this.reconciler.start();
+    const reconciler = new StageReconciler(source, target, [...this.policies.values()], flags, events, config.stages.reconcileIntervalMs);
+    this.reconciler = reconciler;
+    await reconciler.reconcileAll();
+    reconciler.start();
+
+    // Shadow reads get breakers of their own (quiet: they are not the stores' health).
+    const quiet = { emit: () => undefined };
+    const shadowBreakers = {
+      source: makeStoreBreaker('source', breakerOptions, quiet),
+      target: makeStoreBreaker('target', breakerOptions, quiet),
+    };
+    this.breakers.set('shadow-source', shadowBreakers.source);
+    this.breakers.set('shadow-target', shadowBreakers.target);
+    const routing = new ReadRouting({ flags, stage: (t) => reconciler.get(t), targetBreaker, pending });
+    this.routing = routing;
+    const consistency = new ConsistencyWindow(config.read.consistencySamples, config.read.consistencyWindowMs);
+    this.consistency = consistency;
+    this.events.on((event) => {
+      if (event.type !== 'shadow' || event.result === 'error') return;
+      consistency.record(event.table, event.result === 'match');
+      const { ratio, samples } = consistency.ratio(event.table);
+      this.events.emit({ type: 'consistency', table: event.table, ratio, samples });
+    });
+    const reads = new ReadService({
+      source,
+      target,
+      routing,
+      targetBreaker,
+      shadowBreakers,
+      events,
+      repair: async (policy, key) => {
+        await requeueKey(source, policy, key);
+      },
+      options: { targetTimeoutMs: config.read.targetTimeoutMs, shadowTimeoutMs: config.read.shadowTimeoutMs },
+    });
 
     this.worker = new OutboxWorker(route, applier, events, {
       pollIntervalMs: config.outbox.pollIntervalMs,
@@ -171,7 +217,14 @@ export class TandemApp {
       apiTokens: config.http.apiTokens.length > 0 ? config.http.apiTokens : undefined,
       adminTokens: adminOpen ? undefined : config.http.adminToken ? [config.http.adminToken] : [],
       health: () => this.health(),
-      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      metrics: async () => {
+        for (const name of this.policies.keys()) {
+          this.metrics.readTargetPercent.set({ table: name }, this.routing?.percent(name, 'readTarget') ?? 0);
+          const { ratio } = this.consistency?.ratio(name) ?? { ratio: 1 };
+          this.metrics.consistency.set({ table: name }, ratio);
+        }
+        return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
+      },
       accepting: () => this.accepting,
       admin: {
         status: () => this.status(),
@@ -268,7 +321,9 @@ export class TandemApp {
             targetPrimary: flags?.isEnabled(names.targetPrimary) ?? false,
             retireSource: flags?.isEnabled(names.retireSource) ?? false,
           },
-          readTargetPercent: 0,
+          readTargetPercent: this.routing?.percent(policy.name, 'readTarget') ?? 0,
+          shadowReadPercent: this.routing?.percent(policy.name, 'shadowRead') ?? 0,
+          consistency: this.consistency?.ratio(policy.name) ?? { ratio: 1, samples: 0 },
           outbox: { pending: outbox?.pending ?? 0, dead: outbox?.dead ?? 0, lagSeconds: outbox?.lagSeconds ?? 0 },
         };
       }),
@@ -337,6 +392,14 @@ function logEvent(logger: Logger, event: TandemEvent): void {
       else logger.info(fields, 'request');
       return;
     }
+    case 'shadow':
+      if (event.result === 'mismatch') {
+        logger.warn({ table: event.table, key: event.key, columns: event.columns, shadowStore: event.shadowStore }, 'shadow read mismatch');
+      }
+      return;
+    case 'read':
+      if (event.result === 'fallback') logger.warn({ table: event.table, err: event.error?.message }, 'target read failed; served by the source');
+      return;
     case 'apply.failed':
       logger.warn(
         { store: event.store, rows: event.rows, path: event.path, willRetry: event.willRetry, err: event.error.message },

@@ -31,6 +31,17 @@ export type TandemEvent =
       error?: Error;
     }
   | { type: 'write'; table: string; store: StoreName; result: 'ok' | 'error'; op: string; requestId?: string }
+  | { type: 'read'; table: string; store: StoreName; result: 'ok' | 'fallback' | 'error'; error?: Error }
+  | {
+      type: 'shadow';
+      table: string;
+      result: 'match' | 'mismatch' | 'error';
+      key?: string;
+      columns?: string[];
+      shadowStore?: StoreName;
+      error?: Error;
+    }
+  | { type: 'consistency'; table: string; ratio: number; samples: number }
   | { type: 'apply'; table: string; store: StoreName; result: 'applied' | 'skipped_stale' | 'failed'; count: number }
   | { type: 'apply.failed'; store: StoreName; rows: number; error: Error; willRetry: boolean; path: 'inline' | 'worker' }
   | { type: 'outbox.dead'; table: string; rowKey: string; id: string; error: string }

@@ -103,6 +103,18 @@ export const configSchema = strictObject({
         housekeepingIntervalMs: positiveInt.default(1_000),
       })
       .default({}),
+    read: strictObject({
+      /** Deadline of a read served by the target; past it the read falls back to the primary, ms. Default: 500. */
+      targetTimeoutMs: positiveInt.default(500),
+      /** Deadline of a shadow read (its connection is cut after it), ms. Default: 1000. */
+      shadowTimeoutMs: positiveInt.default(1_000),
+      /** Shadow comparisons kept per table for the consistency ratio. Default: 1000. */
+      consistencySamples: positiveInt.default(1_000),
+      /** Oldest comparison counted in the consistency ratio, ms. Default: 60000. */
+      consistencyWindowMs: positiveInt.default(60_000),
+      /** Keys with pending outbox rows tracked per process for read-your-writes; past it, the table reads from its primary. Default: 100000. */
+      maxPendingKeys: positiveInt.default(100_000),
+    }).default({}),
     stages: strictObject({
         /** Interval at which flags are reconciled into table state even without a change event, ms. Default: 2000. */
         reconcileIntervalMs: positiveInt.default(2_000),

@@ -68,6 +68,12 @@ export class StageReconciler {
   }
 
   async reconcileAll(): Promise<void> {
+    // Without any flags (Unleash unreachable at a cold start) the recorded stage stands:
+    // switching dual-write off would mark every target stale for nothing.
+    if (!this.flags.synchronized()) {
+      await this.loadRecorded();
+      return;
+    }
     let states: Map<string, TableState>;
     try {
       states = new Map((await readAllStates(this.source.knex)).map((s) => [s.table, s]));
@@ -81,6 +87,20 @@ export class StageReconciler {
       } catch (error) {
         this.events.emit({ type: 'background.error', component: 'stage.reconcile', error: coerceError(error) });
       }
+    }
+  }
+
+  private async loadRecorded(): Promise<void> {
+    try {
+      for (const state of await readAllStates(this.source.knex)) {
+        if (!this.policies.some((p) => p.name === state.table)) continue;
+        const before = this.stages.get(state.table);
+        const stage: Stage = state.dualWrite ? 'dual-write' : 'source-only';
+        this.stages.set(state.table, { table: state.table, stage, state, conflict: before?.conflict });
+        if (!before) this.events.emit({ type: 'stage', table: state.table, stage, stale: state.stale, reason: 'recorded stage (flags not loaded yet)' });
+      }
+    } catch (error) {
+      this.events.emit({ type: 'background.error', component: 'stage.reconcile', error: coerceError(error) });
     }
   }
 

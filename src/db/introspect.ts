@@ -36,7 +36,7 @@ async function primaryKeyOf(store: Store, table: string): Promise<string[]> {
   const { knex } = store;
   if (store.dialect === 'sqlite') {
     const rows = (await knex.raw('SELECT name, pk FROM pragma_table_info(?)', [table])) as Array<{ name: string; pk: number }>;
-    return rows.filter((r) => r.pk > 0).sort((a, b) => a.pk - b.pk).map((r) => r.name);
+    return rows.filter((r) => Number(r.pk) > 0).sort((a, b) => Number(a.pk) - Number(b.pk)).map((r) => r.name);
   }
   if (store.dialect === 'pg') {
     const result = (await knex.raw(

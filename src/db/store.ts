@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
+import pg from 'pg';
 
 export const DIALECTS = ['pg', 'mysql', 'sqlite'] as const;
 export type Dialect = (typeof DIALECTS)[number];
@@ -53,6 +54,7 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
         statement_timeout: options.statementTimeoutMs,
         connectionTimeoutMillis: options.connectTimeoutMs,
         keepAlive: true,
+        types: PG_TYPES,
       } as Knex.PgConnectionConfig,
       pool: { min: 0, max: options.poolMax },
       acquireConnectionTimeout: options.acquireTimeoutMs,
@@ -73,11 +75,13 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
         supportBigNumbers: true,
         bigNumberStrings: true,
         timezone: 'Z',
+        // A DATE is a calendar day: never turn it into a midnight in some zone.
+        dateStrings: ['DATE'],
         charset: 'utf8mb4',
         connectTimeout: options.connectTimeoutMs,
         enableKeepAlive: true,
         connectAttributes: { program_name: applicationName },
-      } as Knex.MySql2ConnectionConfig,
+      } as unknown as Knex.MySql2ConnectionConfig,
       pool: {
         min: 0,
         max: options.poolMax,
@@ -114,6 +118,8 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
           conn.pragma('journal_mode = WAL');
           conn.pragma(`busy_timeout = ${options.statementTimeoutMs}`);
           conn.pragma('foreign_keys = ON');
+          // Exact integers beyond 2^53; postProcessResponse turns small ones back into numbers.
+          conn.defaultSafeIntegers(true);
           done(null, conn);
         } catch (error) {
           done(error as Error, conn);
@@ -121,14 +127,47 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
       },
     },
     acquireConnectionTimeout: options.acquireTimeoutMs,
+    postProcessResponse: unBigInt,
   };
 }
+
+/** SQLite integers arrive as BigInt: numbers when safe, decimal strings beyond 2^53. */
+function unBigInt(value: unknown): unknown {
+  if (typeof value === 'bigint') {
+    return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
+  }
+  if (Array.isArray(value)) return value.map(unBigInt);
+  if (value !== null && typeof value === 'object' && !Buffer.isBuffer(value) && !(value instanceof Date)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = typeof v === 'bigint' ? unBigInt(v) : v;
+    return out;
+  }
+  return value;
+}
+
+/**
+ * PostgreSQL values as Tandem compares them: DATE stays the calendar day it is, and a
+ * TIMESTAMP without zone is read as UTC (as MariaDB's DATETIME is with time_zone +00:00).
+ */
+const PG_TYPES = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 1082) return (text: string) => text;
+    if (oid === 1114) {
+      return (text: string) => {
+        const date = new Date(`${text.replace(' ', 'T')}Z`);
+        return Number.isNaN(date.getTime()) ? text : date;
+      };
+    }
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+};
 
 interface MysqlConn {
   query(sql: string, cb: (err: Error | null) => void): void;
 }
 interface SqliteConn {
   pragma(sql: string): unknown;
+  defaultSafeIntegers(on: boolean): unknown;
 }
 
 /**

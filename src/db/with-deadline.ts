@@ -60,3 +60,41 @@ export async function withDeadlineTransaction<T>(
     await client.releaseConnection(conn);
   }
 }
+
+/**
+ * Runs one query (no transaction) on a connection that is destroyed if the query runs past
+ * `ms`: reads to a store that may be black-holed (target reads, shadow reads).
+ */
+export async function withDeadlineQuery<T>(store: Store, ms: number, build: (knex: Knex) => Knex.QueryBuilder | Knex.Raw): Promise<T> {
+  if (store.dialect === 'sqlite') return (await build(store.knex)) as T;
+  const client = store.knex.client as PoolClient;
+  let connection: unknown;
+  let timedOut = false;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      if (connection !== undefined) destroyConnection(store.dialect, connection);
+      reject(new DeadlineError(store.name, ms));
+    }, ms);
+    timer.unref();
+  });
+  deadline.catch(() => undefined);
+  const acquiring = client.acquireConnection();
+  try {
+    connection = await Promise.race([acquiring, deadline]);
+  } catch (error) {
+    clearTimeout(timer);
+    acquiring.then((c) => client.releaseConnection(c)).catch(() => undefined);
+    throw error;
+  }
+  try {
+    const query = Promise.resolve(build(store.knex).connection(connection as never) as unknown as Promise<T>);
+    query.catch(() => undefined);
+    return await Promise.race([query, deadline]);
+  } finally {
+    clearTimeout(timer);
+    if (timedOut) destroyConnection(store.dialect, connection);
+    await client.releaseConnection(connection);
+  }
+}

@@ -80,7 +80,7 @@ export function dataRoutes(deps: DataRouteDeps): Router {
         filters[name] = raw;
       }
     }
-    const result = await reads.listRows(policy, { filters, limit, after });
+    const result = await reads.listRows(policy, { filters, limit, after }, { stickyKey: stickyKey(req) });
     res.setHeader('Tandem-Read', result.store);
     res.json(result.value);
   });
@@ -89,7 +89,7 @@ export function dataRoutes(deps: DataRouteDeps): Router {
     route(res, '/v1/tables/:table/rows/:key');
     const policy = policyOf(req);
     const key = parseKey(policy, rawKey(req));
-    const result = await reads.getRow(policy, key);
+    const result = await reads.getRow(policy, key, { stickyKey: stickyKey(req) });
     res.setHeader('Tandem-Read', result.store);
     if (!result.value) throw new TandemError('not_found', 404, `key: no row with this key in ${policy.name}`, { field: 'key' });
     res.json({ row: result.value });
@@ -161,6 +161,12 @@ function parseBatchOp(policies: ReadonlyMap<string, Policy>, raw: unknown, field
     default:
       throw new TandemError('bad_request', 400, `${field}.op: expected insert, update, upsert or delete`, { field: `${field}.op` });
   }
+}
+
+/** `Tandem-Sticky-Key`: the user or session a read belongs to, for sticky routing. */
+function stickyKey(req: Request): string | undefined {
+  const value = req.get('tandem-sticky-key');
+  return value && value.length <= 256 ? value : undefined;
 }
 
 function truncate(text: string): string {

@@ -32,6 +32,30 @@ export function makeMetrics() {
       labelNames: ['table', 'store', 'result'] as const,
       registers: [registry],
     }),
+    shadowReads: new Counter({
+      name: 'tandem_shadow_reads_total',
+      help: 'Shadow reads by table and result (match, mismatch, error)',
+      labelNames: ['table', 'result'] as const,
+      registers: [registry],
+    }),
+    consistency: new Gauge({
+      name: 'tandem_consistency_ratio',
+      help: 'Rolling share of shadow comparisons that matched (1 with no samples)',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    consistencySamples: new Gauge({
+      name: 'tandem_consistency_samples',
+      help: 'Shadow comparisons behind tandem_consistency_ratio',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    readTargetPercent: new Gauge({
+      name: 'tandem_read_target_percent',
+      help: 'Share of reads the read-target flag sends to the target',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
     apply: new Counter({
       name: 'tandem_apply_total',
       help: 'Keys applied to the secondary by table and result (applied, skipped_stale, failed)',
@@ -105,6 +129,16 @@ export function recordEvent(m: TandemMetrics, event: TandemEvent): void {
       return;
     case 'write':
       m.writes.inc({ table: event.table, store: event.store, result: event.result });
+      return;
+    case 'read':
+      m.reads.inc({ table: event.table, store: event.store, result: event.result });
+      return;
+    case 'shadow':
+      m.shadowReads.inc({ table: event.table, result: event.result });
+      return;
+    case 'consistency':
+      m.consistency.set({ table: event.table }, event.ratio);
+      m.consistencySamples.set({ table: event.table }, event.samples);
       return;
     case 'apply':
       m.apply.inc({ table: event.table, result: event.result }, event.count);

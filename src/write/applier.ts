@@ -40,6 +40,8 @@ export class Applier {
     private readonly policies: ReadonlyMap<string, Policy>,
     private readonly events: EventSink,
     private readonly options: ApplierOptions,
+    /** Told which outbox ids the secondary now has (read-your-writes bookkeeping). */
+    private readonly onApplied: (ids: readonly string[]) => void = () => undefined,
   ) {}
 
   /** The request path: one try, no retry. True when the secondary has the change now. */
@@ -47,6 +49,7 @@ export class Applier {
     try {
       const result = await route.breaker.run(() => applyEntries(route.to, this.policies, entries, this.options.timeoutMs));
       this.report(route, result);
+      this.onApplied(result.ids);
       await completeOutboxRows(route.from, result.ids).catch((error: unknown) =>
         this.events.emit({ type: 'background.error', component: 'outbox.complete', error: coerceError(error) }),
       );
@@ -71,6 +74,7 @@ export class Applier {
     try {
       const result = await route.breaker.run(() => applyEntries(route.to, this.policies, entries, this.options.timeoutMs));
       this.report(route, result);
+      this.onApplied(result.ids);
       await completeOutboxRows(route.from, result.ids);
       return;
     } catch (error) {

@@ -32,6 +32,8 @@ export interface WriteOutcome {
 }
 
 export interface WriteServiceOptions {
+  /** Remembers keys written here until the secondary has them (read-your-writes). */
+  onQueued?: (entries: readonly OutboxEntry[]) => void;
   /** How long the worker leaves fresh rows to the inline apply, ms. */
   inlineGraceMs: number;
 }
@@ -74,6 +76,7 @@ export class WriteService {
     }
     for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'ok', op: op.op, ...(requestId ? { requestId } : {}) });
     if (entries.length === 0) return { results, disposition: 'primary-only' };
+    this.options.onQueued?.(entries);
     const applied = await this.applier.applyInline(route, entries);
     return { results, disposition: applied ? 'applied' : 'queued' };
   }

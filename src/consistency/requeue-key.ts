@@ -1,0 +1,32 @@
+import type { Store } from '../db/store.js';
+import { readStateForShare } from '../db/table-state.js';
+import type { Policy } from '../policy/policy.js';
+import { formatKey, type KeyValues } from '../policy/row-key.js';
+import { encodeImage, type Row } from '../write/image-codec.js';
+import { insertOutboxRow } from '../write/outbox/insert-outbox-row.js';
+import { keyWhere } from '../write/primary-ops.js';
+
+/**
+ * Re-enqueues the primary's current image of one key (read-repair, verify --repair). The
+ * row is locked while its outbox row is written, so this version is the newest and the
+ * normal apply path fixes the secondary. A missing row enqueues a tombstone.
+ * Returns false when the table is not dual-writing (nothing would deliver it).
+ */
+export async function requeueKey(primary: Store, policy: Policy, key: KeyValues): Promise<boolean> {
+  return primary.knex.transaction(async (trx) => {
+    const state = await readStateForShare(trx, primary.dialect, policy.name);
+    if (!state?.dualWrite || state.role !== 'primary') return false;
+    let query = trx(policy.sourceTable).select('*').where(keyWhere(policy, key)).first();
+    if (primary.dialect !== 'sqlite') query = query.forUpdate();
+    const row = (await query) as Row | undefined;
+    await insertOutboxRow(trx, primary.dialect, {
+      table: policy.name,
+      rowKey: formatKey(key),
+      op: row ? 'upsert' : 'delete',
+      image: row ? encodeImage(row) : null,
+      epoch: state.epoch,
+      notBefore: Date.now(),
+    });
+    return true;
+  });
+}
