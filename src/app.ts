@@ -283,8 +283,13 @@ export class TandemApp {
       }
     };
     const [source, target] = await Promise.all([ping(this.source), ping(this.target)]);
-    const flags = this.flags?.synchronized() ? 'ok' : `not synchronized${this.flags?.lastError() ? `: ${this.flags.lastError()}` : ''}`;
-    return { ready: source === 'ok' && target === 'ok' && flags === 'ok' && this.accepting, checks: { source, target, flags } };
+    const lastError = this.flags?.lastError();
+    const flags = this.flags?.synchronized()
+      ? lastError
+        ? `ok, but the last refresh failed (serving the last flags): ${lastError}`
+        : 'ok'
+      : `not synchronized${lastError ? `: ${lastError}` : ''}`;
+    return { ready: source === 'ok' && target === 'ok' && this.flags?.synchronized() === true && this.accepting, checks: { source, target, flags } };
   }
 
   async status(): Promise<unknown> {

@@ -10,6 +10,7 @@ export interface ColumnInfo {
 
 export interface TableInfo {
   table: string;
+  dialect: 'pg' | 'mysql' | 'sqlite';
   columns: ColumnInfo[];
   /** Primary-key columns in key order; empty when the table has none. */
   primaryKey: string[];
@@ -29,7 +30,7 @@ export async function describeTable(store: Store, table: string): Promise<TableI
     nullable: Boolean(c.nullable),
     maxLength: c.maxLength === null || c.maxLength === undefined || c.maxLength === '' ? null : Number(c.maxLength),
   }));
-  return { table, columns, primaryKey: await primaryKeyOf(store, table) };
+  return { table, dialect: store.dialect, columns, primaryKey: await primaryKeyOf(store, table) };
 }
 
 async function primaryKeyOf(store: Store, table: string): Promise<string[]> {

@@ -31,8 +31,10 @@ export function toTandemError(error: unknown): TandemError {
     return new TandemError('payload_too_large', 413, `body: larger than the limit of ${String(e.limit)} bytes`, { field: 'body' });
   }
   if (e?.type === 'entity.parse.failed') return new TandemError('invalid_json', 400, 'body: not valid JSON', { field: 'body' });
-  if (typeof e?.type === 'string' && typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
-    return new TandemError('bad_request', e.status, `body: ${e.type}`, { field: 'body' });
+  if (error instanceof URIError) return new TandemError('bad_request', 400, 'path: not valid URL encoding', { field: 'path', cause: error });
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
+    const what = typeof e.type === 'string' ? e.type : 'malformed request';
+    return new TandemError('bad_request', 400, `request: ${what}`, { cause: error });
   }
   return new TandemError('internal', 500, 'internal error', { cause: error });
 }

@@ -103,6 +103,11 @@ export function makeMetrics() {
       help: 'Flag combinations refused (the last good stage was kept)',
       registers: [registry],
     }),
+    flagErrors: new Counter({
+      name: 'tandem_flags_errors_total',
+      help: 'Failed refreshes of the flag source (Unleash unreachable, broken flag file)',
+      registers: [registry],
+    }),
     flagsSynchronized: new Gauge({
       name: 'tandem_flags_synchronized',
       help: '1 once flags have been loaded from Unleash or the flag file',
@@ -162,6 +167,9 @@ export function recordEvent(m: TandemMetrics, event: TandemEvent): void {
       return;
     case 'flags.loaded':
       m.flagsSynchronized.set(1);
+      return;
+    case 'flags.error':
+      m.flagErrors.inc();
       return;
     case 'background.error':
       m.backgroundErrors.inc({ component: event.component });

@@ -59,6 +59,8 @@ export interface BoundColumn {
   type: string;
   nullable: boolean;
   maxLength: number | null;
+  /** Inclusive range of an integer column on the source, when fixed-width. */
+  range: readonly [bigint, bigint] | undefined;
   /** Target column name, or null when excluded. */
   targetName: string | null;
   targetKind: ColumnKind | null;

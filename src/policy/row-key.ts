@@ -41,6 +41,10 @@ export function parseKey(policy: Policy, raw: string, field = 'key'): KeyValues 
     const kind = policy.columns.get(col)?.kind;
     if (kind === 'integer') {
       if (!/^-?\d{1,20}$/.test(text)) throw new TandemError('invalid_key', 400, `${field}: ${col} must be an integer`, { field });
+      const range = policy.columns.get(col)?.range;
+      if (range && (BigInt(text) < range[0] || BigInt(text) > range[1])) {
+        throw new TandemError('invalid_key', 400, `${field}: ${col} is outside the column's range ${range[0]}..${range[1]}`, { field });
+      }
       const n = Number(text);
       return Number.isSafeInteger(n) ? n : text;
     }

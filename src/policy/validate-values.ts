@@ -32,11 +32,16 @@ export function validateValues(policy: Policy, values: unknown, field = 'values'
 function checkValue(column: BoundColumn, value: unknown): string | undefined {
   if (value === null) return undefined;
   switch (column.kind) {
-    case 'integer':
-      if (typeof value === 'number' && Number.isInteger(value)) return undefined;
-      if (typeof value === 'string' && INTEGER_TEXT.test(value)) return undefined;
+    case 'integer': {
       if (typeof value === 'boolean' && /^(tinyint|bool)/.test(column.type)) return undefined;
-      return `expected an integer (${column.type})`;
+      const ok = (typeof value === 'number' && Number.isSafeInteger(value)) || (typeof value === 'string' && INTEGER_TEXT.test(value));
+      if (!ok) return `expected an integer (${column.type})`;
+      const n = BigInt(value as number | string);
+      if (column.range && (n < column.range[0] || n > column.range[1])) {
+        return `outside the range of ${column.type} (${column.range[0]}..${column.range[1]})`;
+      }
+      return undefined;
+    }
     case 'decimal':
     case 'float':
       if (typeof value === 'number' && Number.isFinite(value)) return undefined;

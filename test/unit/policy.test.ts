@@ -25,7 +25,7 @@ function loaded(raw: unknown, file = '/policies/test.yaml'): LoadedPolicyFile {
 
 /** The demo's shape: `users` → `app_users` with renames and an excluded column. */
 const usersSource: TableInfo = {
-  table: 'users',
+  table: 'users', dialect: 'pg',
   columns: [
     col('id', 'integer', null, false),
     col('full_name', 'varchar', 5),
@@ -45,7 +45,7 @@ const usersSource: TableInfo = {
 };
 
 const usersTarget: TableInfo = {
-  table: 'app_users',
+  table: 'app_users', dialect: 'pg',
   columns: [
     col('id', 'bigint', null, false),
     col('name', 'varchar', 200),
@@ -89,7 +89,7 @@ function usersPolicy(): Policy {
 /** `memberships(tenant varchar, seq integer)` with the same shape on both sides. */
 function compositePolicy(): Policy {
   const table: TableInfo = {
-    table: 'memberships',
+    table: 'memberships', dialect: 'pg',
     columns: [col('tenant', 'varchar', 64, false), col('seq', 'integer', null, false), col('role', 'text')],
     primaryKey: ['tenant', 'seq'],
   };
@@ -150,7 +150,7 @@ describe('bindPolicy', () => {
   });
 
   it('defaults the target table to the source name and the key to the table key', () => {
-    const table: TableInfo = { table: 'notes', columns: [col('id', 'integer'), col('body', 'text')], primaryKey: ['id'] };
+    const table: TableInfo = { table: 'notes', dialect: 'pg', columns: [col('id', 'integer'), col('body', 'text')], primaryKey: ['id'] };
     const policy = bindOk(loaded({ table: 'notes' }), table, { ...table });
     expect(policy.targetTable).toBe('notes');
     expect(policy.primaryKey).toEqual(['id']);
@@ -158,8 +158,8 @@ describe('bindPolicy', () => {
   });
 
   it('maps a renamed key column into the target primary key', () => {
-    const source: TableInfo = { table: 'a', columns: [col('id', 'integer'), col('v', 'text')], primaryKey: ['id'] };
-    const target: TableInfo = { table: 'b', columns: [col('a_id', 'integer'), col('v', 'text')], primaryKey: ['a_id'] };
+    const source: TableInfo = { table: 'a', dialect: 'pg', columns: [col('id', 'integer'), col('v', 'text')], primaryKey: ['id'] };
+    const target: TableInfo = { table: 'b', dialect: 'pg', columns: [col('a_id', 'integer'), col('v', 'text')], primaryKey: ['a_id'] };
     const policy = bindOk(loaded({ table: 'a', target: { table: 'b', columns: { id: 'a_id' } } }), source, target);
     expect(policy.targetPrimaryKey).toEqual(['a_id']);
   });
@@ -171,7 +171,7 @@ describe('bindPolicy', () => {
   });
 
   it('refuses a source table without a primary key', () => {
-    const source: TableInfo = { table: 'logs', columns: [col('id', 'integer'), col('line', 'text')], primaryKey: [] };
+    const source: TableInfo = { table: 'logs', dialect: 'pg', columns: [col('id', 'integer'), col('line', 'text')], primaryKey: [] };
     const target: TableInfo = { ...source, primaryKey: ['id'] };
     const problems = problemsOf(loaded({ table: 'logs' }), source, target);
     expect(problems.join('\n')).toMatch(/source table logs has no primary key/);
@@ -355,7 +355,7 @@ describe('mapForward / mapBackward', () => {
   });
 
   it('handles swapped column names without mixing them up, and round-trips', () => {
-    const source: TableInfo = { table: 's', columns: [col('id', 'integer'), col('a', 'text'), col('b', 'text')], primaryKey: ['id'] };
+    const source: TableInfo = { table: 's', dialect: 'pg', columns: [col('id', 'integer'), col('a', 'text'), col('b', 'text')], primaryKey: ['id'] };
     const policy = bindOk(loaded({ table: 's', target: { columns: { a: 'b', b: 'a' } } }), source, { ...source });
     const row = { id: 1, a: 'from a', b: 'from b' };
     const forward = mapForward(policy, row);
@@ -395,9 +395,18 @@ describe('formatKey / parseKey', () => {
     expect(typeof parseKey(policy, '42')[0]).toBe('number');
   });
 
-  it('keeps integers beyond 2^53 as exact decimal text', () => {
-    const policy = usersPolicy();
+  it('keeps integers beyond 2^53 as exact decimal text (bigint key)', () => {
+    const bigSource: TableInfo = { ...usersSource, columns: usersSource.columns.map((c) => (c.name === 'id' ? { ...c, type: 'bigint' } : c)) };
+    const bigTarget: TableInfo = { ...usersTarget, columns: usersTarget.columns.map((c) => (c.name === 'id' ? { ...c, type: 'bigint' } : c)) };
+    const policy = bindOk(loaded(usersPolicyFile), bigSource, bigTarget);
     expect(parseKey(policy, '9007199254740993')).toEqual(['9007199254740993']);
+  });
+
+  it('refuses a key outside a 32-bit integer column with invalid_key on "key"', () => {
+    const error = catchTandemError(() => parseKey(usersPolicy(), '2147483648'));
+    expect(error.code).toBe('invalid_key');
+    expect(error.field).toBe('key');
+    expect(parseKey(usersPolicy(), '2147483647')).toEqual([2147483647]);
   });
 
   it.each(['1.5', 'abc', '1e3', '', '0x10', '123456789012345678901'])('refuses %j as an integer key part', (raw) => {
