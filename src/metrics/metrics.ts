@@ -103,6 +103,42 @@ export function makeMetrics() {
       help: 'Flag combinations refused (the last good stage was kept)',
       registers: [registry],
     }),
+    brakeActive: new Gauge({
+      name: 'tandem_safety_brake_active',
+      help: '1 while the safety brake holds the table\'s reads on the primary',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    brakeTrips: new Counter({
+      name: 'tandem_safety_brake_trips_total',
+      help: 'Safety brake trips by table and signal (error_rate, consistency, lag)',
+      labelNames: ['table', 'signal'] as const,
+      registers: [registry],
+    }),
+    verifyRows: new Counter({
+      name: 'tandem_verify_rows_total',
+      help: 'Rows compared by verify, by table and result (matching, mismatched, missing, extra)',
+      labelNames: ['table', 'result'] as const,
+      registers: [registry],
+    }),
+    verifyDrift: new Gauge({
+      name: 'tandem_verify_drift_rows',
+      help: 'Rows that differed in the last completed verify of the table',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    verifyLastRun: new Gauge({
+      name: 'tandem_verify_last_run_timestamp_seconds',
+      help: 'When the last verify of the table finished (Unix seconds)',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    backfillRows: new Counter({
+      name: 'tandem_backfill_rows_total',
+      help: 'Rows copied to the target by backfill, by table',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
     flagErrors: new Counter({
       name: 'tandem_flags_errors_total',
       help: 'Failed refreshes of the flag source (Unleash unreachable, broken flag file)',
