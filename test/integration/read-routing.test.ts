@@ -3,6 +3,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/databases.js';
 import { createTestTables, writeTestPolicies } from '../helpers/schema.js';
 import { startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';
 import { startUnleashServer, unleashServerEntry, type UnleashServer } from '../helpers/unleash.js';
+import { freePort } from '../helpers/child.js';
 
 const entry = unleashServerEntry();
 const ROWS = 200;
@@ -149,5 +150,50 @@ describe.skipIf(!entry)('read routing through a real Unleash server (sqlite→sq
     await waitFor(async () => (await status()).stage === 'dual-write', { what: 'dual-write again' });
     expect((await status()).stale).toBe(true);
     expect(await shareOnTarget(200)).toBe(0);
+  });
+});
+
+/** Unleash unreachable at a cold start: no flags at all (DESIGN §2, issue: never crash). */
+describe('cold start with Unleash unreachable (sqlite→sqlite)', () => {
+  let source: TestDatabase;
+  let target: TestDatabase;
+  let tandem: TandemHarness | undefined;
+
+  afterAll(async () => {
+    await tandem?.stop();
+    await source?.drop();
+    await target?.drop();
+  });
+
+  it('starts, answers /readyz 503 naming the flags, keeps the recorded stage and reads from the source', async () => {
+    source = await createTestDatabase('sqlite', 'coldsrc');
+    target = await createTestDatabase('sqlite', 'coldtgt');
+    await createTestTables(source.knex, target.knex);
+    // A previous run recorded dual-write for people.
+    const first = await startTandem({ source: source.url, target: target.url, policiesDir: writeTestPolicies() });
+    await first.request.put('/v1/tables/people/rows/1').send({ values: { email: 'c@x.test' } }).expect(201);
+    await first.stop();
+
+    const closedPort = await freePort();
+    const started = Date.now();
+    tandem = await startTandem({
+      source: source.url,
+      target: target.url,
+      policiesDir: writeTestPolicies(),
+      env: { TANDEM_UNLEASH_URL: `http://127.0.0.1:${closedPort}/api`, TANDEM_UNLEASH_TOKEN: 'default:development.none' },
+    });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    const ready = await tandem.request.get('/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body.flags).toMatch(/not synchronized/);
+    const status = (await tandem.request.get('/admin/status').expect(200)).body;
+    const people = status.tables.find((t: { table: string }) => t.table === 'people');
+    expect(people.stage).toBe('dual-write'); // recorded, not switched off for lack of flags
+    expect(status.flags.synchronized).toBe(false);
+    const read = await tandem.request.get('/v1/tables/people/rows/1').expect(200);
+    expect(read.headers['tandem-read']).toBe('source');
+    const write = await tandem.request.patch('/v1/tables/people/rows/1').send({ values: { age: 3 } }).expect(200);
+    expect(write.headers['tandem-write']).toBe('applied');
+    expect((await target.knex('app_people').where({ id: 1 }).first())?.age).toBe(3);
   });
 });
