@@ -7,7 +7,7 @@ import { StageReconciler } from './cutover/stage-reconciler.js';
 import { ensureInternalTables } from './db/internal-tables.js';
 import { describeTable } from './db/introspect.js';
 import { makeStore, type Store } from './db/store.js';
-import { ensureStateRows } from './db/table-state.js';
+import { ensureStateRows, readStateForUpdate } from './db/table-state.js';
 import { TandemError, coerceError } from './errors.js';
 import { EventBus, type TandemEvent } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
@@ -21,6 +21,10 @@ import { ConsistencyWindow } from './read/consistency-window.js';
 import { ReadRouting } from './read/read-routing.js';
 import { ReadService } from './read/read-service.js';
 import { requeueKey } from './consistency/requeue-key.js';
+import { SafetyBrake } from './consistency/safety-brake.js';
+import { verifyTable, type VerifyOptions, type VerifyReport } from './consistency/verify.js';
+import { writeState } from './db/table-state.js';
+import type { KeyValues } from './policy/row-key.js';
 import { PendingKeys } from './write/pending-keys.js';
 import { Applier, type ApplyRoute } from './write/applier.js';
 import { makeStoreBreaker, type StoreBreaker } from './write/breaker.js';
@@ -64,6 +68,7 @@ export class TandemApp {
   private policies = new Map<string, Policy>();
   private routing: ReadRouting | undefined;
   private consistency: ConsistencyWindow | undefined;
+  private brake: SafetyBrake | undefined;
   private accepting = false;
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
@@ -166,7 +171,10 @@ export class TandemApp {
     };
     this.breakers.set('shadow-source', shadowBreakers.source);
     this.breakers.set('shadow-target', shadowBreakers.target);
-    const routing = new ReadRouting({ flags, stage: (t) => reconciler.get(t), targetBreaker, pending });
+    const brake = new SafetyBrake([...this.policies.values()], events);
+    this.brake = brake;
+    this.events.on((event) => brake.observe(event));
+    const routing = new ReadRouting({ flags, stage: (t) => reconciler.get(t), targetBreaker, pending, braked: (t) => brake.braked(t) });
     this.routing = routing;
     const consistency = new ConsistencyWindow(config.read.consistencySamples, config.read.consistencyWindowMs);
     this.consistency = consistency;
@@ -236,6 +244,8 @@ export class TandemApp {
           return n;
         },
         tables: () => new Set(this.policies.keys()),
+        releaseBrake: (table) => brake.release(table),
+        verify: (table, o) => this.verify(table, o),
       },
     });
     this.accepting = true;
@@ -254,22 +264,8 @@ export class TandemApp {
     }
   }
 
-  private async bindPolicies(source: Store, target: Store): Promise<Map<string, Policy>> {
-    const files = loadPolicyFiles(this.config.policiesDir);
-    const problems: string[] = [];
-    const out = new Map<string, Policy>();
-    for (const loaded of files) {
-      const [sourceInfo, targetInfo] = await Promise.all([
-        describeTable(source, loaded.file.table),
-        describeTable(target, loaded.file.target.table ?? loaded.file.table),
-      ]);
-      const { policy, problems: found } = bindPolicy(loaded, sourceInfo, targetInfo);
-      problems.push(...found);
-      if (policy) out.set(policy.name, policy);
-    }
-    if (files.length === 0) problems.push(`no policy files (*.yaml) in ${this.config.policiesDir}`);
-    if (problems.length > 0) throw new TandemError('policy_invalid', 500, `Invalid policies:\n  - ${problems.join('\n  - ')}`);
-    return out;
+  private bindPolicies(source: Store, target: Store): Promise<Map<string, Policy>> {
+    return bindAllPolicies(this.config.policiesDir, source, target);
   }
 
   async health(): Promise<{ ready: boolean; checks: Record<string, unknown> }> {
@@ -329,10 +325,29 @@ export class TandemApp {
           readTargetPercent: this.routing?.percent(policy.name, 'readTarget') ?? 0,
           shadowReadPercent: this.routing?.percent(policy.name, 'shadowRead') ?? 0,
           consistency: this.consistency?.ratio(policy.name) ?? { ratio: 1, samples: 0 },
+          brake: this.brake?.status(policy.name) ?? null,
+          lastVerify: this.lastVerify.get(policy.name) ?? null,
           outbox: { pending: outbox?.pending ?? 0, dead: outbox?.dead ?? 0, lagSeconds: outbox?.lagSeconds ?? 0 },
         };
       }),
     };
+  }
+
+  private readonly lastVerify = new Map<string, Omit<VerifyReport, 'differingKeys'> & { finishedAt: string }>();
+
+  /**
+   * verify (and --repair) from inside the server: differing keys are re-enqueued under a row
+   * lock and the worker applies them. A clean verify of a dual-writing table clears its stale mark.
+   */
+  async verify(table: string, options: VerifyOptions & { repair?: boolean } = {}): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
+    const policy = this.policies.get(table);
+    if (!policy || !this.source || !this.target) throw new TandemError('unknown_table', 404, `table: no table named "${table.slice(0, 64)}"`, { field: 'table' });
+    const result = await runVerify(this.source, this.target, policy, this.events, options);
+    const { differingKeys: _keys, ...summary } = result;
+    this.lastVerify.set(table, { ...summary, finishedAt: new Date().toISOString() });
+    this.worker?.poke();
+    await this.reconciler?.reconcileSoon();
+    return result;
   }
 
   /** Drains requests, stops workers, shuts breakers, the flag client and the pools. Safe to call twice. */
@@ -405,6 +420,21 @@ function logEvent(logger: Logger, event: TandemEvent): void {
     case 'read':
       if (event.result === 'fallback') logger.warn({ table: event.table, err: event.error?.message }, 'target read failed; served by the source');
       return;
+    case 'brake':
+      if (event.active) logger.error({ table: event.table, signal: event.signal, value: event.value, threshold: event.threshold }, `safety brake tripped: ${event.reason}`);
+      else logger.warn({ table: event.table }, `safety brake released: ${event.reason}`);
+      return;
+    case 'brake.warn':
+      logger.warn({ table: event.table, signal: event.signal, value: event.value, warnAt: event.threshold }, 'safety signal past its warning level');
+      return;
+    case 'verify': {
+      const r = event.report;
+      logger.info(
+        { table: r.table, matching: r.matching, mismatched: r.mismatched, missingInTarget: r.missingInTarget, extraInTarget: r.extraInTarget, ms: r.durationMs, rowsPerSecond: r.rowsPerSecond },
+        r.clean ? 'verify: clean' : 'verify: drift found',
+      );
+      return;
+    }
     case 'apply.failed':
       logger.warn(
         { store: event.store, rows: event.rows, path: event.path, willRetry: event.willRetry, err: event.error.message },
@@ -438,4 +468,78 @@ function logEvent(logger: Logger, event: TandemEvent): void {
     default:
       return;
   }
+}
+
+/**
+ * Runs verify, publishes its metrics, repairs when asked (re-enqueue each differing key's
+ * source image under a row lock), and clears the stale mark after a clean run while
+ * dual-write is on. Shared by the admin endpoint and the CLI.
+ */
+export async function runVerify(
+  source: Store,
+  target: Store,
+  policy: Policy,
+  events: EventBus,
+  options: VerifyOptions & { repair?: boolean },
+): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
+  const report = await verifyTable(source, target, policy, options);
+  events.emit({ type: 'verify', report });
+  let repaired = 0;
+  if (options.repair) {
+    for (const key of report.differingKeys as KeyValues[]) if (await requeueKey(source, policy, key)) repaired++;
+  }
+  let staleCleared = false;
+  if (report.clean) {
+    staleCleared = await source.knex.transaction(async (trx) => {
+      const state = await readStateForUpdate(trx, source.dialect, policy.name);
+      if (!state?.dualWrite || !state.stale) return false;
+      await writeState(trx, policy.name, { stale: false, staleReason: null });
+      return true;
+    });
+    if (staleCleared) events.emit({ type: 'stage', table: policy.name, stage: 'dual-write', stale: false, reason: 'a clean verify cleared the stale mark' });
+  }
+  return { ...report, repaired, staleCleared };
+}
+
+/** Stores and bound policies without the server around them: the CLI's tools (verify, backfill). */
+export async function openToolkit(config: Readonly<TandemConfig>): Promise<{
+  source: Store;
+  target: Store;
+  policies: Map<string, Policy>;
+  close(): Promise<void>;
+}> {
+  const source = makeStore('source', config.source.url, { ...config.db });
+  const target = makeStore('target', config.target.url, { ...config.db });
+  const close = async () => {
+    await Promise.all([source.knex.destroy(), target.knex.destroy()]);
+  };
+  try {
+    await Promise.all([ensureInternalTables(source), ensureInternalTables(target)]);
+    const policies = await bindAllPolicies(config.policiesDir, source, target);
+    const names = [...policies.keys()];
+    await ensureStateRows(source, names, 'primary');
+    await ensureStateRows(target, names, 'secondary');
+    return { source, target, policies, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+export async function bindAllPolicies(dir: string, source: Store, target: Store): Promise<Map<string, Policy>> {
+  const files = loadPolicyFiles(dir);
+  const problems: string[] = [];
+  const out = new Map<string, Policy>();
+  for (const loaded of files) {
+    const [sourceInfo, targetInfo] = await Promise.all([
+      describeTable(source, loaded.file.table),
+      describeTable(target, loaded.file.target.table ?? loaded.file.table),
+    ]);
+    const { policy, problems: found } = bindPolicy(loaded, sourceInfo, targetInfo);
+    problems.push(...found);
+    if (policy) out.set(policy.name, policy);
+  }
+  if (files.length === 0) problems.push(`no policy files (*.yaml) in ${dir}`);
+  if (problems.length > 0) throw new TandemError('policy_invalid', 500, `Invalid policies:\n  - ${problems.join('\n  - ')}`);
+  return out;
 }

@@ -1,4 +1,5 @@
 import type { StoreName } from './db/store.js';
+import type { VerifyReport } from './consistency/verify.js';
 
 export const BREAKER_STATES = ['closed', 'half-open', 'open'] as const;
 export type BreakerState = (typeof BREAKER_STATES)[number];
@@ -42,6 +43,17 @@ export type TandemEvent =
       error?: Error;
     }
   | { type: 'consistency'; table: string; ratio: number; samples: number }
+  | {
+      type: 'brake';
+      table: string;
+      active: boolean;
+      signal?: BrakeSignal;
+      value?: number;
+      threshold?: number;
+      reason: string;
+    }
+  | { type: 'verify'; report: VerifyReport }
+  | { type: 'brake.warn'; table: string; signal: BrakeSignal; value: number; threshold: number }
   | { type: 'apply'; table: string; store: StoreName; result: 'applied' | 'skipped_stale' | 'failed'; count: number }
   | { type: 'apply.failed'; store: StoreName; rows: number; error: Error; willRetry: boolean; path: 'inline' | 'worker' }
   | { type: 'outbox.dead'; table: string; rowKey: string; id: string; error: string }
@@ -54,6 +66,9 @@ export type TandemEvent =
   | { type: 'flag.conflict'; table: string; reason: string }
   | { type: 'background.error'; component: string; error: Error }
   | { type: 'lifecycle'; phase: string; detail?: Record<string, unknown> };
+
+export const BRAKE_SIGNALS = ['error_rate', 'consistency', 'lag'] as const;
+export type BrakeSignal = (typeof BRAKE_SIGNALS)[number];
 
 export type TandemEventType = TandemEvent['type'];
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { TandemApp, VERSION } from '../app.js';
+import { backfillCommand, brakeCommand, flagsCommand, outboxCommand, verifyCommand } from './tools.js';
 import { loadConfig } from '../config/load-config.js';
 import { TandemError } from '../errors.js';
 import { createDemoSchema } from './demo-schema.js';
@@ -10,7 +11,16 @@ const USAGE = `tandem ${VERSION} — dual-write database proxy
 Usage:
   tandem serve [--demo] [--host H] [--port N] [--source URL] [--target URL]
                [--policies DIR] [--flags-file FILE] [--log-level LEVEL]
-  tandem status [--json]          ask a running Tandem (TANDEM_HOST/PORT, TANDEM_ADMIN_TOKEN)
+  tandem status [--json] [--url U]       ask a running Tandem (TANDEM_HOST/PORT, TANDEM_ADMIN_TOKEN)
+  tandem verify <table> [--repair] [--chunk N] [--json]
+                                          compare map(source) with the target; exit 1 on drift
+  tandem backfill <table> [--rate N] [--chunk N] [--restart] [--json]
+                                          copy existing rows; resumes from its checkpoint
+  tandem flags [--json]                   the effective flags per table
+  tandem flags set <flag> on|off|<percent>   edit the local flag file
+  tandem outbox list [--table T] [--limit N] [--json]   dead outbox rows
+  tandem outbox replay [--table T] [--id N ...]         make dead rows pending again
+  tandem brake status|release <table> [--url U]        the safety brake of a running Tandem
   tandem --version | --help
 
 Configuration: config/default.yaml → config/local.yaml → TANDEM_* environment → flags.`;
@@ -27,6 +37,11 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'serve') return serve(rest);
   if (command === 'status') return status(rest);
+  if (command === 'verify') return verifyCommand(rest);
+  if (command === 'backfill') return backfillCommand(rest);
+  if (command === 'flags') return flagsCommand(rest);
+  if (command === 'outbox') return outboxCommand(rest);
+  if (command === 'brake') return brakeCommand(rest);
   process.stderr.write(`tandem: unknown command "${command}"\n\n${USAGE}\n`);
   return 2;
 }

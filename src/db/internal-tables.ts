@@ -4,6 +4,7 @@ import type { Store } from './store.js';
 export const OUTBOX_TABLE = 'tandem_outbox';
 export const APPLIED_TABLE = 'tandem_applied';
 export const STATE_TABLE = 'tandem_state';
+export const BACKFILL_TABLE = 'tandem_backfill';
 
 /**
  * Creates Tandem's own tables in one store if they are missing. Both stores get all three:
@@ -46,6 +47,17 @@ export async function ensureInternalTables(store: Store): Promise<void> {
     t.smallint('stale').notNullable().defaultTo(0);
     t.string('stale_reason', 255);
     t.bigInteger('updated_at').notNullable();
+  });
+  await createIfMissing(knex, BACKFILL_TABLE, (t) => {
+    // One row per table being backfilled: where it got to, so a killed backfill resumes.
+    t.string('tbl', 128).notNullable().primary();
+    t.string('last_key', 512);
+    t.bigInteger('copied').notNullable().defaultTo(0);
+    t.bigInteger('skipped').notNullable().defaultTo(0);
+    t.bigInteger('run_id').notNullable();
+    t.bigInteger('started_at').notNullable();
+    t.bigInteger('updated_at').notNullable();
+    t.bigInteger('finished_at');
   });
 }
 

@@ -6,6 +6,8 @@ export interface AdminApi {
   listDead(options: { table?: string; limit: number }): Promise<unknown[]>;
   replayDead(options: { table?: string; ids?: string[] }): Promise<number>;
   tables(): ReadonlySet<string>;
+  releaseBrake(table: string): boolean;
+  verify(table: string, options: { repair?: boolean }): Promise<unknown>;
 }
 
 /** The admin API: status, dead outbox rows and their replay. */
@@ -42,6 +44,24 @@ export function adminRoutes(api: AdminApi): Router {
     }
     const replayed = await api.replayDead({ ...(table ? { table } : {}), ...(ids ? { ids } : {}) });
     res.json({ replayed });
+  });
+
+  router.post('/admin/tables/:table/brake/release', (req, res) => {
+    res.locals['route'] = '/admin/tables/:table/brake/release';
+    const table = optionalTable(api, req.params['table']) as string;
+    res.json({ table, released: api.releaseBrake(table) });
+  });
+
+  router.post('/admin/tables/:table/verify', async (req, res) => {
+    res.locals['route'] = '/admin/tables/:table/verify';
+    const table = optionalTable(api, req.params['table']) as string;
+    const body = (req.body ?? {}) as { repair?: unknown };
+    if (body.repair !== undefined && typeof body.repair !== 'boolean') {
+      throw new TandemError('invalid_value', 400, 'repair: expected true or false', { field: 'repair' });
+    }
+    const report = (await api.verify(table, { repair: body.repair === true })) as { differingKeys?: unknown };
+    const { differingKeys: _keys, ...rest } = report;
+    res.status(200).json(rest);
   });
 
   return router;

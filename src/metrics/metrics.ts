@@ -198,6 +198,20 @@ export function recordEvent(m: TandemMetrics, event: TandemEvent): void {
       for (const stage of STAGES) m.stage.set({ table: event.table, stage }, stage === event.stage ? 1 : 0);
       m.stale.set({ table: event.table }, event.stale ? 1 : 0);
       return;
+    case 'brake':
+      m.brakeActive.set({ table: event.table }, event.active ? 1 : 0);
+      if (event.active && event.signal) m.brakeTrips.inc({ table: event.table, signal: event.signal });
+      return;
+    case 'verify': {
+      const r = event.report;
+      m.verifyRows.inc({ table: r.table, result: 'matching' }, r.matching);
+      m.verifyRows.inc({ table: r.table, result: 'mismatched' }, r.mismatched);
+      m.verifyRows.inc({ table: r.table, result: 'missing' }, r.missingInTarget);
+      m.verifyRows.inc({ table: r.table, result: 'extra' }, r.extraInTarget);
+      m.verifyDrift.set({ table: r.table }, r.mismatched + r.missingInTarget + r.extraInTarget);
+      m.verifyLastRun.set({ table: r.table }, Date.now() / 1000);
+      return;
+    }
     case 'flag.conflict':
       m.flagConflicts.inc();
       return;

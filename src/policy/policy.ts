@@ -42,6 +42,9 @@ export const policyFileSchema = z
         maxTargetErrorRate: z.number().min(0).max(1).default(0.1),
         minConsistency: z.number().min(0).max(1).default(0.99),
         maxLagSeconds: z.number().positive().default(120),
+        warnTargetErrorRate: z.number().min(0).max(1).default(0.05),
+        warnConsistency: z.number().min(0).max(1).default(0.995),
+        warnLagSeconds: z.number().positive().default(30),
         window: z.string().regex(/^\d+(ms|s|m)$/).default('60s'),
         minSamples: z.number().int().positive().default(100),
       })
