@@ -147,6 +147,7 @@ export class TandemApp {
       events,
       {
         timeoutMs: config.apply.timeoutMs,
+        batchTimeoutMs: config.apply.batchTimeoutMs,
         maxAttempts: config.outbox.maxAttempts,
         backoffBaseMs: config.outbox.backoffBaseMs,
         backoffMaxMs: config.outbox.backoffMaxMs,
@@ -228,8 +229,9 @@ export class TandemApp {
       metrics: async () => {
         for (const name of this.policies.keys()) {
           this.metrics.readTargetPercent.set({ table: name }, this.routing?.percent(name, 'readTarget') ?? 0);
-          const { ratio } = this.consistency?.ratio(name) ?? { ratio: 1 };
+          const { ratio, samples } = this.consistency?.ratio(name) ?? { ratio: 1, samples: 0 };
           this.metrics.consistency.set({ table: name }, ratio);
+          this.metrics.consistencySamples.set({ table: name }, samples);
         }
         return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
       },

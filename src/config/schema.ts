@@ -74,6 +74,8 @@ export const configSchema = strictObject({
     apply: strictObject({
         /** Deadline of one apply to the secondary; past it the connection is destroyed, ms. Default: 1000. */
         timeoutMs: positiveInt.default(1_000),
+        /** Deadline of one outbox-worker batch (up to outbox.batchSize keys), ms. Default: 10000. */
+        batchTimeoutMs: positiveInt.default(10_000),
         /** Breaker opens when this share of calls in the window failed, percent. Default: 50. */
         errorThresholdPercentage: z.number().min(1).max(100).default(50),
         /** Breaker stays open this long before a trial call, ms. Default: 2000. */

@@ -1,5 +1,6 @@
 import { classifyDbError, isClientDataError, isTransient } from '../db/classify-error.js';
 import type { Store } from '../db/store.js';
+import { DeadlineError } from '../db/with-deadline.js';
 import { coerceError } from '../errors.js';
 import type { EventSink } from '../events.js';
 import type { Policy } from '../policy/policy.js';
@@ -18,6 +19,8 @@ export interface ApplyRoute {
 
 export interface ApplierOptions {
   timeoutMs: number;
+  /** Deadline of a worker batch; past it the batch is retried smaller. */
+  batchTimeoutMs?: number;
   maxAttempts: number;
   backoffBaseMs: number;
   backoffMaxMs: number;
@@ -69,18 +72,26 @@ export class Applier {
     }
   }
 
-  /** The worker path for claimed rows. */
-  async applyClaimed(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<void> {
+  /**
+   * The worker path for claimed rows. Returns `too-big` when a batch of several keys ran past
+   * its deadline: the rows are released at once (no attempt counted) for a smaller batch.
+   */
+  async applyClaimed(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<'done' | 'too-big'> {
     try {
-      const result = await route.breaker.run(() => applyEntries(route.to, this.policies, entries, this.options.timeoutMs));
+      const deadline = Math.max(this.options.timeoutMs, this.options.batchTimeoutMs ?? this.options.timeoutMs);
+      const result = await route.breaker.run(() => applyEntries(route.to, this.policies, entries, deadline));
       this.report(route, result);
       this.onApplied(result.ids);
       await completeOutboxRows(route.from, result.ids);
-      return;
+      return 'done';
     } catch (error) {
       if (isBreakerOpenError(error)) {
         await releaseOutboxRows(route.from, entries.map((e) => e.id), Date.now());
-        return;
+        return 'done';
+      }
+      if (error instanceof DeadlineError && entries.length > 1) {
+        await releaseOutboxRows(route.from, entries.map((e) => e.id), Date.now());
+        return 'too-big';
       }
       const kind = classifyDbError(error);
       const groups = coalesce(entries);
@@ -90,9 +101,10 @@ export class Applier {
           const members = entries.filter((e) => group.ids.includes(e.id));
           await this.applyClaimed(route, members);
         }
-        return;
+        return 'done';
       }
       await this.fail(route, entries, coerceError(error));
+      return 'done';
     }
   }
 

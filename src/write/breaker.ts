@@ -19,6 +19,12 @@ export interface StoreBreaker {
   shutdown(): void;
 }
 
+function openError(store: StoreName): Error {
+  const error = new Error(`Breaker is open: ${store} is not being called`) as Error & { code: string };
+  error.code = 'EOPENBREAKER';
+  return error;
+}
+
 export function isBreakerOpenError(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === 'EOPENBREAKER';
 }
@@ -26,8 +32,9 @@ export function isBreakerOpenError(error: unknown): boolean {
 export function makeStoreBreaker(store: StoreName, options: BreakerOptions, events: EventSink): StoreBreaker {
   // opossum writes its defaults into the options object: hand it a fresh one.
   const breaker = new CircuitBreaker(async (work: () => Promise<unknown>) => work(), {
-    // The work has its own deadline (it destroys the connection); this is the backstop.
-    timeout: options.timeoutMs + 500,
+    // The work carries its own deadline, which destroys a stuck connection; opossum's timeout
+    // would only abandon the promise, so it is off.
+    timeout: false,
     errorThresholdPercentage: options.errorThresholdPercentage,
     resetTimeout: options.resetTimeoutMs,
     volumeThreshold: options.volumeThreshold,
@@ -41,7 +48,12 @@ export function makeStoreBreaker(store: StoreName, options: BreakerOptions, even
   breaker.on('close', () => events.emit({ type: 'breaker', store, state: 'closed' }));
   return {
     store,
-    run: <T>(work: () => Promise<T>) => breaker.fire(work) as Promise<T>,
+    run: <T>(work: () => Promise<T>) => {
+      // Refuse here while open: opossum would count each refused call as a fire, diluting the
+      // failure rate so the breaker fails to re-open when the store relapses.
+      if (breaker.opened) return Promise.reject(openError(store));
+      return breaker.fire(work) as Promise<T>;
+    },
     state: () => (breaker.opened ? 'open' : breaker.halfOpen ? 'half-open' : 'closed'),
     shutdown: () => breaker.shutdown(),
   };

@@ -15,6 +15,8 @@ export interface OutboxWorkerOptions {
  */
 export class OutboxWorker {
   private running = false;
+  /** Shrinks when a batch runs past its deadline, grows back after successes. */
+  private batch: number;
   private loopDone: Promise<void> | undefined;
   private wake: (() => void) | undefined;
 
@@ -23,7 +25,9 @@ export class OutboxWorker {
     private readonly applier: Applier,
     private readonly events: EventSink,
     private readonly options: OutboxWorkerOptions,
-  ) {}
+  ) {
+    this.batch = options.batchSize;
+  }
 
   start(): void {
     if (this.running) return;
@@ -48,10 +52,12 @@ export class OutboxWorker {
     const state = this.route.breaker.state();
     if (state === 'open') return 0;
     // While half-open, send one small batch as the trial.
-    const limit = state === 'half-open' ? 1 : this.options.batchSize;
+    const limit = state === 'half-open' ? 1 : this.batch;
     const entries = await claimOutboxRows(this.route.from, limit, this.options.leaseMs);
     if (entries.length === 0) return 0;
-    await this.applier.applyClaimed(this.route, entries);
+    const outcome = await this.applier.applyClaimed(this.route, entries);
+    if (outcome === 'too-big') this.batch = Math.max(1, Math.floor(entries.length / 2));
+    else if (state === 'closed') this.batch = Math.min(this.options.batchSize, this.batch * 2);
     return entries.length;
   }
 
