@@ -16,17 +16,11 @@ interface PoolClient {
 }
 
 /**
- * Runs `work` in a transaction that must finish within `ms`. Past the deadline the
- * connection's socket is destroyed, so a query stuck on a black-holed network fails
- * at once instead of pinning a pooled connection until TCP gives up (minutes).
- * SQLite is local and runs a plain transaction.
+ * Runs `work` on a pooled connection that must finish within `ms`. Past the deadline the
+ * connection's socket is destroyed, so a query stuck on a black-holed network fails at once
+ * instead of pinning the connection until TCP gives up (minutes); the pool replaces it.
  */
-export async function withDeadlineTransaction<T>(
-  store: Store,
-  ms: number,
-  work: (trx: Knex.Transaction) => Promise<T>,
-): Promise<T> {
-  if (store.dialect === 'sqlite') return store.knex.transaction(work);
+async function withDeadlineConnection<T>(store: Store, ms: number, work: (connection: unknown) => Promise<T>): Promise<T> {
   const client = store.knex.client as PoolClient;
   let timedOut = false;
   let connection: unknown;
@@ -50,51 +44,24 @@ export async function withDeadlineTransaction<T>(
     throw error;
   }
   try {
-    const transaction = store.knex.transaction(work, { connection } as Knex.TransactionConfig);
-    transaction.catch(() => undefined); // after a deadline its rejection is expected and unobserved
-    return await Promise.race([transaction, deadline]);
-  } finally {
-    clearTimeout(timer);
-    const conn = connection;
-    if (timedOut) destroyConnection(store.dialect, conn);
-    await client.releaseConnection(conn);
-  }
-}
-
-/**
- * Runs one query (no transaction) on a connection that is destroyed if the query runs past
- * `ms`: reads to a store that may be black-holed (target reads, shadow reads).
- */
-export async function withDeadlineQuery<T>(store: Store, ms: number, build: (knex: Knex) => Knex.QueryBuilder | Knex.Raw): Promise<T> {
-  if (store.dialect === 'sqlite') return (await build(store.knex)) as T;
-  const client = store.knex.client as PoolClient;
-  let connection: unknown;
-  let timedOut = false;
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      timedOut = true;
-      if (connection !== undefined) destroyConnection(store.dialect, connection);
-      reject(new DeadlineError(store.name, ms));
-    }, ms);
-    timer.unref();
-  });
-  deadline.catch(() => undefined);
-  const acquiring = client.acquireConnection();
-  try {
-    connection = await Promise.race([acquiring, deadline]);
-  } catch (error) {
-    clearTimeout(timer);
-    acquiring.then((c) => client.releaseConnection(c)).catch(() => undefined);
-    throw error;
-  }
-  try {
-    const query = Promise.resolve(build(store.knex).connection(connection as never) as unknown as Promise<T>);
-    query.catch(() => undefined);
-    return await Promise.race([query, deadline]);
+    const running = work(connection);
+    running.catch(() => undefined); // after a deadline its rejection is expected and unobserved
+    return await Promise.race([running, deadline]);
   } finally {
     clearTimeout(timer);
     if (timedOut) destroyConnection(store.dialect, connection);
     await client.releaseConnection(connection);
   }
+}
+
+/** A transaction with a deadline (applies). SQLite is local and runs a plain transaction. */
+export function withDeadlineTransaction<T>(store: Store, ms: number, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  if (store.dialect === 'sqlite') return store.knex.transaction(work);
+  return withDeadlineConnection(store, ms, (connection) => store.knex.transaction(work, { connection }));
+}
+
+/** One query with a deadline, no transaction (target and shadow reads). */
+export async function withDeadlineQuery<T>(store: Store, ms: number, build: (knex: Knex) => Knex.QueryBuilder | Knex.Raw): Promise<T> {
+  if (store.dialect === 'sqlite') return (await build(store.knex)) as T;
+  return withDeadlineConnection(store, ms, (connection) => Promise.resolve(build(store.knex).connection(connection as never) as unknown as Promise<T>));
 }
