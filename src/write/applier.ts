@@ -47,8 +47,24 @@ export class Applier {
     private readonly onApplied: (ids: readonly string[]) => void = () => undefined,
   ) {}
 
-  /** The request path: one try, no retry. True when the secondary has the change now. */
-  async applyInline(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<boolean> {
+  private readonly groups = new Map<ApplyRoute, InlineGroup>();
+
+  /**
+   * The request path: one try, no retry. True when the secondary has the change now.
+   * Concurrent requests share applies: whatever arrives while one apply is in flight goes
+   * together in the next, so low load pays no wait and high load pays one transaction per
+   * group instead of one per request.
+   */
+  applyInline(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<boolean> {
+    let group = this.groups.get(route);
+    if (!group) {
+      group = new InlineGroup((batch) => this.applyInlineNow(route, batch));
+      this.groups.set(route, group);
+    }
+    return group.submit(entries);
+  }
+
+  private async applyInlineNow(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<boolean> {
     try {
       const result = await route.breaker.run(() => applyEntries(route.to, this.policies, entries, this.options.timeoutMs));
       this.report(route, result);
@@ -154,5 +170,47 @@ export class Applier {
     const perTable = new Map<string, number>();
     for (const e of entries) perTable.set(e.table, (perTable.get(e.table) ?? 0) + 1);
     for (const [table, count] of perTable) this.events.emit({ type: 'apply', table, store: route.to.name, result: 'failed', count });
+  }
+}
+
+/** Most entries one inline apply takes; the rest go in the next one. */
+const MAX_GROUP = 500;
+
+/** Collects entries from concurrent requests; one apply in flight at a time per route. */
+class InlineGroup {
+  private waiting: Array<{ entries: readonly OutboxEntry[]; resolve: (ok: boolean) => void }> = [];
+  private busy = false;
+
+  constructor(private readonly apply: (entries: readonly OutboxEntry[]) => Promise<boolean>) {}
+
+  submit(entries: readonly OutboxEntry[]): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      this.waiting.push({ entries, resolve });
+      if (!this.busy) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.busy = true;
+    try {
+      while (this.waiting.length > 0) {
+        const batch: typeof this.waiting = [];
+        let size = 0;
+        while (this.waiting.length > 0 && (batch.length === 0 || size + (this.waiting[0]?.entries.length ?? 0) <= MAX_GROUP)) {
+          const next = this.waiting.shift() as (typeof this.waiting)[number];
+          batch.push(next);
+          size += next.entries.length;
+        }
+        let ok = false;
+        try {
+          ok = await this.apply(batch.flatMap((b) => b.entries));
+        } catch {
+          ok = false;
+        }
+        for (const b of batch) b.resolve(ok);
+      }
+    } finally {
+      this.busy = false;
+    }
   }
 }
