@@ -61,6 +61,7 @@ export class TandemApp {
   private flags: FlagSource | undefined;
   private breakers = new Map<string, StoreBreaker>();
   private worker: OutboxWorker | undefined;
+  private applier: Applier | undefined;
   private housekeeper: Housekeeper | undefined;
   private reconciler: StageReconciler | undefined;
   private server: Server | undefined;
@@ -154,6 +155,7 @@ export class TandemApp {
       },
       (ids) => pending.complete(ids),
     );
+    this.applier = applier;
     const writes = new WriteService(() => route, applier, events, {
       inlineGraceMs: config.outbox.inlineGraceMs,
       onQueued: (entries) => pending.add(entries),
@@ -372,6 +374,7 @@ export class TandemApp {
     }
     await this.reconciler?.stop();
     await this.worker?.stop();
+    await this.applier?.flush();
     await this.housekeeper?.stop();
     for (const breaker of this.breakers.values()) breaker.shutdown();
     this.flags?.stop();

@@ -6,7 +6,7 @@ import type { EventSink } from '../events.js';
 import type { Policy } from '../policy/policy.js';
 import { applyEntries, coalesce, type ApplyResult } from './apply-entries.js';
 import { isBreakerOpenError, type StoreBreaker } from './breaker.js';
-import { completeOutboxRows } from './outbox/complete-outbox-rows.js';
+import { completeOutboxRows, OutboxCompleter } from './outbox/complete-outbox-rows.js';
 import { failOutboxRows, releaseOutboxRows, type FailedRow } from './outbox/fail-outbox-rows.js';
 import type { OutboxEntry } from './outbox/outbox-entry.js';
 
@@ -48,6 +48,23 @@ export class Applier {
   ) {}
 
   private readonly groups = new Map<ApplyRoute, InlineGroup>();
+  private readonly completers = new Map<ApplyRoute, OutboxCompleter>();
+
+  private completer(route: ApplyRoute): OutboxCompleter {
+    let completer = this.completers.get(route);
+    if (!completer) {
+      completer = new OutboxCompleter(route.from, 20, (error) =>
+        this.events.emit({ type: 'background.error', component: 'outbox.complete', error: coerceError(error) }),
+      );
+      this.completers.set(route, completer);
+    }
+    return completer;
+  }
+
+  /** Writes every queued done-mark (shutdown). */
+  async flush(): Promise<void> {
+    await Promise.all([...this.completers.values()].map((c) => c.flush()));
+  }
 
   /**
    * The request path: one try, no retry. True when the secondary has the change now.
@@ -69,9 +86,7 @@ export class Applier {
       const result = await route.breaker.run(() => applyEntries(route.to, this.policies, entries, this.options.timeoutMs));
       this.report(route, result);
       this.onApplied(result.ids);
-      await completeOutboxRows(route.from, result.ids).catch((error: unknown) =>
-        this.events.emit({ type: 'background.error', component: 'outbox.complete', error: coerceError(error) }),
-      );
+      this.completer(route).add(result.ids);
       return true;
     } catch (error) {
       // The rows stay pending; the worker picks them up after the inline grace period.
