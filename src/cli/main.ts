@@ -137,8 +137,12 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (error: unknown) => {
-    const message = error instanceof Error ? error.message : String(error);
+    // Usage and configuration errors carry their own code (2); anything that failed while
+    // running exits 4, so scripts can tell it from drift (verify's 1). Driver messages from
+    // knex repeat the whole statement with its values: print only the driver's part.
+    let message = error instanceof Error ? error.message : String(error);
+    if (!(error instanceof TandemError)) message = message.split(' - ').pop() ?? message;
     process.stderr.write(`tandem: ${message}\n`);
-    process.exitCode = error instanceof TandemError && error.status < 100 ? error.status : 1;
+    process.exitCode = error instanceof TandemError ? (error.status < 100 ? error.status : error.code === 'config_invalid' || error.code === 'policy_invalid' ? 2 : 4) : 4;
   },
 );

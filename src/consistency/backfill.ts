@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { bindValue } from '../db/bind-value.js';
 import { APPLIED_TABLE, BACKFILL_TABLE } from '../db/internal-tables.js';
+import { inSlices } from '../db/key-chunks.js';
 import type { Store } from '../db/store.js';
 import { readAllStates } from '../db/table-state.js';
 import { TandemError } from '../errors.js';
@@ -72,6 +73,7 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
   const [countRow] = (await source.knex(policy.sourceTable).count({ n: '*' })) as Array<{ n: number | string }>;
   const total = Number(countRow?.n ?? 0);
   const marker = -runId; // applied_at of ledger rows this run created: tells them apart from others
+  const atStart = copied + skipped; // rates count this run's rows only, not a resumed run's
 
   for (;;) {
     if (options.shouldStop?.()) return report(false);
@@ -101,7 +103,7 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
       .where({ tbl: policy.name })
       .update({ last_key: formatKey(after), copied, skipped, updated_at: Date.now() });
     const elapsed = Math.max(1, Date.now() - started);
-    const rate = ((copied + skipped) * 1000) / elapsed;
+    const rate = ((copied + skipped - atStart) * 1000) / elapsed;
     options.onProgress?.({
       copied,
       skipped,
@@ -128,7 +130,7 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
       total,
       resumedFrom,
       durationMs,
-      rowsPerSecond: Math.round(((copied + skipped) * 1000) / Math.max(1, durationMs)),
+      rowsPerSecond: Math.round(((copied + skipped - atStart) * 1000) / Math.max(1, durationMs)),
       finished,
     };
   }
@@ -183,12 +185,22 @@ function targetKeyOf(policy: Policy, row: Row): string {
 
 async function existingTargetKeys(trx: Knex.Transaction, policy: Policy, rows: readonly Row[]): Promise<Set<string>> {
   const cols = policy.targetPrimaryKey;
-  const found = (await trx(policy.targetTable).select([...cols]).where((w) => {
-    for (const r of rows) {
-      w.orWhere((one) => {
-        for (const c of cols) one.andWhere(c, r[c] as Knex.Value);
-      });
+  const found: Row[] = [];
+  if (cols.length === 1) {
+    const col = cols[0] as string;
+    for (const slice of inSlices(rows, 1000)) {
+      found.push(...((await trx(policy.targetTable).select(col).whereIn(col, slice.map((r) => r[col] as Knex.Value))) as Row[]));
     }
-  })) as Row[];
+  } else {
+    for (const slice of inSlices(rows)) {
+      found.push(...((await trx(policy.targetTable).select([...cols]).where((w) => {
+        for (const r of slice) {
+          w.orWhere((one) => {
+            for (const c of cols) one.andWhere(c, r[c] as Knex.Value);
+          });
+        }
+      })) as Row[]));
+    }
+  }
   return new Set(found.map((r) => targetKeyOf(policy, r)));
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { bindValue } from '../db/bind-value.js';
 import { OUTBOX_TABLE } from '../db/internal-tables.js';
+import { inSlices } from '../db/key-chunks.js';
 import type { Store } from '../db/store.js';
 import { mapBackward } from '../policy/mapping.js';
 import { canonical, compareSettings, diffRows, type CompareSettings } from '../policy/normalize.js';
@@ -233,16 +234,19 @@ async function fetchByKeys(store: Store, policy: Policy, keys: readonly KeyValue
     const kind = (onTarget ? column?.targetKind : column?.kind) ?? null;
     rows = (await store.knex(table).select(select).whereIn(cols[0] as string, keys.map((k) => bindValue(k[0], kind, store.dialect) as Knex.Value))) as Row[];
   } else {
-    rows = (await store.knex(table).select(select).where((w) => {
-      for (const key of keys) {
-        w.orWhere((one) => {
-          cols.forEach((col, i) => {
-            const column = policy.columns.get(policy.primaryKey[i] as string);
-            one.andWhere(col, bindValue(key[i], (onTarget ? column?.targetKind : column?.kind) ?? null, store.dialect) as Knex.Value);
+    rows = [];
+    for (const slice of inSlices(keys)) {
+      rows.push(...((await store.knex(table).select(select).where((w) => {
+        for (const key of slice) {
+          w.orWhere((one) => {
+            cols.forEach((col, i) => {
+              const column = policy.columns.get(policy.primaryKey[i] as string);
+              one.andWhere(col, bindValue(key[i], (onTarget ? column?.targetKind : column?.kind) ?? null, store.dialect) as Knex.Value);
+            });
           });
-        });
-      }
-    })) as Row[];
+        }
+      })) as Row[]));
+    }
   }
   return onTarget ? rows.map((r) => mapBackward(policy, r)) : rows;
 }

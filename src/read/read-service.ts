@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { bindValue } from '../db/bind-value.js';
 import { classifyDbError } from '../db/classify-error.js';
 import type { Store, StoreName } from '../db/store.js';
+import { inSlices } from '../db/key-chunks.js';
 import { withDeadlineQuery } from '../db/with-deadline.js';
 import { TandemError, coerceError } from '../errors.js';
 import type { EventSink } from '../events.js';
@@ -140,21 +141,24 @@ export class ReadService {
     const onTarget = store.name === 'target';
     const table = onTarget ? policy.targetTable : policy.sourceTable;
     const cols = onTarget ? policy.targetPrimaryKey : policy.primaryKey;
-    const build = (knex: Knex) =>
-      knex(table)
-        .select('*')
-        .where((w) => {
-          for (const key of keys) {
-            w.orWhere((one) => {
-              cols.forEach((col, i) => {
-                const sourceCol = policy.primaryKey[i] as string;
-                const column = policy.columns.get(sourceCol);
-                one.andWhere(col, bindValue(key[i], (onTarget ? column?.targetKind : column?.kind) ?? null, store.dialect) as Knex.Value);
+    const rows: Row[] = [];
+    for (const slice of inSlices(keys)) {
+      const build = (knex: Knex) =>
+        knex(table)
+          .select('*')
+          .where((w) => {
+            for (const key of slice) {
+              w.orWhere((one) => {
+                cols.forEach((col, i) => {
+                  const sourceCol = policy.primaryKey[i] as string;
+                  const column = policy.columns.get(sourceCol);
+                  one.andWhere(col, bindValue(key[i], (onTarget ? column?.targetKind : column?.kind) ?? null, store.dialect) as Knex.Value);
+                });
               });
-            });
-          }
-        });
-    const rows = deadlineMs > 0 ? await withDeadlineQuery<Row[]>(store, deadlineMs, build) : ((await build(store.knex)) as Row[]);
+            }
+          });
+      rows.push(...(deadlineMs > 0 ? await withDeadlineQuery<Row[]>(store, deadlineMs, build) : ((await build(store.knex)) as Row[])));
+    }
     return onTarget ? rows.map((r) => mapBackward(policy, r)) : rows;
   }
 

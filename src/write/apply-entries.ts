@@ -17,7 +17,7 @@ export interface ApplyResult {
 }
 
 /** Rows per statement: well inside every dialect's bound-parameter limit. */
-const SLICE = 400;
+const SLICE = 200;
 
 /** Groups entries by key and keeps the newest; keys sorted so concurrent appliers lock in one order. */
 export function coalesce(entries: readonly OutboxEntry[]): Array<{ newest: OutboxEntry; ids: string[] }> {
