@@ -83,8 +83,10 @@ if (big) {
           const id = i + j + 1;
           return { id, email: `r${id}@x.test`, full_name: `Row ${id}`, age: id % 100, active: id % 3 === 0, note: `n${id}` };
         });
-        await source.knex.batchInsert('people', rows.map((r) => ({ ...r, legacy: 'x' })), 1000);
-        await target.knex.batchInsert('app_people', rows.map(({ full_name, ...r }) => ({ ...r, name: full_name })), 1000);
+        // SQLite allows at most 500 terms in one compound SELECT (knex's multi-row insert).
+        const per = big.source === 'sqlite' || big.target === 'sqlite' ? 400 : 1000;
+        await source.knex.batchInsert('people', rows.map((r) => ({ ...r, legacy: 'x' })), per);
+        await target.knex.batchInsert('app_people', rows.map(({ full_name, ...r }) => ({ ...r, name: full_name })), per);
       }
       tandem = await startTandem({ source: source.url, target: target.url, policiesDir: writeTestPolicies() });
     }, 180_000);
