@@ -107,9 +107,10 @@ export class TandemApp {
 
   private async doStart(options: StartOptions): Promise<void> {
     const { config } = this;
-    const storeOptions = { ...config.db };
-    const source = makeStore('source', config.source.url, storeOptions);
-    const target = makeStore('target', config.target.url, storeOptions);
+    const driverLog = (store: 'source' | 'target') => (level: 'warn' | 'error' | 'deprecate', message: string) =>
+      this.events.emit({ type: 'driver', store, level, message });
+    const source = makeStore('source', config.source.url, { ...config.db, onLog: driverLog('source') });
+    const target = makeStore('target', config.target.url, { ...config.db, onLog: driverLog('target') });
     this.source = source;
     this.target = target;
     this.events.emit({ type: 'lifecycle', phase: 'starting', detail: { source: source.displayUrl, target: target.displayUrl } });
@@ -466,6 +467,9 @@ function logEvent(logger: Logger, event: TandemEvent): void {
       return;
     case 'background.error':
       logger.error({ component: event.component, err: event.error.message }, 'background task failed; it carries on');
+      return;
+    case 'driver':
+      logger.warn({ store: event.store, driverLevel: event.level }, event.message.slice(0, 500));
       return;
     case 'lifecycle':
       logger.info({ phase: event.phase, ...event.detail }, `tandem ${event.phase}`);

@@ -65,7 +65,8 @@ export type TandemEvent =
   | { type: 'flags.error'; origin: 'unleash' | 'file'; error: Error }
   | { type: 'flag.conflict'; table: string; reason: string }
   | { type: 'background.error'; component: string; error: Error }
-  | { type: 'lifecycle'; phase: string; detail?: Record<string, unknown> };
+  | { type: 'lifecycle'; phase: string; detail?: Record<string, unknown> }
+  | { type: 'driver'; store: StoreName; level: 'warn' | 'error' | 'deprecate'; message: string };
 
 export const BRAKE_SIGNALS = ['error_rate', 'consistency', 'lag'] as const;
 export type BrakeSignal = (typeof BRAKE_SIGNALS)[number];

@@ -18,6 +18,8 @@ export interface Store {
 }
 
 export interface StoreOptions {
+  /** knex's own warnings (e.g. a pooled connection that dropped); default: silent. */
+  onLog?: (level: 'warn' | 'error' | 'deprecate', message: string) => void;
   statementTimeoutMs: number;
   poolMax: number;
   acquireTimeoutMs: number;
@@ -39,7 +41,18 @@ export function redactUrl(url: string): string {
 
 export function makeStore(name: StoreName, url: string, options: StoreOptions): Store {
   const dialect = dialectOf(url);
-  const knex = knexFactory(knexConfig(name, dialect, url, options));
+  const onLog = options.onLog ?? (() => undefined);
+  // knex prints its warnings with console.log: route them into Tandem's JSON logs instead,
+  // so stdout stays one JSON document per line.
+  const knex = knexFactory({
+    ...knexConfig(name, dialect, url, options),
+    log: {
+      warn: (message: unknown) => onLog('warn', String(message)),
+      error: (message: unknown) => onLog('error', String(message)),
+      deprecate: (message: unknown) => onLog('deprecate', String(message)),
+      debug: () => undefined,
+    },
+  });
   return Object.freeze({ name, dialect, knex, displayUrl: redactUrl(url) });
 }
 

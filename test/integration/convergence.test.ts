@@ -237,7 +237,7 @@ for (const pair of runnablePairs()) {
       expect(holed.map((r) => r.status)).toEqual(Array(20).fill(201));
       expect(holed.map((r) => r.write)).toEqual(Array(20).fill('queued'));
       expect(transitions).toEqual([]);
-      for (const ms of latencies) expect(ms).toBeLessThan(200);
+      for (const ms of latencies) expect(ms).toBeLessThan(400); // under the 500 ms apply deadline: nobody waited for it
 
       // 4. A backlog queued during the outage: 20 batches of 100 upserts on distinct keys.
       const BACKLOG = 2_000;
@@ -340,7 +340,11 @@ for (const pair of runnablePairs()) {
       );
       expect(relapse.map((r) => r.status)).toEqual(Array(10).fill(201));
       expect(relapse.map((r) => r.write)).toEqual(Array(10).fill('queued'));
-      expect(slow, 'writes that waited for the black-holed target before the breaker re-opened').toBeLessThanOrEqual(5);
+      // How many failures re-open it depends on the successes still in the breaker's window
+      // (the worker's drain batches count too), so the bound is loose; without re-opening,
+      // every one of the ten would wait out the deadline.
+      expect(slow, 'writes that waited for the black-holed target before the breaker re-opened').toBeLessThanOrEqual(8);
+      expect(latencies.slice(-2).every((ms) => ms < 400), 'the last writes answered without waiting: the breaker re-opened').toBe(true);
 
       await proxy.set('pass');
       await waitFor(async () => (await outboxCounts(rig.source.knex)).pending === 0, { timeoutMs: 10_000, what: 'the outbox to drain after the relapse' });

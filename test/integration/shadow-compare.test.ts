@@ -218,7 +218,7 @@ for (const pair of runnablePairs()) {
           `black-holed target p50 ${blackholed.p50.toFixed(1)} ms max ${blackholed.max.toFixed(1)} ms`,
       );
       expect(blackholed.p50 - healthy.p50).toBeLessThan(20);
-      expect(blackholed.max).toBeLessThan(250); // far below the 1000 ms shadow deadline
+      expect(blackholed.max).toBeLessThan(500); // well below the 1000 ms shadow deadline
     });
   });
 }
