@@ -409,6 +409,7 @@ function logEvent(logger: Logger, event: TandemEvent): void {
         reqId: event.requestId,
         method: event.method,
         route: event.route,
+        ...(event.table ? { table: event.table } : {}),
         status: event.status,
         ms: Math.round(event.durationMs * 10) / 10,
         ...(event.code ? { code: event.code } : {}),

@@ -25,6 +25,7 @@ export type TandemEvent =
       requestId: string;
       method: string;
       route: string;
+      table?: string;
       status: number;
       durationMs: number;
       code?: string;

@@ -19,10 +19,11 @@ export function dataRoutes(deps: DataRouteDeps): Router {
   const router = Router();
   const { policies, writes, reads } = deps;
 
-  const policyOf = (req: Request, field = 'table'): Policy => {
+  const policyOf = (req: Request, res: Response, field = 'table'): Policy => {
     const name = String(req.params['table'] ?? '');
     const policy = policies.get(name);
     if (!policy) throw new TandemError('unknown_table', 404, `${field}: no table named "${truncate(name)}"`, { field });
+    res.locals['table'] = policy.name;
     return policy;
   };
   const rawKey = (req: Request): string => {
@@ -54,14 +55,14 @@ export function dataRoutes(deps: DataRouteDeps): Router {
 
   router.post('/v1/tables/:table/rows', async (req, res) => {
     route(res, '/v1/tables/:table/rows');
-    const policy = policyOf(req);
+    const policy = policyOf(req, res);
     const values = validateValues(policy, bodyValues(req));
     sendWrite(res, await writes.write([{ op: 'insert', policy, values, field: 'values' }], res.locals['requestId'] as string));
   });
 
   router.get('/v1/tables/:table/rows', async (req, res) => {
     route(res, '/v1/tables/:table/rows');
-    const policy = policyOf(req);
+    const policy = policyOf(req, res);
     const filters: Record<string, string> = {};
     let limit = DEFAULT_PAGE;
     let after: string | undefined;
@@ -87,7 +88,7 @@ export function dataRoutes(deps: DataRouteDeps): Router {
 
   router.get('/v1/tables/:table/rows/:key', async (req, res) => {
     route(res, '/v1/tables/:table/rows/:key');
-    const policy = policyOf(req);
+    const policy = policyOf(req, res);
     const key = parseKey(policy, rawKey(req));
     const result = await reads.getRow(policy, key, { stickyKey: stickyKey(req) });
     res.setHeader('Tandem-Read', result.store);
@@ -97,7 +98,7 @@ export function dataRoutes(deps: DataRouteDeps): Router {
 
   router.patch('/v1/tables/:table/rows/:key', async (req, res) => {
     route(res, '/v1/tables/:table/rows/:key');
-    const policy = policyOf(req);
+    const policy = policyOf(req, res);
     const key = parseKey(policy, rawKey(req));
     const values = validateValues(policy, bodyValues(req));
     sendWrite(res, await writes.write([{ op: 'update', policy, key, values, field: 'values' }], res.locals['requestId'] as string));
@@ -105,7 +106,7 @@ export function dataRoutes(deps: DataRouteDeps): Router {
 
   router.put('/v1/tables/:table/rows/:key', async (req, res) => {
     route(res, '/v1/tables/:table/rows/:key');
-    const policy = policyOf(req);
+    const policy = policyOf(req, res);
     const key = parseKey(policy, rawKey(req));
     const values = validateValues(policy, bodyValues(req));
     sendWrite(res, await writes.write([{ op: 'upsert', policy, key, values, field: 'values' }], res.locals['requestId'] as string));
@@ -113,7 +114,7 @@ export function dataRoutes(deps: DataRouteDeps): Router {
 
   router.delete('/v1/tables/:table/rows/:key', async (req, res) => {
     route(res, '/v1/tables/:table/rows/:key');
-    const policy = policyOf(req);
+    const policy = policyOf(req, res);
     const key = parseKey(policy, rawKey(req));
     sendWrite(res, await writes.write([{ op: 'delete', policy, key, field: 'values' }], res.locals['requestId'] as string));
   });

@@ -81,6 +81,7 @@ function requestTracking(events: EventSink): RequestHandler {
         requestId,
         method: req.method,
         route: (res.locals['route'] as string | undefined) ?? 'unmatched',
+        ...(res.locals['table'] ? { table: res.locals['table'] as string } : {}),
         status: res.statusCode,
         durationMs: Number(process.hrtime.bigint() - started) / 1e6,
         ...(res.locals['errorCode'] ? { code: res.locals['errorCode'] as string } : {}),
