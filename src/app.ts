@@ -300,8 +300,9 @@ export class TandemApp {
       version: VERSION,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       stores: {
-        source: { url: this.source?.displayUrl, dialect: this.source?.dialect, breaker: 'closed' },
-        target: { url: this.target?.displayUrl, dialect: this.target?.dialect, breaker: this.breakers.get('target')?.state() },
+        // The primary has no breaker: a failing primary is the client's answer (503), never queued.
+        source: { url: this.source?.displayUrl, dialect: this.source?.dialect, breaker: null, role: 'primary' },
+        target: { url: this.target?.displayUrl, dialect: this.target?.dialect, breaker: this.breakers.get('target')?.state(), role: 'secondary' },
       },
       flags: {
         origin: flags?.origin,
