@@ -202,6 +202,7 @@ export class TandemApp {
     });
 
     this.worker = new OutboxWorker(route, applier, events, {
+      probeTimeoutMs: config.apply.timeoutMs,
       pollIntervalMs: config.outbox.pollIntervalMs,
       batchSize: config.outbox.batchSize,
       leaseMs: config.outbox.leaseMs,
@@ -215,7 +216,7 @@ export class TandemApp {
           .catch((error: unknown) => this.events.emit({ type: 'background.error', component: 'outbox.kick', error: coerceError(error) }));
       }
     });
-    this.housekeeper = new Housekeeper(source, tables, events, config.outbox.housekeepingIntervalMs);
+    this.housekeeper = new Housekeeper(source, tables, events, config.outbox.housekeepingIntervalMs, pending);
     await this.housekeeper.runOnce();
     this.housekeeper.start();
 

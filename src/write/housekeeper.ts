@@ -2,7 +2,8 @@ import type { Store } from '../db/store.js';
 import { coerceError } from '../errors.js';
 import type { EventSink, OutboxTableStats } from '../events.js';
 import { deleteDoneRows } from './outbox/clean-outbox.js';
-import { outboxStats } from './outbox/outbox-stats.js';
+import { outboxStats, stillPending } from './outbox/outbox-stats.js';
+import type { PendingKeys } from './pending-keys.js';
 
 const DELETE_BATCH = 5_000;
 
@@ -20,6 +21,8 @@ export class Housekeeper {
     private readonly tables: readonly string[],
     private readonly events: EventSink,
     private readonly intervalMs: number,
+    /** Read-your-writes bookkeeping: rows another replica applied are forgotten here. */
+    private readonly pending?: PendingKeys,
   ) {}
 
   start(): void {
@@ -44,6 +47,13 @@ export class Housekeeper {
     try {
       for (let i = 0; i < 10; i++) {
         if ((await deleteDoneRows(this.primary, DELETE_BATCH)) < DELETE_BATCH) break;
+      }
+      if (this.pending) {
+        const tracked = this.pending.trackedIds(5_000);
+        if (tracked.length > 0) {
+          const open = await stillPending(this.primary, tracked);
+          this.pending.complete(tracked.filter((id) => !open.has(id)));
+        }
       }
       this.latest = await outboxStats(this.primary, this.tables);
       this.events.emit({ type: 'outbox.stats', tables: this.latest });

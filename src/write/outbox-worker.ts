@@ -1,9 +1,12 @@
+import { withDeadlineQuery } from '../db/with-deadline.js';
 import { coerceError } from '../errors.js';
 import type { EventSink } from '../events.js';
 import type { Applier, ApplyRoute } from './applier.js';
 import { claimOutboxRows } from './outbox/claim-outbox-rows.js';
 
 export interface OutboxWorkerOptions {
+  /** Deadline of the probe sent through a half-open breaker when there is nothing to apply, ms. */
+  probeTimeoutMs?: number;
   pollIntervalMs: number;
   batchSize: number;
   leaseMs: number;
@@ -54,7 +57,17 @@ export class OutboxWorker {
     // While half-open, send one small batch as the trial.
     const limit = state === 'half-open' ? 1 : this.batch;
     const entries = await claimOutboxRows(this.route.from, limit, this.options.leaseMs);
-    if (entries.length === 0) return 0;
+    if (entries.length === 0) {
+      // Nothing to apply, but a half-open breaker needs a trial call to close again;
+      // without one, target reads would wait for the next write.
+      if (state === 'half-open') {
+        const to = this.route.to;
+        await this.route.breaker
+          .run(() => withDeadlineQuery(to, this.options.probeTimeoutMs ?? 1_000, (knex) => knex.raw('SELECT 1')))
+          .catch(() => undefined);
+      }
+      return 0;
+    }
     const outcome = await this.applier.applyClaimed(this.route, entries);
     if (outcome === 'too-big') this.batch = Math.max(1, Math.floor(entries.length / 2));
     else if (state === 'closed') this.batch = Math.min(this.options.batchSize, this.batch * 2);

@@ -51,6 +51,16 @@ export class PendingKeys {
     }
   }
 
+  /** The oldest tracked outbox ids (for pruning rows another process applied). */
+  trackedIds(limit: number): string[] {
+    const out: string[] = [];
+    for (const id of this.keyOfId.keys()) {
+      if (out.length >= limit) break;
+      out.push(id);
+    }
+    return out;
+  }
+
   has(table: string, rowKey: string): boolean {
     return this.overflowing.has(table) || this.byKey.has(`${table}\u0000${rowKey}`);
   }

@@ -213,3 +213,52 @@ if (networked) {
     });
   });
 }
+
+if (networked) {
+  describe(`read-your-writes across replicas (${networked.name})`, () => {
+    let source: TestDatabase;
+    let target: TestDatabase;
+    let proxy: FaultProxy;
+    let a: TandemHarness;
+    let b: TandemHarness;
+
+    beforeAll(async () => {
+      source = await createTestDatabase(networked.source, 'ryosrc');
+      target = await createTestDatabase(networked.target, 'ryotgt');
+      await createTestTables(source.knex, target.knex);
+      proxy = await startFaultProxy({ targetHost: target.host, targetPort: target.port });
+      const policiesDir = writeTestPolicies();
+      // Replica A reaches the target through the proxy; replica B directly.
+      a = await startTandem({ source: source.url, target: viaProxy(target, proxy.port), policiesDir, flags: routed(100, 0) });
+      b = await startTandem({ source: source.url, target: target.url, policiesDir, flags: routed(100, 0) });
+    });
+
+    afterAll(async () => {
+      await a?.stop();
+      await b?.stop();
+      await proxy?.close();
+      await source?.drop();
+      await target?.drop();
+    });
+
+    it('a key written through one replica while its target was down reads from the target again once another replica applied it', async () => {
+      await a.request.put('/v1/tables/people/rows/1').send({ values: { email: 'r@x.test', full_name: 'before' } }).expect(201);
+      expect((await a.request.get('/v1/tables/people/rows/1').expect(200)).headers['tandem-read']).toBe('target');
+      await proxy.set('refuse');
+      const queued = await a.request.patch('/v1/tables/people/rows/1').send({ values: { full_name: 'after' } }).expect(200);
+      expect(queued.headers['tandem-write']).toBe('queued');
+      // A knows the key is pending: it reads it from the source (read-your-writes).
+      const own = await a.request.get('/v1/tables/people/rows/1').expect(200);
+      expect(own.headers['tandem-read']).toBe('source');
+      expect(own.body.row.full_name).toBe('after');
+      // B's worker applies the row; A's own worker never sees it again.
+      await waitFor(async () => (await outboxCounts(source.knex)).pending === 0, { what: 'replica B to apply the row' });
+      await proxy.set('pass');
+      const read = await waitFor(async () => {
+        const res = await a.request.get('/v1/tables/people/rows/1').expect(200);
+        return res.headers['tandem-read'] === 'target' ? res : undefined;
+      }, { what: 'replica A to forget the applied key and read it from the target', timeoutMs: 10_000 });
+      expect(read?.body.row.full_name).toBe('after');
+    });
+  });
+}
