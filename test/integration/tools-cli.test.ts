@@ -5,6 +5,7 @@
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { VerifyReport } from '../../src/consistency/verify.js';
 import { encodeImage } from '../../src/write/image-codec.js';
 import { createTestDatabase, PAIRS, runnablePairs, type TestDatabase } from '../helpers/databases.js';
 import { call } from '../helpers/http-client.js';
@@ -15,18 +16,8 @@ import { countRows, parseJson, runCli as runTool, toolEnv, type CliResult } from
 const PEOPLE = 40;
 const KV_ROWS = 1_500;
 
-interface VerifyJson {
-  table: string;
-  sourceRows: number;
-  targetRows: number;
-  matching: number;
-  mismatched: number;
-  missingInTarget: number;
-  extraInTarget: number;
-  clean: boolean;
-  repaired: number;
-  samples: { mismatched: Array<{ key: string; columns: string[] }>; missingInTarget: string[]; extraInTarget: string[] };
-}
+/** What `tandem verify --json` prints: the report without its key list, plus `repaired`. */
+type VerifyJson = Omit<VerifyReport, 'differingKeys'> & { repaired: number };
 
 interface FlagsJson {
   origin: string;
