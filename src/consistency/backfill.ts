@@ -2,6 +2,8 @@ import type { Knex } from 'knex';
 import { bindValue } from '../db/bind-value.js';
 import { APPLIED_TABLE, BACKFILL_TABLE } from '../db/internal-tables.js';
 import { inSlices } from '../db/key-chunks.js';
+import { keyText } from '../db/key-text.js';
+import { upsertRows } from '../write/apply-entries.js';
 import type { Store } from '../db/store.js';
 import { readAllStates } from '../db/table-state.js';
 import { TandemError } from '../errors.js';
@@ -159,12 +161,13 @@ async function copyChunk(target: Store, policy: Policy, rows: readonly Row[], ma
       claimed.push(...((await q) as Array<{ row_key: string }>).map((r) => r.row_key));
     }
     if (claimed.length === 0) return 0;
-    // Rows a previous, killed run already inserted are claimed again: insert only absent ones.
+    // Claimed keys hold version (0, 0), older than any outbox row, and are locked: write their
+    // rows whatever the target holds (a stale pre-Tandem copy, or this run's killed attempt).
+    // Count as copied only the keys that were absent, so a resumed run copies no row twice.
     const targetRows = claimed.map((k) => toTarget(policy, target, byKey.get(k) as Row));
     const present = await existingTargetKeys(trx, policy, targetRows);
-    const fresh = targetRows.filter((r) => !present.has(targetKeyOf(policy, r)));
-    for (let i = 0; i < fresh.length; i += 200) await trx(policy.targetTable).insert(fresh.slice(i, i + 200));
-    return fresh.length;
+    for (let i = 0; i < targetRows.length; i += 200) await upsertRows(trx, target.dialect, policy, targetRows.slice(i, i + 200));
+    return targetRows.filter((r) => !present.has(targetKeyOf(policy, r))).length;
   });
 }
 
@@ -180,7 +183,7 @@ function toTarget(policy: Policy, target: Store, row: Row): Row {
 }
 
 function targetKeyOf(policy: Policy, row: Row): string {
-  return policy.targetPrimaryKey.map((c) => String(row[c] instanceof Date ? (row[c] as Date).toISOString() : row[c])).join('\u0000');
+  return policy.targetPrimaryKey.map((c) => keyText(row[c])).join('\u0000');
 }
 
 async function existingTargetKeys(trx: Knex.Transaction, policy: Policy, rows: readonly Row[]): Promise<Set<string>> {

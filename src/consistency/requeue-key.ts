@@ -1,5 +1,5 @@
 import type { Store } from '../db/store.js';
-import { readStateForShare } from '../db/table-state.js';
+import { readStateForUpdate } from '../db/table-state.js';
 import type { Policy } from '../policy/policy.js';
 import { formatKey, type KeyValues } from '../policy/row-key.js';
 import { encodeImage, type Row } from '../write/image-codec.js';
@@ -14,14 +14,18 @@ import { keyWhere } from '../write/primary-ops.js';
  */
 export async function requeueKey(primary: Store, policy: Policy, key: KeyValues): Promise<boolean> {
   return primary.knex.transaction(async (trx) => {
-    const state = await readStateForShare(trx, primary.dialect, policy.name);
+    // The state row exclusively: writers hold it shared, so no insert of this key can be in
+    // flight while we look. (A FOR UPDATE on an absent row locks nothing in PostgreSQL: a
+    // concurrent insert could commit after our tombstone with an older version.)
+    const state = await readStateForUpdate(trx, primary.dialect, policy.name);
     if (!state?.dualWrite || state.role !== 'primary') return false;
     let query = trx(policy.sourceTable).select('*').where(keyWhere(policy, key)).first();
     if (primary.dialect !== 'sqlite') query = query.forUpdate();
     const row = (await query) as Row | undefined;
     await insertOutboxRow(trx, primary.dialect, {
       table: policy.name,
-      rowKey: formatKey(key),
+      // The key as stored when the row exists (the caller's spelling may differ, e.g. by case).
+      rowKey: formatKey(row ? policy.primaryKey.map((c) => row[c]) : key),
       op: row ? 'upsert' : 'delete',
       image: row ? encodeImage(row) : null,
       epoch: state.epoch,

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { bindValue } from '../db/bind-value.js';
 import { APPLIED_TABLE } from '../db/internal-tables.js';
+import { keyText } from '../db/key-text.js';
 import type { Dialect, Store } from '../db/store.js';
 import { withDeadlineTransaction } from '../db/with-deadline.js';
 import { mapForward } from '../policy/mapping.js';
@@ -119,7 +120,8 @@ async function applySlice(trx: Knex.Transaction, dialect: Dialect, policy: Polic
   return newer.length;
 }
 
-async function upsertRows(trx: Knex.Transaction, dialect: Dialect, policy: Policy, rows: Row[]): Promise<void> {
+/** Writes full rows by key: inserts new keys, updates existing ones (callers hold the keys' ledger locks). */
+export async function upsertRows(trx: Knex.Transaction, dialect: Dialect, policy: Policy, rows: Row[]): Promise<void> {
   const keyCols = policy.targetPrimaryKey;
   if (dialect !== 'mysql') {
     // Rows of one table share their columns (full after-images), as a multi-row insert needs.
@@ -138,10 +140,10 @@ async function upsertRows(trx: Knex.Transaction, dialect: Dialect, policy: Polic
   // MySQL: not ON DUPLICATE KEY UPDATE — it fires on any unique key and could overwrite
   // another row. Lock the keys that exist, update those, insert the rest.
   const existing = (await whereKeys(trx(policy.targetTable).select([...keyCols]), keyCols, rows).forUpdate()) as Row[];
-  const present = new Set(existing.map((r) => keyCols.map((c) => String(r[c])).join('\u0000')));
+  const present = new Set(existing.map((r) => keyCols.map((c) => keyText(r[c])).join('\u0000')));
   const fresh: Row[] = [];
   for (const row of rows) {
-    const id = keyCols.map((c) => String(row[c] instanceof Date ? (row[c] as Date).toISOString() : row[c])).join('\u0000');
+    const id = keyCols.map((c) => keyText(row[c])).join('\u0000');
     if (!present.has(id)) {
       fresh.push(row);
       continue;

@@ -34,6 +34,14 @@ function lockRow(trx: Knex.Transaction, dialect: Dialect, policy: Policy, key: K
   return dialect === 'sqlite' ? query : query.forUpdate();
 }
 
+/**
+ * The key as the primary stores it. Versions are per stored key: a URL may spell the same
+ * row differently (case under a case-insensitive collation, a UUID's case, a date's form).
+ */
+function storedKey(policy: Policy, row: Row): KeyValues {
+  return policy.primaryKey.map((c) => row[c]);
+}
+
 function notFound(policy: Policy, field: string): TandemError {
   return new TandemError('not_found', 404, `${field}: no row with this key in ${policy.name}`, { field });
 }
@@ -87,13 +95,13 @@ export async function updateRow(
   if (dialect !== 'mysql') {
     const [row] = (await trx(policy.sourceTable).where(keyWhere(policy, key)).update(bound).returning('*')) as Row[];
     if (!row) throw notFound(policy, keyField);
-    return { status: 200, key, row };
+    return { status: 200, key: storedKey(policy, row), row };
   }
   const before = await lockRow(trx, dialect, policy, key);
   if (!before) throw notFound(policy, keyField);
   await trx(policy.sourceTable).where(keyWhere(policy, key)).update(bound);
   const row = (await lockRow(trx, dialect, policy, key)) as Row;
-  return { status: 200, key, row };
+  return { status: 200, key: storedKey(policy, row), row };
 }
 
 /** Insert or update by key (PUT). The key comes from the URL; values may repeat it. */
@@ -111,7 +119,7 @@ export async function upsertRow(
     const change = await insertRow(trx, dialect, policy, { ...changes, ...keyWhere(policy, key) }, field);
     return { ...change, status: 201 };
   }
-  if (Object.keys(changes).length === 0) return { status: 200, key, row: existing };
+  if (Object.keys(changes).length === 0) return { status: 200, key: storedKey(policy, existing), row: existing };
   const change = await updateRow(trx, dialect, policy, key, changes, field, 'key');
   return { ...change, status: 200 };
 }
@@ -126,19 +134,15 @@ export async function deleteRow(
 ): Promise<PrimaryChange> {
   if (dialect === 'pg') {
     const rows = (await trx(policy.sourceTable).where(keyWhere(policy, key)).del().returning([...policy.primaryKey])) as Row[];
-    if (rows.length === 0) throw notFound(policy, keyField);
-    return { status: 204, key, row: undefined };
+    const [gone] = rows;
+    if (!gone) throw notFound(policy, keyField);
+    return { status: 204, key: storedKey(policy, gone), row: undefined };
   }
-  if (dialect === 'sqlite') {
-    // knex ignores RETURNING on SQLite deletes and answers the row count.
-    const count = (await trx(policy.sourceTable).where(keyWhere(policy, key)).del()) as number;
-    if (count === 0) throw notFound(policy, keyField);
-    return { status: 204, key, row: undefined };
-  }
-  const before = await lockRow(trx, dialect, policy, key);
+  // SQLite (no RETURNING on deletes in knex) and MySQL: read the stored key, then delete.
+  const before = (await lockRow(trx, dialect, policy, key)) as Row | undefined;
   if (!before) throw notFound(policy, keyField);
   await trx(policy.sourceTable).where(keyWhere(policy, key)).del();
-  return { status: 204, key, row: undefined };
+  return { status: 204, key: storedKey(policy, before), row: undefined };
 }
 
 function withoutKey(policy: Policy, key: KeyValues, values: Row, field: string): Row {

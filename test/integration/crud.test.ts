@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
 import { convergence, createTestTables, writeTestPolicies } from '../helpers/schema.js';
-import { startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';
+import { outboxCounts, startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';
 
 for (const pair of runnablePairs()) {
   describe(`CRUD and batch through Tandem (${pair.name})`, () => {
@@ -87,6 +87,23 @@ for (const pair of runnablePairs()) {
       const state = await convergence(source.knex, target.knex);
       expect(state.kv.actual).toEqual(state.kv.expected);
       expect(state.kv.actual).toHaveLength(4);
+    });
+
+    it('versions a row by its stored key, however the URL spells it', async () => {
+      await tandem.request.put('/v1/tables/kv/rows/case,1').send({ values: { val: 1 } }).expect(201);
+      // MariaDB's default collation is case-insensitive: CASE,1 is the same row there.
+      const spelled = pair.source === 'mysql' ? 'CASE,1' : 'case,1';
+      const patched = await tandem.request.patch(`/v1/tables/kv/rows/${spelled}`).send({ values: { val: 2 } }).expect(200);
+      expect(patched.body.row).toMatchObject({ tenant: 'case', k: 1, val: 2 });
+      await waitFor(async () => (await outboxCounts(source.knex)).pending === 0, { what: 'drain' });
+      const ledger = (await target.knex('tandem_applied').where({ tbl: 'kv' }).whereIn('row_key', ['case,1', 'CASE,1'])) as Array<{ row_key: string }>;
+      expect(ledger.map((l) => l.row_key)).toEqual(['case,1']);
+      const state = await convergence(source.knex, target.knex);
+      expect(state.kv.actual).toEqual(state.kv.expected);
+      await tandem.request.delete(`/v1/tables/kv/rows/${spelled}`).expect(204);
+      await waitFor(async () => (await outboxCounts(source.knex)).pending === 0, { what: 'drain' });
+      const after = await convergence(source.knex, target.knex);
+      expect(after.kv.actual).toEqual(after.kv.expected);
     });
 
     it('applies a batch all-or-nothing on the primary', async () => {
