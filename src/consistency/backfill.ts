@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { bindValue } from '../db/bind-value.js';
 import { APPLIED_TABLE, BACKFILL_TABLE } from '../db/internal-tables.js';
-import { inSlices } from '../db/key-chunks.js';
+import { inSlices, keysetPage } from '../db/key-queries.js';
 import { keyText } from '../db/key-text.js';
 import { upsertRows } from '../write/apply-entries.js';
 import type { Store } from '../db/store.js';
@@ -80,21 +80,7 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
   for (;;) {
     if (options.shouldStop?.()) return report(false);
     const chunkStarted = Date.now();
-    let q = source.knex(policy.sourceTable).select('*');
-    if (after) {
-      const cols = policy.primaryKey;
-      const a = after;
-      q = q.where((outer) => {
-        cols.forEach((_, i) => {
-          outer.orWhere((inner) => {
-            for (let j = 0; j < i; j++) inner.andWhere(cols[j] as string, a[j] as Knex.Value);
-            inner.andWhere(cols[i] as string, '>', a[i] as Knex.Value);
-          });
-        });
-      });
-    }
-    for (const c of policy.primaryKey) q = q.orderBy(c, 'asc');
-    const rows = (await q.limit(chunkSize)) as Row[];
+    const rows = (await keysetPage(source.knex, policy.sourceTable, policy.primaryKey, after, chunkSize)) as Row[];
     if (rows.length === 0) break;
     const inserted = await copyChunk(target, policy, rows, marker);
     copied += inserted;

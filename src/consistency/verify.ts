@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
-import { bindValue } from '../db/bind-value.js';
 import { OUTBOX_TABLE } from '../db/internal-tables.js';
-import { inSlices } from '../db/key-chunks.js';
+import { keysetPage } from '../db/key-queries.js';
 import type { Store } from '../db/store.js';
 import { mapBackward } from '../policy/mapping.js';
 import { canonical, compareSettings, diffRows, type CompareSettings } from '../policy/normalize.js';
 import type { Policy } from '../policy/policy.js';
 import { formatKey, parseKey, type KeyValues } from '../policy/row-key.js';
+import { fetchByKeys } from '../read/fetch-by-keys.js';
 import type { Row } from '../write/image-codec.js';
 
 export interface VerifyProgress {
@@ -77,7 +77,7 @@ export async function verifyTable(source: Store, target: Store, policy: Policy, 
   let after: KeyValues | undefined;
   let seen = 0;
   for (;;) {
-    const rows = await page(source.knex, policy.sourceTable, policy.primaryKey, after, chunkSize);
+    const rows = await keysetPage(source.knex, policy.sourceTable, policy.primaryKey, after, chunkSize);
     if (rows.length === 0) break;
     chunks++;
     const keys = rows.map((r) => policy.primaryKey.map((c) => r[c]));
@@ -109,7 +109,7 @@ export async function verifyTable(source: Store, target: Store, policy: Policy, 
   after = undefined;
   seen = 0;
   for (;;) {
-    const rows = await page(target.knex, policy.targetTable, policy.targetPrimaryKey, after, chunkSize, policy.targetPrimaryKey);
+    const rows = await keysetPage(target.knex, policy.targetTable, policy.targetPrimaryKey, after, chunkSize, policy.targetPrimaryKey);
     if (rows.length === 0) break;
     const keys = rows.map((r) => {
       const back = mapBackward(policy, r);
@@ -205,54 +205,8 @@ async function countRows(db: Knex, table: string): Promise<number> {
   return Number(row?.n ?? 0);
 }
 
-async function page(db: Knex, table: string, keyCols: readonly string[], after: KeyValues | undefined, limit: number, columns?: readonly string[]): Promise<Row[]> {
-  let q = db(table).select(columns ? [...columns] : '*');
-  if (after) {
-    q = q.where((outer) => {
-      keyCols.forEach((_, i) => {
-        outer.orWhere((inner) => {
-          for (let j = 0; j < i; j++) inner.andWhere(keyCols[j] as string, after[j] as Knex.Value);
-          inner.andWhere(keyCols[i] as string, '>', after[i] as Knex.Value);
-        });
-      });
-    });
-  }
-  for (const c of keyCols) q = q.orderBy(c, 'asc');
-  return (await q.limit(limit)) as Row[];
-}
-
-/** Rows of the given keys from either store, source-shaped. */
-async function fetchByKeys(store: Store, policy: Policy, keys: readonly KeyValues[], columnsOnly?: 'keys'): Promise<Row[]> {
-  if (keys.length === 0) return [];
-  const onTarget = store.name === 'target';
-  const table = onTarget ? policy.targetTable : policy.sourceTable;
-  const cols = onTarget ? policy.targetPrimaryKey : policy.primaryKey;
-  const select = columnsOnly ? [...cols] : '*';
-  let rows: Row[];
-  if (cols.length === 1) {
-    const column = policy.columns.get(policy.primaryKey[0] as string);
-    const kind = (onTarget ? column?.targetKind : column?.kind) ?? null;
-    rows = (await store.knex(table).select(select).whereIn(cols[0] as string, keys.map((k) => bindValue(k[0], kind, store.dialect) as Knex.Value))) as Row[];
-  } else {
-    rows = [];
-    for (const slice of inSlices(keys)) {
-      rows.push(...((await store.knex(table).select(select).where((w) => {
-        for (const key of slice) {
-          w.orWhere((one) => {
-            cols.forEach((col, i) => {
-              const column = policy.columns.get(policy.primaryKey[i] as string);
-              one.andWhere(col, bindValue(key[i], (onTarget ? column?.targetKind : column?.kind) ?? null, store.dialect) as Knex.Value);
-            });
-          });
-        }
-      })) as Row[]));
-    }
-  }
-  return onTarget ? rows.map((r) => mapBackward(policy, r)) : rows;
-}
-
 async function fetchKeysOnly(store: Store, policy: Policy, keys: readonly KeyValues[]): Promise<KeyValues[]> {
-  const rows = await fetchByKeys(store, policy, keys, 'keys');
+  const rows = await fetchByKeys(store, policy, keys, { keysOnly: true });
   return rows.map((r) => policy.primaryKey.map((c) => r[c]));
 }
 

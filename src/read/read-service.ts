@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { bindValue } from '../db/bind-value.js';
 import { classifyDbError } from '../db/classify-error.js';
 import type { Store, StoreName } from '../db/store.js';
-import { inSlices } from '../db/key-chunks.js';
+import { whereAfterKey } from '../db/key-queries.js';
 import { withDeadlineQuery } from '../db/with-deadline.js';
 import { TandemError, coerceError } from '../errors.js';
 import type { EventSink } from '../events.js';
@@ -12,6 +12,7 @@ import type { Policy } from '../policy/policy.js';
 import { formatKey, parseKey, type KeyValues } from '../policy/row-key.js';
 import type { StoreBreaker } from '../write/breaker.js';
 import { toApiRow, type Row } from '../write/image-codec.js';
+import { fetchByKeys } from './fetch-by-keys.js';
 import type { ReadRouting } from './read-routing.js';
 
 export const MAX_PAGE = 1000;
@@ -133,33 +134,12 @@ export class ReadService {
   }
 
   /** Rows of one key, source-shaped (target rows are mapped back). */
-  private async fetchRow(store: Store, policy: Policy, key: KeyValues, deadlineMs: number): Promise<Row[]> {
+  private fetchRow(store: Store, policy: Policy, key: KeyValues, deadlineMs: number): Promise<Row[]> {
     return this.fetchKeys(store, policy, [key], deadlineMs);
   }
 
-  private async fetchKeys(store: Store, policy: Policy, keys: readonly KeyValues[], deadlineMs: number): Promise<Row[]> {
-    const onTarget = store.name === 'target';
-    const table = onTarget ? policy.targetTable : policy.sourceTable;
-    const cols = onTarget ? policy.targetPrimaryKey : policy.primaryKey;
-    const rows: Row[] = [];
-    for (const slice of inSlices(keys)) {
-      const build = (knex: Knex) =>
-        knex(table)
-          .select('*')
-          .where((w) => {
-            for (const key of slice) {
-              w.orWhere((one) => {
-                cols.forEach((col, i) => {
-                  const sourceCol = policy.primaryKey[i] as string;
-                  const column = policy.columns.get(sourceCol);
-                  one.andWhere(col, bindValue(key[i], (onTarget ? column?.targetKind : column?.kind) ?? null, store.dialect) as Knex.Value);
-                });
-              });
-            }
-          });
-      rows.push(...(deadlineMs > 0 ? await withDeadlineQuery<Row[]>(store, deadlineMs, build) : ((await build(store.knex)) as Row[])));
-    }
-    return onTarget ? rows.map((r) => mapBackward(policy, r)) : rows;
+  private fetchKeys(store: Store, policy: Policy, keys: readonly KeyValues[], deadlineMs: number): Promise<Row[]> {
+    return fetchByKeys(store, policy, keys, deadlineMs > 0 ? { deadlineMs } : {});
   }
 
   private async fetchPage(store: Store, policy: Policy, query: ListQuery, after: KeyValues | undefined, deadlineMs: number): Promise<Row[]> {
@@ -173,7 +153,7 @@ export class ReadService {
         const col = onTarget ? (column.targetName as string) : name;
         builder = builder.where(col, filterValue(column.name, onTarget ? (column.targetKind ?? column.kind) : column.kind, text, store));
       }
-      if (after) builder = afterKey(builder, keyCols, after);
+      if (after) builder = whereAfterKey(builder, keyCols, after);
       for (const col of keyCols) builder = builder.orderBy(col, 'asc');
       return builder.limit(query.limit);
     };
@@ -225,18 +205,6 @@ export class ReadService {
       }
     }
   }
-}
-
-/** Keyset condition `(k1, k2, …) > (v1, v2, …)` written out so every dialect plans it the same. */
-function afterKey(builder: Knex.QueryBuilder, cols: readonly string[], after: KeyValues): Knex.QueryBuilder {
-  return builder.where((outer) => {
-    cols.forEach((_, i) => {
-      outer.orWhere((inner) => {
-        for (let j = 0; j < i; j++) inner.andWhere(cols[j] as string, after[j] as Knex.Value);
-        inner.andWhere(cols[i] as string, '>', after[i] as Knex.Value);
-      });
-    });
-  });
 }
 
 function filterColumn(policy: Policy, name: string) {
