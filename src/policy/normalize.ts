@@ -9,14 +9,22 @@ export interface CompareSettings {
   ignore: ReadonlySet<string>;
 }
 
+const settingsOf = new WeakMap<Policy, CompareSettings>();
+
+/** A policy's compare settings, built once per policy (every shadow read asks). */
 export function compareSettings(policy: Policy): CompareSettings {
-  const c = policy.file.compare;
-  return {
-    timestampPrecision: c.timestampPrecision,
-    floatTolerance: c.floatTolerance,
-    caseInsensitive: new Set(c.caseInsensitive),
-    ignore: new Set(c.ignore),
-  };
+  let settings = settingsOf.get(policy);
+  if (!settings) {
+    const c = policy.file.compare;
+    settings = {
+      timestampPrecision: c.timestampPrecision,
+      floatTolerance: c.floatTolerance,
+      caseInsensitive: new Set(c.caseInsensitive),
+      ignore: new Set(c.ignore),
+    };
+    settingsOf.set(policy, settings);
+  }
+  return settings;
 }
 
 const NUMERIC = /^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/;

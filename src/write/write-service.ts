@@ -99,24 +99,27 @@ export class WriteService {
       const change = await runOp(trx, primary, op);
       if (state.dualWrite) {
         const rowKey = formatKey(change.key);
-        const image = change.row === undefined ? null : change.row;
+        // Encoded once: the inline apply sees exactly what the worker would read back.
+        const text = change.row === undefined ? null : encodeImage(change.row);
+        const outboxOp = text === null ? 'delete' : 'upsert';
+        const now = Date.now();
         const id = await insertOutboxRow(trx, primary.dialect, {
           table: op.policy.name,
           rowKey,
-          op: image === null ? 'delete' : 'upsert',
-          image: image === null ? null : encodeImage(image),
+          op: outboxOp,
+          image: text,
           epoch: state.epoch,
-          notBefore: Date.now() + this.options.inlineGraceMs,
+          notBefore: now + this.options.inlineGraceMs,
         });
         entries.push({
           id,
           table: op.policy.name,
           rowKey,
-          op: image === null ? 'delete' : 'upsert',
-          image: image === null ? null : decodeImage(encodeImage(image)),
+          op: outboxOp,
+          image: text === null ? null : decodeImage(text),
           epoch: state.epoch,
           attempts: 0,
-          createdAt: Date.now(),
+          createdAt: now,
         });
       }
       results.push(change.row === undefined ? { status: change.status } : { status: change.status, row: toApiRow(change.row) });
