@@ -1,9 +1,9 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { catchTandemError } from '../helpers/errors.js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config/load-config.js';
-import { TandemError } from '../../src/errors.js';
 
 const REPO_CONFIG_DIR = path.resolve(import.meta.dirname, '../../config');
 
@@ -25,17 +25,6 @@ afterEach(() => {
 
 function writeConfig(name: 'default.yaml' | 'local.yaml', text: string): void {
   writeFileSync(path.join(configDir, name), text);
-}
-
-/** Runs `fn`, expects a TandemError and returns it for closer inspection. */
-function catchTandemError(fn: () => unknown): TandemError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(TandemError);
-    return error as TandemError;
-  }
-  throw new Error('expected a TandemError, nothing was thrown');
 }
 
 describe('loadConfig defaults', () => {

@@ -1,9 +1,9 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { catchTandemError } from '../helpers/errors.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ColumnInfo, TableInfo } from '../../src/db/introspect.js';
-import { TandemError } from '../../src/errors.js';
 import { bindPolicy } from '../../src/policy/bind-policy.js';
 import { loadPolicyFiles, type LoadedPolicyFile } from '../../src/policy/load-policies.js';
 import { mapBackward, mapForward } from '../../src/policy/mapping.js';
@@ -101,16 +101,6 @@ function problemsOf(file: LoadedPolicyFile, source: TableInfo | undefined, targe
   expect(result.policy).toBeUndefined();
   expect(result.problems.length).toBeGreaterThan(0);
   return result.problems;
-}
-
-function catchTandemError(fn: () => unknown): TandemError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(TandemError);
-    return error as TandemError;
-  }
-  throw new Error('expected a TandemError, nothing was thrown');
 }
 
 // ---------------------------------------------------------------------------
