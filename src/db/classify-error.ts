@@ -126,3 +126,13 @@ export function isClientDataError(kind: DbErrorKind): boolean {
 export function isTransient(kind: DbErrorKind): boolean {
   return kind === 'transient' || kind === 'timeout' || kind === 'unknown';
 }
+
+/**
+ * The connection itself failed (as opposed to the database refusing a statement). After such
+ * an error a transaction's outcome is unknown — the COMMIT may have landed — so the write
+ * path must not run it again.
+ */
+export function isConnectionLoss(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (NETWORK_CODES.has(code) || code.startsWith('PROTOCOL_'));
+}

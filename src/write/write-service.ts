@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { classifyDbError } from '../db/classify-error.js';
+import { classifyDbError, isConnectionLoss } from '../db/classify-error.js';
 import type { Store } from '../db/store.js';
 import { readStateForShare, type TableState } from '../db/table-state.js';
 import { TandemError } from '../errors.js';
@@ -69,7 +69,7 @@ export class WriteService {
         // A lost race between two upserts of a new key, a deadlock or a serialization failure
         // rolled the whole transaction back: nothing was written, so running it again is safe.
         const retryable = kind === 'transient' || (kind === 'unique' && ops.some((o) => o.op === 'upsert'));
-        if (retryable && attempt < MAX_TRANSACTION_TRIES && !isConnectionLevel(error)) continue;
+        if (retryable && attempt < MAX_TRANSACTION_TRIES && !isConnectionLoss(error)) continue;
         for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'error', op: op.op, ...(requestId ? { requestId } : {}) });
         throw primaryError(error, ops);
       }
@@ -140,11 +140,6 @@ function runOp(trx: Knex.Transaction, primary: Store, op: WriteOp): Promise<Prim
     case 'delete':
       return deleteRow(trx, primary.dialect, op.policy, op.key, keyField);
   }
-}
-
-function isConnectionLevel(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^(E[A-Z]+$|PROTOCOL_)/.test(code);
 }
 
 /** A failure on the primary is the client's answer: map it to a status with a stable code. */

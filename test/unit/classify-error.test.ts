@@ -145,3 +145,15 @@ describe('isClientDataError / isTransient', () => {
     expect(isClientDataError(classifyDbError(withCode('PROTOCOL_CONNECTION_LOST')))).toBe(false);
   });
 });
+
+describe('isConnectionLoss', () => {
+  it('is true for network codes and driver protocol errors, false for database refusals', async () => {
+    const { isConnectionLoss } = await import('../../src/db/classify-error.js');
+    expect(isConnectionLoss({ code: 'ECONNRESET' })).toBe(true);
+    expect(isConnectionLoss({ code: 'PROTOCOL_CONNECTION_LOST' })).toBe(true);
+    expect(isConnectionLoss({ code: '40P01' })).toBe(false);
+    expect(isConnectionLoss({ code: 'ER_LOCK_DEADLOCK' })).toBe(false);
+    expect(isConnectionLoss({ code: 'SQLITE_BUSY' })).toBe(false);
+    expect(isConnectionLoss(new Error('no code'))).toBe(false);
+  });
+});
