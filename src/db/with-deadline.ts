@@ -20,7 +20,7 @@ interface PoolClient {
  * connection's socket is destroyed, so a query stuck on a black-holed network fails at once
  * instead of pinning the connection until TCP gives up (minutes); the pool replaces it.
  */
-async function withDeadlineConnection<T>(store: Store, ms: number, work: (connection: unknown) => Promise<T>): Promise<T> {
+export async function withDeadlineConnection<T>(store: Store, ms: number, work: (connection: unknown) => Promise<T>): Promise<T> {
   const client = store.knex.client as PoolClient;
   let timedOut = false;
   let connection: unknown;

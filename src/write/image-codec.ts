@@ -1,3 +1,5 @@
+import { parsePgText } from '../db/pg-types.js';
+
 /**
  * After-images travel through the outbox as JSON text. Binary values keep their bytes
  * (`{"$b64": …}`), dates become ISO-8601 UTC, bigints decimal strings. Keys of the row's
@@ -5,6 +7,13 @@
  * the binary marker.
  */
 export type Row = Record<string, unknown>;
+
+/**
+ * The opening of an image PostgreSQL wrote itself (the folded write path): the row as
+ * `{"$pgtypes":{column: type oid, …}, column: text | null, …}`, each value in PostgreSQL's
+ * text form. encodeImage never starts so: it escapes a `$pgtypes` column as `$$pgtypes`.
+ */
+export const PG_TEXT_IMAGE_PREFIX = '{"$pgtypes":';
 
 export function encodeImage(row: Row): string {
   return JSON.stringify(row, function replacer(this: Record<string, unknown>, key: string, value: unknown) {
@@ -21,6 +30,7 @@ export function encodeImage(row: Row): string {
 }
 
 export function decodeImage(text: string): Row {
+  if (text.startsWith(PG_TEXT_IMAGE_PREFIX)) return decodePgTextImage(text);
   return JSON.parse(text, (_key, value: unknown) => {
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const obj = value as Record<string, unknown>;
@@ -45,4 +55,19 @@ export function toApiRow(row: Row): Row {
     else out[key] = value;
   }
   return out;
+}
+
+/**
+ * Parses each value with the driver's own parser for its type, then takes the JSON round
+ * trip encodeImage's images take: the result equals what the classic path decodes for the
+ * same row (dates as ISO strings, bigints as strings, bytes as Buffers).
+ */
+function decodePgTextImage(text: string): Row {
+  const { $pgtypes: types, ...values } = JSON.parse(text) as { $pgtypes: Record<string, number> } & Record<string, string | null>;
+  const row: Row = {};
+  for (const [name, value] of Object.entries(values)) {
+    const oid = types[name];
+    row[name] = value === null || oid === undefined ? value : parsePgText(oid, value);
+  }
+  return decodeImage(encodeImage(row));
 }

@@ -38,11 +38,11 @@ function lockRow(trx: Knex.Transaction, dialect: Dialect, policy: Policy, key: K
  * The key as the primary stores it. Versions are per stored key: a URL may spell the same
  * row differently (case under a case-insensitive collation, a UUID's case, a date's form).
  */
-function storedKey(policy: Policy, row: Row): KeyValues {
+export function storedKey(policy: Policy, row: Row): KeyValues {
   return policy.primaryKey.map((c) => row[c]);
 }
 
-function notFound(policy: Policy, field: string): TandemError {
+export function notFound(policy: Policy, field: string): TandemError {
   return new TandemError('not_found', 404, `${field}: no row with this key in ${policy.name}`, { field });
 }
 
@@ -87,11 +87,7 @@ export async function updateRow(
   field: string,
   keyField: string,
 ): Promise<PrimaryChange> {
-  const changes = withoutKey(policy, key, values, field);
-  if (Object.keys(changes).length === 0) {
-    throw new TandemError('bad_request', 400, `${field}: name at least one column to change`, { field });
-  }
-  const bound = bindRow(policy, changes, dialect);
+  const bound = bindRow(policy, updateChanges(policy, key, values, field), dialect);
   if (dialect !== 'mysql') {
     const [row] = (await trx(policy.sourceTable).where(keyWhere(policy, key)).update(bound).returning('*')) as Row[];
     if (!row) throw notFound(policy, keyField);
@@ -143,6 +139,22 @@ export async function deleteRow(
   if (!before) throw notFound(policy, keyField);
   await trx(policy.sourceTable).where(keyWhere(policy, key)).del();
   return { status: 204, key: storedKey(policy, before), row: undefined };
+}
+
+/** The columns an update changes: never a key column, and at least one (400 otherwise). */
+export function updateChanges(policy: Policy, key: KeyValues, values: Row, field: string): Row {
+  const changes = withoutKey(policy, key, values, field);
+  if (Object.keys(changes).length === 0) {
+    throw new TandemError('bad_request', 400, `${field}: name at least one column to change`, { field });
+  }
+  return changes;
+}
+
+/** 503 while a table switches its primary (its state row says it is not the primary here). */
+export function tableFrozen(table: string): TandemError {
+  return new TandemError('table_frozen', 503, `table ${table} is switching its primary; retry shortly`, {
+    headers: { 'Retry-After': '1' },
+  });
 }
 
 function withoutKey(policy: Policy, key: KeyValues, values: Row, field: string): Row {

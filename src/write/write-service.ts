@@ -10,7 +10,8 @@ import type { Applier, ApplyRoute } from './applier.js';
 import { decodeImage, encodeImage, toApiRow, type Row } from './image-codec.js';
 import type { OutboxEntry } from './outbox/outbox-entry.js';
 import { insertOutboxRow } from './outbox/insert-outbox-row.js';
-import { deleteRow, insertRow, updateRow, upsertRow, type PrimaryChange } from './primary-ops.js';
+import type { FoldableOp, PgFold } from './pg-fold.js';
+import { deleteRow, insertRow, tableFrozen, updateRow, upsertRow, type PrimaryChange } from './primary-ops.js';
 
 export type WriteOp =
   | { op: 'insert'; policy: Policy; values: Row; field: string }
@@ -36,6 +37,8 @@ export interface WriteServiceOptions {
   onQueued?: (entries: readonly OutboxEntry[]) => void;
   /** How long the worker leaves fresh rows to the inline apply, ms. */
   inlineGraceMs: number;
+  /** PostgreSQL primaries: each table's folded write statement (see PgFold). */
+  folds?: ReadonlyMap<string, PgFold>;
 }
 
 const MAX_TRANSACTION_TRIES = 3;
@@ -56,12 +59,10 @@ export class WriteService {
   async write(ops: readonly WriteOp[], requestId?: string): Promise<WriteOutcome> {
     const route = this.route();
     const primary = route.from;
-    let entries: OutboxEntry[] = [];
-    let results: OpResult[] = [];
+    let written: Written;
     for (let attempt = 1; ; attempt++) {
       try {
-        entries = [];
-        results = await primary.knex.transaction((trx) => this.runOps(trx, primary, ops, entries));
+        written = await this.writePrimary(primary, ops);
         break;
       } catch (error) {
         if (error instanceof TandemError) throw error;
@@ -74,11 +75,34 @@ export class WriteService {
         throw primaryError(error, ops);
       }
     }
+    const { results, entries } = written;
     for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'ok', op: op.op, ...(requestId ? { requestId } : {}) });
     if (entries.length === 0) return { results, disposition: 'primary-only' };
     this.options.onQueued?.(entries);
     const applied = await this.applier.applyInline(route, entries);
     return { results, disposition: applied ? 'applied' : 'queued' };
+  }
+
+  /** One try on the primary: the folded statement when it applies, else the classic transaction. */
+  private async writePrimary(primary: Store, ops: readonly WriteOp[]): Promise<Written> {
+    const [only] = ops;
+    if (ops.length === 1 && only && only.op !== 'upsert') {
+      const fold = this.options.folds?.get(only.policy.name);
+      const op = fold ? foldable(only) : undefined;
+      if (fold && op && fold.handles(primary, op)) {
+        const now = Date.now();
+        const folded = await fold.run(op, now, now + this.options.inlineGraceMs);
+        if (folded) {
+          const { change, epoch, outboxId } = folded;
+          if (outboxId === null) return { results: [resultOf(change)], entries: [] };
+          const text = change.row === undefined ? null : encodeImage(change.row);
+          return { results: [resultOf(change)], entries: [this.entryOf(only.policy.name, change, text, epoch, outboxId, now)] };
+        }
+      }
+    }
+    const entries: OutboxEntry[] = [];
+    const results = await primary.knex.transaction((trx) => this.runOps(trx, primary, ops, entries));
+    return { results, entries };
   }
 
   private async runOps(trx: Knex.Transaction, primary: Store, ops: readonly WriteOp[], entries: OutboxEntry[]): Promise<OpResult[]> {
@@ -89,47 +113,68 @@ export class WriteService {
       if (!state) {
         state = await readStateForShare(trx, primary.dialect, op.policy.name);
         if (!state) throw new TandemError('internal', 500, `no state row for table ${op.policy.name}`);
-        if (state.role !== 'primary') {
-          throw new TandemError('table_frozen', 503, `table ${op.policy.name} is switching its primary; retry shortly`, {
-            headers: { 'Retry-After': '1' },
-          });
-        }
+        if (state.role !== 'primary') throw tableFrozen(op.policy.name);
         states.set(op.policy.name, state);
+        this.options.folds?.get(op.policy.name)?.noteStage(state.dualWrite);
       }
       const change = await runOp(trx, primary, op);
       if (state.dualWrite) {
-        const rowKey = formatKey(change.key);
+        const now = Date.now();
         // Encoded once: the inline apply sees exactly what the worker would read back.
         const text = change.row === undefined ? null : encodeImage(change.row);
-        const outboxOp = text === null ? 'delete' : 'upsert';
-        const now = Date.now();
-        const id = await insertOutboxRow(trx, primary.dialect, {
-          table: op.policy.name,
-          rowKey,
-          op: outboxOp,
+        const entry = this.entryOf(op.policy.name, change, text, state.epoch, '', now);
+        entry.id = await insertOutboxRow(trx, primary.dialect, {
+          table: entry.table,
+          rowKey: entry.rowKey,
+          op: entry.op,
           image: text,
-          epoch: state.epoch,
+          epoch: entry.epoch,
           notBefore: now + this.options.inlineGraceMs,
         });
-        entries.push({
-          id,
-          table: op.policy.name,
-          rowKey,
-          op: outboxOp,
-          image: text === null ? null : decodeImage(text),
-          epoch: state.epoch,
-          attempts: 0,
-          createdAt: now,
-        });
+        entries.push(entry);
       }
-      results.push(change.row === undefined ? { status: change.status } : { status: change.status, row: toApiRow(change.row) });
+      results.push(resultOf(change));
     }
     return results;
   }
+
+  /**
+   * The outbox entry of one change, its image as the worker would decode it from the
+   * outbox row (the JSON round trip), so the inline apply and a retry apply the same values.
+   */
+  private entryOf(table: string, change: PrimaryChange, text: string | null, epoch: number, id: string, now: number): OutboxEntry {
+    return {
+      id,
+      table,
+      rowKey: formatKey(change.key),
+      op: text === null ? 'delete' : 'upsert',
+      image: text === null ? null : decodeImage(text),
+      epoch,
+      attempts: 0,
+      createdAt: now,
+    };
+  }
+}
+
+interface Written {
+  results: OpResult[];
+  entries: OutboxEntry[];
+}
+
+function resultOf(change: PrimaryChange): OpResult {
+  return change.row === undefined ? { status: change.status } : { status: change.status, row: toApiRow(change.row) };
+}
+
+function keyFieldOf(op: WriteOp): string {
+  return op.field === 'values' ? 'key' : `${op.field.replace(/\.values$/, '')}.key`;
+}
+
+function foldable(op: Exclude<WriteOp, { op: 'upsert' }>): FoldableOp {
+  return op.op === 'insert' ? op : { ...op, keyField: keyFieldOf(op) };
 }
 
 function runOp(trx: Knex.Transaction, primary: Store, op: WriteOp): Promise<PrimaryChange> {
-  const keyField = op.field === 'values' ? 'key' : `${op.field.replace(/\.values$/, '')}.key`;
+  const keyField = keyFieldOf(op);
   switch (op.op) {
     case 'insert':
       return insertRow(trx, primary.dialect, op.policy, op.values, op.field);
