@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
-import pg from 'pg';
+import { PG_TYPES } from './pg-types.js';
 
 export const DIALECTS = ['pg', 'mysql', 'sqlite'] as const;
 export type Dialect = (typeof DIALECTS)[number];
@@ -91,6 +91,9 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
         // A DATE is a calendar day: never turn it into a midnight in some zone.
         dateStrings: ['DATE'],
         charset: 'utf8mb4',
+        // The versioned apply sends its statements in two round trips (src/write/apply-mysql.ts).
+        // Values are still bound parameters, escaped by mysql2 like every knex query.
+        multipleStatements: true,
         connectTimeout: options.connectTimeoutMs,
         enableKeepAlive: true,
         connectAttributes: { program_name: applicationName },
@@ -157,23 +160,6 @@ function unBigInt(value: unknown): unknown {
   }
   return value;
 }
-
-/**
- * PostgreSQL values as Tandem compares them: DATE stays the calendar day it is, and a
- * TIMESTAMP without zone is read as UTC (as MariaDB's DATETIME is with time_zone +00:00).
- */
-const PG_TYPES = {
-  getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === 1082) return (text: string) => text;
-    if (oid === 1114) {
-      return (text: string) => {
-        const date = new Date(`${text.replace(' ', 'T')}Z`);
-        return Number.isNaN(date.getTime()) ? text : date;
-      };
-    }
-    return pg.types.getTypeParser(oid, format as 'text');
-  },
-};
 
 interface MysqlConn {
   query(sql: string, cb: (err: Error | null) => void): void;
