@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { OUTBOX_TABLE } from '../db/internal-tables.js';
 import { keysetPage } from '../db/key-queries.js';
 import type { Store } from '../db/store.js';
 import { mapBackward } from '../policy/mapping.js';
-import { canonical, compareSettings, diffRows, type CompareSettings } from '../policy/normalize.js';
+import { compareSettings, diffRows, type CompareSettings } from '../policy/normalize.js';
 import type { Policy } from '../policy/policy.js';
 import { formatKey, parseKey, type KeyValues } from '../policy/row-key.js';
 import { fetchByKeys } from '../read/fetch-by-keys.js';
@@ -34,7 +33,7 @@ export interface VerifyReport {
   mismatched: number;
   missingInTarget: number;
   extraInTarget: number;
-  /** Chunks whose canonical hash differed (and were diffed row by row). */
+  /** Chunks holding at least one differing row. */
   chunksDiffering: number;
   chunks: number;
   samples: {
@@ -57,8 +56,11 @@ type Drift = { kind: 'mismatched'; columns: string[] } | { kind: 'missing' } | {
 
 /**
  * Compares map(source) with the target (DESIGN §6): the source in key order, chunk by
- * chunk, against the same keys in the target — canonical row hashes per chunk, row diffs in
- * chunks that differ — then the target's keys against the source for extra rows. Keys that
+ * chunk, against the same keys in the target, row by row — identical driver values match at
+ * once, others are compared canonically (the shadow-read normalisation) — then the target's
+ * keys against the source for extra rows. DESIGN §6 hashes each chunk's canonical rows
+ * first; both sides' rows are in this process anyway, so comparing them directly finds the
+ * same drift without canonicalising every value (verify's profile). Keys that
  * differ are re-read at the end, once their pending outbox rows (if any) have drained, so a
  * write in flight during the walk is not reported as drift.
  */
@@ -67,61 +69,84 @@ export async function verifyTable(source: Store, target: Store, policy: Policy, 
   const chunkSize = options.chunkSize ?? 2000;
   const sampleLimit = options.sampleLimit ?? 10;
   const settings = compareSettings(policy);
+  const compared = comparedColumns(policy, settings);
   const [sourceRows, targetRows] = await Promise.all([countRows(source.knex, policy.sourceTable), countRows(target.knex, policy.targetTable)]);
   const drift = new Map<string, { key: KeyValues; drift: Drift }>();
   let matching = 0;
   let chunks = 0;
   let chunksDiffering = 0;
 
-  // Pass 1: every source row against the target row of the same key.
-  let after: KeyValues | undefined;
-  let seen = 0;
-  for (;;) {
-    const rows = await keysetPage(source.knex, policy.sourceTable, policy.primaryKey, after, chunkSize);
-    if (rows.length === 0) break;
-    chunks++;
-    const keys = rows.map((r) => policy.primaryKey.map((c) => r[c]));
-    const targetByKey = indexBy(policy, await fetchByKeys(target, policy, keys));
-    const sourceHash = chunkHash(rows.map((r) => canonicalRow(policy, settings, r, 'source')));
-    const targetHash = chunkHash(keys.map((k) => targetByKey.get(formatKey(k))).map((r) => (r ? canonicalRow(policy, settings, r, 'target') : 'missing')));
-    if (sourceHash === targetHash) {
-      matching += rows.length;
-    } else {
-      chunksDiffering++;
-      for (const row of rows) {
-        const key = policy.primaryKey.map((c) => row[c]);
-        const other = targetByKey.get(formatKey(key));
-        if (!other) drift.set(formatKey(key), { key, drift: { kind: 'missing' } });
-        else {
+  // Pass 1: every source row against the target row of the same key. Pass 2: target keys
+  // the source does not have. The passes run side by side, and each fetches its next page
+  // while it compares the current one.
+  const pass1 = async () => {
+    let seen = 0;
+    // A page of source rows with the target rows of its keys on the way: the next page and
+    // its target rows are fetched while this one is compared.
+    const fetchPage = (after: KeyValues | undefined): Promise<SourcePage> =>
+      prefetch(
+        keysetPage(source.knex, policy.sourceTable, policy.primaryKey, after, chunkSize).then((rows) => {
+          const keys = rows.map((r) => policy.primaryKey.map((c) => r[c]));
+          const more = rows.length >= chunkSize;
+          const next: Promise<SourcePage> | undefined = more ? fetchPage(keys[keys.length - 1]) : undefined;
+          const targetRows = prefetch(rows.length > 0 ? fetchByKeys(target, policy, keys) : Promise.resolve([]));
+          return { rows, keys, next, targetRows };
+        }),
+      );
+    let page: Promise<SourcePage> | undefined = fetchPage(undefined);
+    while (page) {
+      const current: SourcePage = await page;
+      const { rows, keys, targetRows } = current;
+      page = current.next;
+      if (rows.length === 0) break;
+      chunks++;
+      const targetByKey = indexBy(policy, await targetRows);
+      let differs = false;
+      rows.forEach((row, i) => {
+        const key = keys[i] as KeyValues;
+        const id = formatKey(key);
+        const other = targetByKey.get(id);
+        if (!other) {
+          drift.set(id, { key, drift: { kind: 'missing' } });
+          differs = true;
+        } else if (rawEqual(compared, row, other)) {
+          matching++;
+        } else {
           const columns = diffRows(policy, settings, row, other);
           if (columns.length === 0) matching++;
-          else drift.set(formatKey(key), { key, drift: { kind: 'mismatched', columns } });
+          else {
+            drift.set(id, { key, drift: { kind: 'mismatched', columns } });
+            differs = true;
+          }
         }
-      }
+      });
+      if (differs) chunksDiffering++;
+      seen += rows.length;
+      options.onProgress?.({ phase: 'source', done: seen, total: sourceRows });
     }
-    seen += rows.length;
-    options.onProgress?.({ phase: 'source', done: seen, total: sourceRows });
-    after = keys[keys.length - 1];
-    if (rows.length < chunkSize) break;
-  }
-
-  // Pass 2: target keys the source does not have.
-  after = undefined;
-  seen = 0;
-  for (;;) {
-    const rows = await keysetPage(target.knex, policy.targetTable, policy.targetPrimaryKey, after, chunkSize, policy.targetPrimaryKey);
-    if (rows.length === 0) break;
-    const keys = rows.map((r) => {
-      const back = mapBackward(policy, r);
-      return policy.primaryKey.map((c) => back[c]);
-    });
-    const present = new Set((await fetchKeysOnly(source, policy, keys)).map((k) => formatKey(k)));
-    for (const key of keys) if (!present.has(formatKey(key))) drift.set(formatKey(key), { key, drift: { kind: 'extra' } });
-    seen += rows.length;
-    options.onProgress?.({ phase: 'target', done: seen, total: targetRows });
-    after = rows.length > 0 ? policy.targetPrimaryKey.map((c) => rows[rows.length - 1]?.[c]) : undefined;
-    if (rows.length < chunkSize) break;
-  }
+  };
+  const pass2 = async () => {
+    let seen = 0;
+    const targetPage = (after: KeyValues | undefined) =>
+      keysetPage(target.knex, policy.targetTable, policy.targetPrimaryKey, after, chunkSize, policy.targetPrimaryKey);
+    let page = targetPage(undefined);
+    for (;;) {
+      const rows = await page;
+      if (rows.length === 0) break;
+      const more = rows.length >= chunkSize;
+      if (more) page = prefetch(targetPage(policy.targetPrimaryKey.map((c) => rows[rows.length - 1]?.[c])));
+      const keys = rows.map((r) => {
+        const back = mapBackward(policy, r);
+        return policy.primaryKey.map((c) => back[c]);
+      });
+      const present = new Set((await fetchKeysOnly(source, policy, keys)).map((k) => formatKey(k)));
+      for (const key of keys) if (!present.has(formatKey(key))) drift.set(formatKey(key), { key, drift: { kind: 'extra' } });
+      seen += rows.length;
+      options.onProgress?.({ phase: 'target', done: seen, total: targetRows });
+      if (!more) break;
+    }
+  };
+  await Promise.all([pass1(), pass2()]);
 
   // Re-check every differing key once its pending outbox rows have drained.
   let stillPending = 0;
@@ -200,6 +225,20 @@ export async function verifyTable(source: Store, target: Store, policy: Policy, 
   return report;
 }
 
+/** One page of pass 1: source rows, their keys, the target rows of those keys (in flight), the next page (in flight). */
+interface SourcePage {
+  rows: Row[];
+  keys: KeyValues[];
+  next: Promise<SourcePage> | undefined;
+  targetRows: Promise<Row[]>;
+}
+
+/** A page fetched ahead: if the pass fails before awaiting it, its rejection is not unhandled. */
+function prefetch<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
 async function countRows(db: Knex, table: string): Promise<number> {
   const [row] = (await db(table).count({ n: '*' })) as Array<{ n: number | string }>;
   return Number(row?.n ?? 0);
@@ -214,25 +253,27 @@ function indexBy(policy: Policy, rows: readonly Row[]): Map<string, Row> {
   return new Map(rows.map((r) => [formatKey(policy.primaryKey.map((c) => r[c])), r]));
 }
 
-/** A row's compared columns as canonical text (the same normalisation as shadow reads). */
-function canonicalRow(policy: Policy, settings: CompareSettings, row: Row, side: 'source' | 'target'): string {
-  const parts: unknown[] = [];
-  for (const column of policy.columns.values()) {
-    if (column.targetName === null || settings.ignore.has(column.name)) continue;
-    const kind = side === 'source' ? column.kind : (column.targetKind ?? column.kind);
-    const other = side === 'source' ? column.targetKind : column.kind;
-    const value = canonical(row[column.name], kind, other, settings, column.name);
-    // Floats compare with a tolerance: hash them rounded so equal-enough values hash alike;
-    // a chunk that still differs is diffed row by row with the real tolerance.
-    parts.push(typeof value === 'number' ? Number(value.toPrecision(12)) : value);
-  }
-  return JSON.stringify(parts);
+/** The columns verify compares: mapped to the target and not ignored by the policy. */
+function comparedColumns(policy: Policy, settings: CompareSettings): string[] {
+  return [...policy.columns.values()].filter((c) => c.targetName !== null && !settings.ignore.has(c.name)).map((c) => c.name);
 }
 
-function chunkHash(rows: readonly string[]): string {
-  const hash = createHash('sha256');
-  for (const r of rows) hash.update(r).update('\n');
-  return hash.digest('hex');
+/**
+ * True when every compared value is identical as the drivers returned it (same primitive,
+ * same instant, same bytes). Identical values have identical canonical forms, so such a
+ * row matches without canonicalising; any other pair goes to diffRows, which canonicalises
+ * and applies the float tolerance.
+ */
+function rawEqual(columns: readonly string[], a: Row, b: Row): boolean {
+  for (const name of columns) {
+    const x = a[name];
+    const y = b[name];
+    if (x === y) continue;
+    if (x instanceof Date && y instanceof Date && x.getTime() === y.getTime()) continue;
+    if (Buffer.isBuffer(x) && Buffer.isBuffer(y) && x.equals(y)) continue;
+    return false;
+  }
+  return true;
 }
 
 /** Which of these keys have pending outbox rows in the primary. */

@@ -13,10 +13,17 @@ export function mapForward(policy: Policy, row: Row): Row {
   return out;
 }
 
+/** Per policy: target column name → source column name (built once; verify maps every row). */
+const sourceNames = new WeakMap<Policy, Map<string, string>>();
+
 /** A target-shaped row → source column names (columns the target lacks stay absent). */
 export function mapBackward(policy: Policy, row: Row): Row {
-  const byTarget = new Map<string, string>();
-  for (const column of policy.columns.values()) if (column.targetName !== null) byTarget.set(column.targetName, column.name);
+  let byTarget = sourceNames.get(policy);
+  if (!byTarget) {
+    byTarget = new Map<string, string>();
+    for (const column of policy.columns.values()) if (column.targetName !== null) byTarget.set(column.targetName, column.name);
+    sourceNames.set(policy, byTarget);
+  }
   const out: Row = {};
   for (const [name, value] of Object.entries(row)) {
     const source = byTarget.get(name);

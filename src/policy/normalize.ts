@@ -36,8 +36,54 @@ const NUMERIC = /^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/;
  * compared with a tolerance by {@link valuesEqual}.
  */
 export function canonical(value: unknown, kind: ColumnKind, other: ColumnKind | null, settings: CompareSettings, column: string): unknown {
-  if (value === null || value === undefined) return null;
+  return canonicalizer(kind, other, settings, column)(value);
+}
+
+type Canonicalizer = (value: unknown) => unknown;
+const canonicalizers = new WeakMap<CompareSettings, Map<string, Canonicalizer>>();
+const PLAIN_INTEGER = /^-?[1-9]\d*$/;
+
+/**
+ * The canonical function of one column and side, built once per compare settings: verify
+ * and shadow reads canonicalise every value, and deciding per value what the column is
+ * showed in verify's profile.
+ */
+export function canonicalizer(kind: ColumnKind, other: ColumnKind | null, settings: CompareSettings, column: string): Canonicalizer {
+  let cache = canonicalizers.get(settings);
+  if (!cache) {
+    cache = new Map();
+    canonicalizers.set(settings, cache);
+  }
+  const cacheKey = `${kind}\u0000${other ?? ''}\u0000${column}`;
+  let fn = cache.get(cacheKey);
+  if (!fn) {
+    fn = buildCanonicalizer(kind, other, settings, column);
+    cache.set(cacheKey, fn);
+  }
+  return fn;
+}
+
+function buildCanonicalizer(kind: ColumnKind, other: ColumnKind | null, settings: CompareSettings, column: string): Canonicalizer {
   const kinds = new Set([kind, other ?? kind]);
+  const general: Canonicalizer = (value) => canonicalValue(value, kinds, settings, column);
+  if (kinds.has('datetime')) {
+    const precision = settings.timestampPrecision;
+    return (value) => (value === null || value === undefined ? null : canonicalTimestamp(value, precision));
+  }
+  const numeric = kinds.has('integer') || kinds.has('decimal');
+  if (numeric && !kinds.has('date') && !kinds.has('json') && !kinds.has('binary') && !kinds.has('boolean') && !kinds.has('float')) {
+    // Fast paths for what drivers hand back most: safe integers and plain integer text.
+    return (value) => {
+      if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+      if (typeof value === 'string' && (value === '0' || PLAIN_INTEGER.test(value))) return value;
+      return general(value);
+    };
+  }
+  return general;
+}
+
+function canonicalValue(value: unknown, kinds: ReadonlySet<ColumnKind>, settings: CompareSettings, column: string): unknown {
+  if (value === null || value === undefined) return null;
   if (kinds.has('datetime')) return canonicalTimestamp(value, settings.timestampPrecision);
   if (kinds.has('date')) return canonicalDate(value);
   if (kinds.has('json')) return canonicalJson(value);
@@ -106,10 +152,10 @@ export function canonicalTimestamp(value: unknown, precision: 's' | 'ms' | 'us')
       micros = (fraction + '000000').slice(3, 6);
     }
   }
-  const base = iso.slice(0, 19);
-  if (precision === 's') return `${base}Z`;
-  const ms = iso.slice(20, 23);
-  return precision === 'ms' ? `${base}.${ms}Z` : `${base}.${ms}${micros || '000'}Z`;
+  // ISO text is 24 characters (YYYY-MM-DDTHH:MM:SS.mmmZ) for years 0000-9999.
+  if (precision === 's') return `${iso.slice(0, 19)}Z`;
+  if (precision === 'ms') return iso;
+  return `${iso.slice(0, 23)}${micros || '000'}Z`;
 }
 
 function normalizeZone(zone: string): string {
