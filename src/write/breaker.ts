@@ -9,12 +9,22 @@ export interface BreakerOptions {
   resetTimeoutMs: number;
   volumeThreshold: number;
   rollingWindowMs: number;
+  /** Failures in a row that open the breaker whatever the window's success count. */
+  consecutiveFailures: number;
+}
+
+export interface RunOptions {
+  /**
+   * May this call be the trial of a half-open breaker? Requests say no: the outbox worker
+   * sends the trials, so no client waits out a deadline on a store that just failed.
+   */
+  trial?: boolean;
 }
 
 /** A circuit breaker in front of one store. It runs whatever thunk it is fired with. */
 export interface StoreBreaker {
   readonly store: StoreName;
-  run<T>(work: () => Promise<T>): Promise<T>;
+  run<T>(work: () => Promise<T>, options?: RunOptions): Promise<T>;
   state(): BreakerState;
   shutdown(): void;
 }
@@ -46,12 +56,28 @@ export function makeStoreBreaker(store: StoreName, options: BreakerOptions, even
   breaker.on('open', () => events.emit({ type: 'breaker', store, state: 'open' }));
   breaker.on('halfOpen', () => events.emit({ type: 'breaker', store, state: 'half-open' }));
   breaker.on('close', () => events.emit({ type: 'breaker', store, state: 'closed' }));
+  // The error rate alone needs more failures the more successes the window holds, so a store
+  // that relapses right after a busy recovery would keep clients waiting out deadlines for
+  // longer. Failures in a row bound that.
+  let inARow = 0;
+  breaker.on('success', () => {
+    inARow = 0;
+  });
+  breaker.on('failure', () => {
+    inARow += 1;
+    if (inARow >= options.consecutiveFailures && breaker.closed) breaker.open();
+  });
+  breaker.on('open', () => {
+    inARow = 0;
+  });
   return {
     store,
-    run: <T>(work: () => Promise<T>) => {
-      // Refuse here while open: opossum would count each refused call as a fire, diluting the
-      // failure rate so the breaker fails to re-open when the store relapses.
-      if (breaker.opened) return Promise.reject(openError(store));
+    run: <T>(work: () => Promise<T>, runOptions: RunOptions = {}) => {
+      // Refuse here, not in opossum: it would count each refused call as a fire, diluting
+      // the failure rate so the breaker fails to re-open when the store relapses. Refused:
+      // open, or half-open with the one trial already taken (or not ours to take).
+      const mayPass = breaker.closed || (breaker.pendingClose && runOptions.trial !== false);
+      if (!mayPass) return Promise.reject(openError(store));
       return breaker.fire(work) as Promise<T>;
     },
     state: () => (breaker.opened ? 'open' : breaker.halfOpen ? 'half-open' : 'closed'),

@@ -9,6 +9,8 @@ export interface OutboxWorkerOptions {
   probeTimeoutMs?: number;
   pollIntervalMs: number;
   batchSize: number;
+  /** Batch loops running side by side: one claims while another applies (applies take turns). Default 1. */
+  concurrency?: number;
   leaseMs: number;
 }
 
@@ -21,7 +23,10 @@ export class OutboxWorker {
   /** Shrinks when a batch runs past its deadline, grows back after successes. */
   private batch: number;
   private loopDone: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
+  private readonly wakers = new Set<() => void>();
+  private applying: Promise<unknown> = Promise.resolve();
+  /** Set while claims come back full (a backlog): then every loop claims. */
+  private backlog = false;
 
   constructor(
     private readonly route: ApplyRoute,
@@ -35,29 +40,34 @@ export class OutboxWorker {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.loopDone = this.loop();
+    const loops = Array.from({ length: Math.max(1, this.options.concurrency ?? 1) }, (_, i) => this.loop(i));
+    this.loopDone = Promise.all(loops).then(() => undefined);
   }
 
   /** Wakes the worker now (after the breaker closes, or a replay). */
   poke(): void {
-    this.wake?.();
+    for (const wake of [...this.wakers]) wake();
   }
 
   /** Stops after the batch in flight has been settled. Safe to call twice. */
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
+    this.poke();
     await this.loopDone;
   }
 
   /** One claim-and-apply round; returns how many rows it handled. */
   async drainOnce(): Promise<number> {
     const state = this.route.breaker.state();
-    if (state === 'open') return 0;
+    if (state === 'open') {
+      this.backlog = false;
+      return 0;
+    }
     // While half-open, send one small batch as the trial.
     const limit = state === 'half-open' ? 1 : this.batch;
     const entries = await claimOutboxRows(this.route.from, limit, this.options.leaseMs);
     if (entries.length === 0) {
+      this.backlog = false;
       // Nothing to apply, but a half-open breaker needs a trial call to close again;
       // without one, target reads would wait for the next write.
       if (state === 'half-open') {
@@ -68,14 +78,34 @@ export class OutboxWorker {
       }
       return 0;
     }
-    const outcome = await this.applier.applyClaimed(this.route, entries);
+    // A full batch of the full size means a backlog: the other loops join in until a batch
+    // comes back short. (Not while batches are still growing after a trial: a small drain
+    // would be split into more batches, each one more success in the breaker's window.)
+    this.backlog = limit >= this.options.batchSize && entries.length >= limit;
+    const outcome = await this.serially(() => this.applier.applyClaimed(this.route, entries));
     if (outcome === 'too-big') this.batch = Math.max(1, Math.floor(entries.length / 2));
     else if (state === 'closed') this.batch = Math.min(this.options.batchSize, this.batch * 2);
     return entries.length;
   }
 
-  private async loop(): Promise<void> {
+  /**
+   * Applies run one at a time while claims overlap them: concurrent batches of neighbouring
+   * keys deadlock on InnoDB's next-key locks of the ledger.
+   */
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.applying.then(work);
+    this.applying = run.catch(() => undefined);
+    return run;
+  }
+
+  private async loop(index: number): Promise<void> {
     while (this.running) {
+      // Extra loops only help a backlog; otherwise they would split small drains into more,
+      // smaller batches (and the breaker would count each one).
+      if (index > 0 && !this.backlog) {
+        await this.sleep(this.options.pollIntervalMs);
+        continue;
+      }
       let handled = 0;
       try {
         handled = await this.drainOnce();
@@ -90,11 +120,13 @@ export class OutboxWorker {
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       timer.unref();
+      const wakers = this.wakers;
       function done() {
         clearTimeout(timer);
+        wakers.delete(done);
         resolve();
       }
-      this.wake = done;
+      wakers.add(done);
     });
   }
 }

@@ -10,6 +10,18 @@ import { entryFromRecord, type OutboxEntry, type OutboxRecord } from './outbox-e
  */
 export async function claimOutboxRows(primary: Store, limit: number, leaseMs: number): Promise<OutboxEntry[]> {
   const now = Date.now();
+  if (primary.dialect === 'pg') {
+    // One statement: select, lock and lease in a single round trip.
+    const result = (await primary.knex.raw(
+      `UPDATE ${OUTBOX_TABLE} SET next_attempt_at = ?
+        WHERE id IN (SELECT id FROM ${OUTBOX_TABLE}
+                      WHERE status = 'pending' AND next_attempt_at <= ?
+                      ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)
+        RETURNING *`,
+      [now + leaseMs, now, limit],
+    )) as { rows: OutboxRecord[] };
+    return result.rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1)).map(entryFromRecord);
+  }
   return primary.knex.transaction(async (trx) => {
     let select = trx(OUTBOX_TABLE)
       .select('*')
