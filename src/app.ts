@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
@@ -32,7 +33,9 @@ import { Housekeeper } from './write/housekeeper.js';
 import { listDeadRows, replayDeadRows } from './write/outbox/dead-rows.js';
 import { makePendingRowsDue } from './write/outbox/fail-outbox-rows.js';
 import { OutboxWorker } from './write/outbox-worker.js';
+import { prepareFolds } from './write/pg-fold.js';
 import { WriteService } from './write/write-service.js';
+import { clusterMetricsClient } from './metrics/cluster-metrics.js';
 
 export const VERSION = '0.1.0';
 
@@ -55,6 +58,8 @@ export class TandemApp {
   readonly events = new EventBus();
   readonly metrics: TandemMetrics = makeMetrics();
   readonly logger: Logger;
+  /** In a cluster worker (TANDEM_WORKERS > 1): the whole cluster's metrics, from the primary. */
+  private readonly clusterMetrics = clusterMetricsClient(this.metrics.registry);
 
   private source: Store | undefined;
   private target: Store | undefined;
@@ -81,7 +86,7 @@ export class TandemApp {
   ) {
     this.logger =
       options.logger ??
-      pino({ level: config.log.level, base: { service: 'tandem' }, redact: ['authorization', '*.authorization', '*.password'] });
+      pino({ level: config.log.level, base: { service: 'tandem', ...(cluster.worker ? { worker: cluster.worker.id } : {}) }, redact: ['authorization', '*.authorization', '*.password'] });
     this.events.on((event) => recordEvent(this.metrics, event));
     this.events.on((event) => logEvent(this.logger, event));
   }
@@ -159,6 +164,7 @@ export class TandemApp {
     this.applier = applier;
     const writes = new WriteService(() => route, applier, events, {
       inlineGraceMs: config.outbox.inlineGraceMs,
+      folds: await prepareFolds(source, this.policies.values()),
       onQueued: (entries) => pending.add(entries),
     });
 
@@ -182,6 +188,19 @@ export class TandemApp {
     this.routing = routing;
     const consistency = new ConsistencyWindow(config.read.consistencySamples, config.read.consistencyWindowMs);
     this.consistency = consistency;
+    // Figures kept in memory are set when the registry is read (a scrape here, or the
+    // cluster primary collecting from every worker).
+    const refreshGauges = () => {
+      for (const name of this.policies.keys()) {
+        this.metrics.readTargetPercent.set({ table: name }, routing.percent(name, 'readTarget'));
+        const { ratio, samples } = consistency.ratio(name);
+        this.metrics.consistency.set({ table: name }, ratio);
+        this.metrics.consistencySamples.set({ table: name }, samples);
+      }
+    };
+    for (const gauge of [this.metrics.readTargetPercent, this.metrics.consistency, this.metrics.consistencySamples]) {
+      (gauge as unknown as { collect?: () => void }).collect = refreshGauges;
+    }
     this.events.on((event) => {
       if (event.type !== 'shadow' || event.result === 'error') return;
       consistency.record(event.table, event.result === 'match');
@@ -205,11 +224,14 @@ export class TandemApp {
       probeTimeoutMs: config.apply.timeoutMs,
       pollIntervalMs: config.outbox.pollIntervalMs,
       batchSize: config.outbox.batchSize,
+      concurrency: config.outbox.concurrency,
       leaseMs: config.outbox.leaseMs,
     });
     this.worker.start();
     // When the secondary is back, rows waiting out their backoff are due at once.
     this.events.on((event) => {
+      // Requests never take a half-open breaker's trial; the worker takes it at once.
+      if (event.type === 'breaker' && event.state === 'half-open' && event.store === route.to.name) this.worker?.poke();
       if (event.type === 'breaker' && event.state === 'closed' && event.store === route.to.name && this.worker) {
         makePendingRowsDue(route.from)
           .then(() => this.worker?.poke())
@@ -231,12 +253,7 @@ export class TandemApp {
       adminTokens: adminOpen ? undefined : config.http.adminToken ? [config.http.adminToken] : [],
       health: () => this.health(),
       metrics: async () => {
-        for (const name of this.policies.keys()) {
-          this.metrics.readTargetPercent.set({ table: name }, this.routing?.percent(name, 'readTarget') ?? 0);
-          const { ratio, samples } = this.consistency?.ratio(name) ?? { ratio: 1, samples: 0 };
-          this.metrics.consistency.set({ table: name }, ratio);
-          this.metrics.consistencySamples.set({ table: name }, samples);
-        }
+        if (this.clusterMetrics) return this.clusterMetrics();
         return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
       },
       accepting: () => this.accepting,
@@ -407,6 +424,8 @@ function withTimeout<T>(promise: PromiseLike<T>, ms: number): Promise<T> {
 function logEvent(logger: Logger, event: TandemEvent): void {
   switch (event.type) {
     case 'http.request': {
+      // One event per request: build nothing when the line would not be written.
+      if (event.status < 500 && !logger.isLevelEnabled('info')) return;
       const fields = {
         reqId: event.requestId,
         method: event.method,

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { TandemApp, VERSION } from '../app.js';
 import { backfillCommand, brakeCommand, flagsCommand, outboxCommand, verifyCommand } from './tools.js';
 import { loadConfig } from '../config/load-config.js';
 import { TandemError } from '../errors.js';
 import { createDemoSchema } from './demo-schema.js';
+import { runClusterPrimary } from './cluster-primary.js';
 
 const USAGE = `tandem ${VERSION} — dual-write database proxy
 
@@ -78,6 +80,7 @@ async function serve(args: string[]): Promise<number> {
   if (values.policies !== undefined) overrides['policiesDir'] = values.policies;
 
   const config = loadConfig({ overrides });
+  if (config.workers > 1 && cluster.isPrimary) return runClusterPrimary(config);
   const app = new TandemApp(config, values.demo ? { prepareStores: createDemoSchema } : {});
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -26,6 +26,7 @@ export const ENV_NAMES = {
   TANDEM_APPLY_TIMEOUT_MS: ['apply', 'timeoutMs'],
   TANDEM_OUTBOX_MAX_ATTEMPTS: ['outbox', 'maxAttempts'],
   TANDEM_LOG_LEVEL: ['log', 'level'],
+  TANDEM_WORKERS: ['workers'],
 } as const satisfies Record<string, readonly string[]>;
 
 const NUMERIC_PATHS = new Set([
@@ -35,6 +36,7 @@ const NUMERIC_PATHS = new Set([
   'db.poolMax',
   'apply.timeoutMs',
   'outbox.maxAttempts',
+  'workers',
 ]);
 const LIST_PATHS = new Set(['http.apiTokens']);
 

@@ -30,6 +30,11 @@ export const configSchema = strictObject({
     }).default({}),
     /** Folder of policy files. Default: `policies`. */
     policiesDir: z.string().min(1).default('policies'),
+    /**
+     * `serve` processes (node:cluster) sharing the HTTP port, each with its own pools and
+     * outbox worker: more than one core. Server databases only (SQLite has one writer). Default: 1.
+     */
+    workers: positiveInt.max(64).default(1),
     flags: strictObject({
         /** Local flag file in Unleash's features format, used without an Unleash URL. Default: `config/flags.yaml`. */
         file: z.string().min(1).default('config/flags.yaml'),
@@ -84,6 +89,8 @@ export const configSchema = strictObject({
         volumeThreshold: nonNegativeInt.default(5),
         /** Breaker statistics window, ms. Default: 10000. */
         rollingWindowMs: positiveInt.default(10_000),
+        /** Failures in a row that open the breaker, whatever the window's successes. Default: 5. */
+        consecutiveFailures: positiveInt.default(5),
       })
       .default({}),
     outbox: strictObject({
@@ -91,6 +98,8 @@ export const configSchema = strictObject({
         pollIntervalMs: positiveInt.default(200),
         /** Rows claimed per batch. Default: 500. */
         batchSize: positiveInt.default(500),
+        /** Batch loops of the outbox worker: one claims while another applies (applies take turns). Default: 2. */
+        concurrency: positiveInt.max(16).default(2),
         /** Failed attempts before a row becomes dead. Default: 20. */
         maxAttempts: positiveInt.default(20),
         /** First retry delay, doubled per attempt with full jitter, ms. Default: 200. */

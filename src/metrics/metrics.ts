@@ -1,7 +1,12 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { BREAKER_STATES, STAGES, type TandemEvent } from '../events.js';
 
-/** Every Tandem metric (DESIGN §9), in one registry owned by the app (no global registry). */
+/**
+ * Every Tandem metric (DESIGN §9), in one registry owned by the app (no global registry).
+ * With several workers (TANDEM_WORKERS) the primary sums the workers' counters and
+ * histograms; a gauge states how it combines (`aggregator`): figures every worker reads
+ * from the database (outbox, lag, stage) take the max, not a sum of copies.
+ */
 export function makeMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tandem_process_' });
@@ -42,6 +47,7 @@ export function makeMetrics() {
       name: 'tandem_consistency_ratio',
       help: 'Rolling share of shadow comparisons that matched (1 with no samples)',
       labelNames: ['table'] as const,
+      aggregator: 'min',
       registers: [registry],
     }),
     consistencySamples: new Gauge({
@@ -54,6 +60,7 @@ export function makeMetrics() {
       name: 'tandem_read_target_percent',
       help: 'Share of reads the read-target flag sends to the target',
       labelNames: ['table'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     apply: new Counter({
@@ -66,36 +73,42 @@ export function makeMetrics() {
       name: 'tandem_outbox_pending',
       help: 'Outbox rows not yet applied to the secondary',
       labelNames: ['table'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     outboxDead: new Gauge({
       name: 'tandem_outbox_dead',
       help: 'Outbox rows that stopped retrying and wait for an operator (replayable)',
       labelNames: ['table'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     lag: new Gauge({
       name: 'tandem_replication_lag_seconds',
       help: 'Age of the oldest pending outbox row',
       labelNames: ['table'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     circuit: new Gauge({
       name: 'tandem_circuit_state',
       help: 'Circuit breaker state per store: 0 closed, 1 half-open, 2 open',
       labelNames: ['store'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     stage: new Gauge({
       name: 'tandem_stage',
       help: '1 for the stage each table is in, 0 for the others',
       labelNames: ['table', 'stage'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     stale: new Gauge({
       name: 'tandem_target_stale',
       help: '1 while a table\'s target may lack rows (reads stay off it until a clean verify)',
       labelNames: ['table'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     flagConflicts: new Counter({
@@ -107,6 +120,7 @@ export function makeMetrics() {
       name: 'tandem_safety_brake_active',
       help: '1 while the safety brake holds the table\'s reads on the primary',
       labelNames: ['table'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     brakeTrips: new Counter({
@@ -125,12 +139,14 @@ export function makeMetrics() {
       name: 'tandem_verify_drift_rows',
       help: 'Rows that differed in the last completed verify of the table',
       labelNames: ['table'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     verifyLastRun: new Gauge({
       name: 'tandem_verify_last_run_timestamp_seconds',
       help: 'When the last verify of the table finished (Unix seconds)',
       labelNames: ['table'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     backfillRows: new Counter({
@@ -147,6 +163,7 @@ export function makeMetrics() {
     flagsSynchronized: new Gauge({
       name: 'tandem_flags_synchronized',
       help: '1 once flags have been loaded from Unleash or the flag file',
+      aggregator: 'min',
       registers: [registry],
     }),
     backgroundErrors: new Counter({
@@ -162,14 +179,35 @@ export function makeMetrics() {
 export type TandemMetrics = ReturnType<typeof makeMetrics>;
 
 /** Applies one domain event to the metrics. */
+/**
+ * The labelled child of a per-request metric, kept by a plain string key: prom-client
+ * otherwise sorts and joins the label object on every call, once or twice per request.
+ * Label values here come from routes, tables and statuses, so the number of children
+ * stays small.
+ */
+const children = new WeakMap<object, Map<string, { inc(): void; observe(value: number): void }>>();
+function child<T extends { labels(...values: string[]): unknown }>(metric: T, key: string, values: () => string[]): { inc(): void; observe(value: number): void } {
+  let map = children.get(metric);
+  if (!map) {
+    map = new Map();
+    children.set(metric, map);
+  }
+  let labelled = map.get(key);
+  if (!labelled) {
+    labelled = metric.labels(...values()) as { inc(): void; observe(value: number): void };
+    map.set(key, labelled);
+  }
+  return labelled;
+}
+
 export function recordEvent(m: TandemMetrics, event: TandemEvent): void {
   switch (event.type) {
     case 'http.request':
-      m.requests.inc({ route: event.route, method: event.method, status: String(event.status) });
-      m.requestDuration.observe({ route: event.route }, event.durationMs / 1000);
+      child(m.requests, `${event.route}\u0000${event.method}\u0000${event.status}`, () => [event.route, event.method, String(event.status)]).inc();
+      child(m.requestDuration, event.route, () => [event.route]).observe(event.durationMs / 1000);
       return;
     case 'write':
-      m.writes.inc({ table: event.table, store: event.store, result: event.result });
+      child(m.writes, `${event.table}\u0000${event.store}\u0000${event.result}`, () => [event.table, event.store, event.result]).inc();
       return;
     case 'read':
       m.reads.inc({ table: event.table, store: event.store, result: event.result });
