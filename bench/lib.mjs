@@ -41,6 +41,39 @@ export function rssBytes(/** @type {number} */ pid) {
   }
 }
 
+/** A process and its descendants (a Tandem cluster primary and its workers), from /proc. */
+export function processTree(/** @type {number} */ pid) {
+  /** @type {Map<number, number[]>} */
+  const kids = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      kids.set(ppid, [...(kids.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) out.push(...(kids.get(/** @type {number} */ (out[i])) ?? []));
+  return out;
+}
+
+/** RSS summed over a process and its descendants, in bytes. */
+export function treeRssBytes(/** @type {number} */ pid) {
+  let total = 0;
+  for (const p of processTree(pid)) total += rssBytes(p) ?? 0;
+  return total || undefined;
+}
+
+/** CPU seconds summed over a process and its live descendants. */
+export function treeCpuSeconds(/** @type {number} */ pid) {
+  let total = 0;
+  for (const p of processTree(pid)) total += cpuSeconds(p) ?? 0;
+  return total || undefined;
+}
+
 /** User + system CPU time of a process, in seconds (from /proc/<pid>/stat), or undefined. */
 export function cpuSeconds(/** @type {number} */ pid) {
   try {

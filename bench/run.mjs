@@ -22,7 +22,7 @@
  *   --rounds N            repeat the throughput scenarios N times (even rounds in reverse
  *                         order) and report medians (1)
  *   --rate R              open-loop rate of the fixed-rate phase (200 req/s)
- *   --fixed-duration S    seconds of the fixed-rate phase (10)
+ *   --fixed-duration S    seconds of the fixed-rate phase (20: 4,000 requests, so p99 is not one outlier)
  *   --drain-rows N        rows written during the target outage (20,000; smoke 1,000)
  *   --tool-rows N         rows seeded for backfill and verify (200,000; smoke 10,000)
  *   --phases a,b          subset of throughput,fixed,drain,tools (all)
@@ -39,7 +39,8 @@
  * Environment: TANDEM_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
  * TANDEM_BENCH_MYSQL_URL (default mysql://root@127.0.0.1:3306/mysql), TANDEM_BENCH_CLI
  * (default: a snapshot of dist/ taken at start; `npm run build` runs first when dist/ is
- * missing), TANDEM_BENCH_LOG_LEVEL (Tandem's log level, warn).
+ * missing), TANDEM_BENCH_LOG_LEVEL (Tandem's log level, warn), TANDEM_BENCH_WORKERS (Tandem's
+ * TANDEM_WORKERS, unset = 1; RSS and CPU then count the primary and its workers together).
  *
  * Exit code: 0 when every phase ran (whatever the budget says, unless --strict); 1 when a
  * server or the load generator crashed, a phase failed, or every request of a scenario failed.
@@ -54,7 +55,9 @@ import { parseArgs } from 'node:util';
 import { startProxy } from './fault-proxy.mjs';
 import {
   children,
-  cpuSeconds,
+  processTree,
+  treeCpuSeconds,
+  treeRssBytes,
   cpuSnapshot,
   otherCpuPercent,
   freePort,
@@ -122,7 +125,7 @@ const settings = {
   warmupS: num(args.warmup, smoke ? 0.5 : 3),
   connections: num(args.connections, 32),
   rate: num(args.rate, 200),
-  fixedDurationS: num(args['fixed-duration'], 10),
+  fixedDurationS: num(args['fixed-duration'], 20),
   fixedWarmupS: smoke ? 0 : 2,
   drainRows: num(args['drain-rows'], smoke ? 1_000 : 20_000),
   rounds: Math.max(1, num(args.rounds, 1)),
@@ -355,6 +358,7 @@ async function startServer(key, db, options = {}) {
       TANDEM_HOST: '127.0.0.1',
       TANDEM_LOG_LEVEL: LOG_LEVEL,
       TANDEM_POOL_MAX: String(settings.poolMax),
+      ...(process.env['TANDEM_BENCH_WORKERS'] ? { TANDEM_WORKERS: process.env['TANDEM_BENCH_WORKERS'] } : {}),
     },
     { cwd: ROOT, logFile: logFileFor(options.targetUrl ? `${key}-outage` : key) },
   );
@@ -457,11 +461,12 @@ function tail(/** @type {string} */ text, lines = 15) {
  */
 async function runLoad(server, loadArgs, label) {
   const pid = /** @type {number} */ (server.child.process.pid);
-  const cpu0 = cpuSeconds(pid) ?? 0;
+  // The server and its descendants: with TANDEM_BENCH_WORKERS, a cluster primary and its workers.
+  const cpu0 = treeCpuSeconds(pid) ?? 0;
   const t0 = Date.now();
-  let maxRss = rssBytes(pid) ?? 0;
+  let maxRss = treeRssBytes(pid) ?? 0;
   const sampler = setInterval(() => {
-    const rss = rssBytes(pid);
+    const rss = treeRssBytes(pid);
     if (rss !== undefined && rss > maxRss) maxRss = rss;
   }, 200);
   try {
@@ -483,9 +488,9 @@ async function runLoad(server, loadArgs, label) {
     }
     const load = /** @type {LoadResult} */ (JSON.parse(out.trim().split('\n').pop() ?? '{}'));
     // The load generator has exited by now: its CPU comes from its own report.
-    const otherCpu = otherCpuPercent(before, after, [pid, process.pid], load.cpuSeconds);
+    const otherCpu = otherCpuPercent(before, after, [...processTree(pid), process.pid], load.cpuSeconds);
     const wallS = (Date.now() - t0) / 1000;
-    const cpu1 = cpuSeconds(pid) ?? cpu0;
+    const cpu1 = treeCpuSeconds(pid) ?? cpu0;
     if (!server.child.alive()) {
       crashed = true;
       problems.push(`${label}: the server died during the load. Output:\n${tail(server.child.output())}`);
@@ -705,7 +710,7 @@ async function snapshotDist() {
  */
 async function runTool(cliArgs, db, files) {
   const started = Date.now();
-  const child = spawnNode(`tandem ${cliArgs[0]}`, [CLI, ...cliArgs], {
+  const child = spawnNode(`tandem ${cliArgs[0]}`, [...nodeFlags(`tool-${cliArgs[0]}`), CLI, ...cliArgs], {
     TANDEM_SOURCE_URL: db.sourceUrl,
     TANDEM_TARGET_URL: db.targetUrl,
     TANDEM_POLICIES_DIR: files.policies,
@@ -884,7 +889,7 @@ async function main() {
   /** @type {Partial<Record<ScenarioKey, { load: LoadResult, maxRssBytes: number, otherCpu: number }>>} */
   const fixed = {};
   if (settings.fixed) {
-    for (const key of /** @type {ScenarioKey[]} */ (['direct', 'tandem-dual-write'])) {
+    for (const key of /** @type {ScenarioKey[]} */ (['direct', 'tandem-source-only', 'naive', 'tandem-dual-write'])) {
       if (only && !only.has(key)) continue;
       log(`fixed rate ${settings.rate}/s: ${key}`);
       fixed[key] = await measured(`${key} fixed rate`, () => fixedRateScenario(key));
@@ -944,7 +949,8 @@ async function main() {
   lines.push(`- load average (1/5/15 min) at start: ${machine.load}; at end: ${endLoad}`);
   lines.push(
     `- load: closed loop, ${settings.connections} keep-alive connections, ${settings.warmupS} s warm-up then ${settings.durationS} s measured per scenario` +
-      `${settings.rounds > 1 ? `, median of ${settings.rounds} rounds` : ''}; pool size ${settings.poolMax} per store everywhere; fresh databases per scenario; each request inserts one row.`,
+      `${settings.rounds > 1 ? `, median of ${settings.rounds} rounds` : ''}; pool size ${settings.poolMax} per store everywhere; fresh databases per scenario; each request inserts one row.` +
+      `${process.env['TANDEM_BENCH_WORKERS'] ? ` Tandem ran with TANDEM_WORKERS=${process.env['TANDEM_BENCH_WORKERS']} (RSS and CPU summed over the primary and its workers).` : ' Tandem ran as one process (TANDEM_WORKERS=1).'}`,
   );
   lines.push(
     `- the load generator (bench/load.mjs, its own process), the server under test, PostgreSQL and MariaDB all share these ${os.cpus().length} cores: absolute numbers are low and noisy; the ratios measured in the same run are what the budget judges.`,
@@ -971,25 +977,35 @@ async function main() {
   const r2 = ratio('tandem-dual-write', 'naive');
   checks.push({ name: 'Tandem dual-write / naive dual (req/s)', budget: 'Tandem `dual-write` ≥ 1.0 × naive dual', measured: r2 === null ? 'n/a' : `${fmt(r2, 2)} ×`, pass: r2 === null ? null : r2 >= 1.0 });
   if (settings.fixed) {
-    const d = fixed['direct'];
-    const t = fixed['tandem-dual-write'];
-    const added = d && t ? t.load.latencyMs.p99 - d.load.latencyMs.p99 : null;
-    checks.push({
-      name: `p99 added at ${settings.rate} req/s open loop (dual-write − direct)`,
-      budget: 'p99 latency added at a fixed moderate rate ≤ 3 ms',
-      measured: added === null ? 'n/a' : `${fmt(added, 2)} ms (${fmt(t?.load.latencyMs.p99, 2)} − ${fmt(d?.load.latencyMs.p99, 2)})`,
-      pass: added === null ? null : added <= 3,
-    });
+    // What Tandem adds is measured against the baseline doing the same database work:
+    // source-only against direct (one write), dual-write against naive dual (two writes).
+    for (const [tandemKey, baseKey, label] of /** @type {Array<[ScenarioKey, ScenarioKey, string]>} */ ([
+      ['tandem-source-only', 'direct', 'source-only − direct'],
+      ['tandem-dual-write', 'naive', 'dual-write − naive dual'],
+    ])) {
+      const d = fixed[baseKey];
+      const t = fixed[tandemKey];
+      const added = d && t ? t.load.latencyMs.p99 - d.load.latencyMs.p99 : null;
+      checks.push({
+        name: `p99 added at ${settings.rate} req/s open loop (${label})`,
+        budget: 'p99 latency added at a fixed moderate rate ≤ 3 ms',
+        measured: added === null ? 'n/a' : `${fmt(added, 2)} ms (${fmt(t?.load.latencyMs.p99, 2)} − ${fmt(d?.load.latencyMs.p99, 2)})`,
+        pass: added === null ? null : added <= 3,
+      });
+    }
   } else {
     checks.push({ name: 'p99 added at a fixed rate', budget: 'p99 latency added at a fixed moderate rate ≤ 3 ms', measured: 'not run (smoke)', pass: null });
   }
   if (drain) {
-    const rate = drain.statusZeroS ? drain.n / drain.statusZeroS : null;
+    // By the outbox table itself: /admin/status refreshes its figures once a second.
+    const rate = drain.sqlZeroS ? drain.n / drain.sqlZeroS : null;
     checks.push({
-      name: `outbox drain, ${drain.n.toLocaleString('en-US')} rows: target restored → /admin/status pending 0`,
-      budget: 'outbox drain after an outage ≥ 10,000 rows/s',
-      measured: rate === null ? 'did not drain' : `${fmt(rate, 0)} rows/s (${fmt(drain.statusZeroS, 2)} s)`,
-      pass: rate === null ? false : rate >= 10_000,
+      // Reported, not judged: it adds the breaker's recovery (up to apply.resetTimeoutMs after
+      // it last opened) to the drain; the drain rate is the line below.
+      name: `outbox recovery + drain, ${drain.n.toLocaleString('en-US')} rows: target restored → outbox table empty`,
+      budget: 'not a budget line: includes up to `apply.resetTimeoutMs` (2 s) of breaker wait',
+      measured: rate === null ? 'did not drain' : `${fmt(rate, 0)} rows/s (${fmt(drain.sqlZeroS, 2)} s)`,
+      pass: rate === null ? false : null,
     });
     checks.push({
       name: 'outbox drain, steady rate (first row applied → outbox table empty)',
