@@ -4,7 +4,7 @@ import { destroyConnection, type Store } from '../db/store.js';
 import { withDeadlineConnection } from '../db/with-deadline.js';
 import type { Policy } from '../policy/policy.js';
 import type { Row } from './image-codec.js';
-import { planSlice, splitByPresence, targetKey, whereKeys } from './apply-plan.js';
+import { isTombstone, planSlice, splitByPresence, targetKey, targetRow, whereKeys } from './apply-plan.js';
 import type { OutboxEntry } from './outbox/outbox-entry.js';
 
 interface Statement {
@@ -19,18 +19,20 @@ export interface MysqlSlice {
 }
 
 /**
- * The versioned apply of DESIGN §3.4 on a MySQL/MariaDB secondary in two round trips
- * instead of seven: the same statements as the other dialects' path, sent as two
- * multi-statement queries on one connection.
- *
- *   1. START TRANSACTION; per slice: create-or-lock the keys' ledger rows, read their
- *      versions, lock the target rows that exist.
- *   2. per slice: delete tombstones, insert new keys, update existing ones, record the
- *      versions; COMMIT.
- *
- * Between them, the versions decide in JS which images are newer. Every value is a bound
- * parameter (mysql2 formats them into the text client-side, as for every knex query). A
- * failure rolls the transaction back; if that fails too, the connection is destroyed.
+ * Applies at or below this many keys are one round trip, their version check done in SQL;
+ * larger ones (the worker's drain batches) take two, with set-based statements, because the
+ * one-trip program grows by several statements per key.
+ */
+export const ONE_TRIP_KEYS = 16;
+
+type Run = (statements: readonly Statement[]) => Promise<unknown[]>;
+
+/**
+ * The versioned apply of DESIGN §3.4 on a MySQL/MariaDB secondary, sent as multi-statement
+ * queries on one connection: one round trip for small applies (`oneTrip`), two for large
+ * ones (`twoTrips`), instead of seven. Every value is a bound parameter (mysql2 formats them
+ * into the text client-side, as for every knex query). A failure rolls the transaction back;
+ * if that fails too, the connection is destroyed.
  */
 export async function applyMysqlSlices(
   secondary: Store,
@@ -38,8 +40,9 @@ export async function applyMysqlSlices(
   deadlineMs: number,
 ): Promise<Array<{ applied: number; skipped: number }>> {
   const { knex } = secondary;
+  const keys = slices.reduce((n, slice) => n + slice.entries.length, 0);
   return withDeadlineConnection(secondary, deadlineMs, async (connection) => {
-    const run = async (statements: readonly Statement[]): Promise<unknown[]> => {
+    const run: Run = async (statements) => {
       const [results] = (await knex
         .raw(statements.map((s) => s.sql).join(';\n'), statements.flatMap((s) => [...s.bindings]) as Knex.ValueDict[])
         .connection(connection as never)) as unknown as [unknown];
@@ -47,43 +50,130 @@ export async function applyMysqlSlices(
       return statements.length === 1 ? [results] : (results as unknown[]);
     };
     try {
-      const first: Statement[] = [{ sql: 'START TRANSACTION', bindings: [] }];
-      const now = Date.now();
-      for (const { policy, entries } of slices) {
-        const keys = entries.map((e) => e.rowKey);
-        first.push({
-          sql: `INSERT INTO ${APPLIED_TABLE} (tbl, row_key, epoch, seq, applied_at) VALUES ${keys.map(() => '(?, ?, -1, -1, ?)').join(', ')} ON DUPLICATE KEY UPDATE epoch = epoch`,
-          bindings: keys.flatMap((k) => [policy.name, k, now]),
-        });
-        first.push(native(knex(APPLIED_TABLE).select('row_key', 'epoch', 'seq').where('tbl', policy.name).whereIn('row_key', keys).forUpdate()));
-        const targetKeys = entries.map((e) => targetKey('mysql', policy, e.rowKey));
-        first.push(native(whereKeys(knex(policy.targetTable).select([...policy.targetPrimaryKey]), policy.targetPrimaryKey, targetKeys).forUpdate()));
-      }
-      const results = await run(first);
-
-      const second: Statement[] = [];
-      const counts = slices.map(({ policy, entries }, i) => {
-        const ledgerRows = results[1 + i * 3 + 1] as Array<{ row_key: string; epoch: number | string; seq: number | string }>;
-        const existingRows = results[1 + i * 3 + 2] as Row[];
-        const current = new Map(ledgerRows.map((r) => [r.row_key, { epoch: Number(r.epoch), seq: String(r.seq) }]));
-        const plan = planSlice('mysql', policy, entries, current);
-        if (plan.newer.length === 0) return { applied: 0, skipped: entries.length };
-        const keyCols = policy.targetPrimaryKey;
-        if (plan.deletes.length > 0) second.push(native(whereKeys(knex(policy.targetTable), keyCols, plan.deletes).del()));
-        const { fresh, updates } = splitByPresence(keyCols, plan.upserts, existingRows);
-        if (fresh.length > 0) second.push(native(knex(policy.targetTable).insert(fresh)));
-        for (const { where, set } of updates) second.push(native(knex(policy.targetTable).where(where).update(set)));
-        second.push({ sql: mysqlLedgerUpsert(plan.ledger.length), bindings: plan.ledger.flatMap((l) => [l.tbl, l.row_key, l.epoch, l.seq, l.applied_at]) });
-        return { applied: plan.newer.length, skipped: entries.length - plan.newer.length };
-      });
-      second.push({ sql: 'COMMIT', bindings: [] });
-      await run(second);
-      return counts;
+      return keys <= ONE_TRIP_KEYS ? await oneTrip(knex, run, slices) : await twoTrips(knex, run, slices);
     } catch (error) {
       await run([{ sql: 'ROLLBACK', bindings: [] }]).catch(() => destroyConnection(secondary.dialect, connection));
       throw error;
     }
   });
+}
+
+/**
+ * One round trip: START TRANSACTION; per slice: create-or-lock the keys' ledger rows, then
+ * set a session variable per key saying whether the image is newer than the applied
+ * version (a locking read of the ledger row) and one whether the target row exists (a
+ * locking read of it); writes gated on those variables; the ledger rows of the keys
+ * written; SELECT the variables; COMMIT. Locks are taken in the same order as `twoTrips`.
+ */
+async function oneTrip(knex: Knex, run: Run, slices: readonly MysqlSlice[]): Promise<Array<{ applied: number; skipped: number }>> {
+  const statements: Statement[] = [{ sql: 'START TRANSACTION', bindings: [] }];
+  const now = Date.now();
+  const newerVars: string[][] = [];
+  let n = 0;
+  for (const { policy, entries } of slices) {
+    statements.push(ledgerCreate(policy, entries, now));
+    const checks: Statement[] = [];
+    const presence: Statement[] = [];
+    const writes: Statement[] = [];
+    const ledger: Statement[] = [];
+    const vars: string[] = [];
+    for (const entry of entries) {
+      const i = n++;
+      const newer = `@tandem_newer_${i}`;
+      const present = `@tandem_present_${i}`;
+      vars.push(newer);
+      checks.push({
+        sql: `${newer} := (SELECT epoch < ? OR (epoch = ? AND seq < CAST(? AS SIGNED)) FROM ${APPLIED_TABLE} WHERE tbl = ? AND row_key = ? FOR UPDATE)`,
+        bindings: [entry.epoch, entry.epoch, entry.id, policy.name, entry.rowKey],
+      });
+      const key = targetKey('mysql', policy, entry.rowKey);
+      if (isTombstone(entry)) {
+        writes.push(native(knex(policy.targetTable).where(key).whereRaw(newer).del()));
+      } else {
+        const lookup = native(knex(policy.targetTable).count({ n: '*' }).where(key).forUpdate());
+        presence.push({ sql: `${present} := (${lookup.sql})`, bindings: lookup.bindings });
+        const row = targetRow('mysql', policy, entry);
+        const { updates } = splitByPresence(policy.targetPrimaryKey, [row], [row]);
+        for (const { where, set } of updates) writes.push(native(knex(policy.targetTable).where(where).whereRaw(newer).update(set)));
+        const columns = Object.keys(row);
+        writes.push(
+          native(
+            knex.raw(
+              `INSERT INTO ?? (${columns.map(() => '??').join(', ')}) SELECT ${columns.map(() => '?').join(', ')} FROM DUAL WHERE ${newer} AND ${present} = 0`,
+              [policy.targetTable, ...columns, ...columns.map((c) => row[c])] as Knex.RawBinding[],
+            ),
+          ),
+        );
+      }
+      ledger.push({
+        sql: `UPDATE ${APPLIED_TABLE} SET epoch = ?, seq = ?, applied_at = ? WHERE tbl = ? AND row_key = ? AND ${newer}`,
+        bindings: [entry.epoch, entry.id, now, policy.name, entry.rowKey],
+      });
+    }
+    const assignments = [...checks, ...presence];
+    statements.push({ sql: `SET ${assignments.map((a) => a.sql).join(', ')}`, bindings: assignments.flatMap((a) => [...a.bindings]) });
+    statements.push(...writes, ...ledger);
+    newerVars.push(vars);
+  }
+  statements.push({ sql: `SELECT ${newerVars.flat().join(', ')}`, bindings: [] });
+  statements.push({ sql: 'COMMIT', bindings: [] });
+  const results = await run(statements);
+  const [flags] = results[results.length - 2] as Array<Record<string, unknown>>;
+  const newer = Object.values(flags ?? {}).map((v) => Number(v) === 1);
+  let at = 0;
+  return newerVars.map((vars) => {
+    const applied = newer.slice(at, at + vars.length).filter(Boolean).length;
+    at += vars.length;
+    return { applied, skipped: vars.length - applied };
+  });
+}
+
+/**
+ * Two round trips, set-based statements:
+ *   1. START TRANSACTION; per slice: create-or-lock the keys' ledger rows, read their
+ *      versions, lock the target rows that exist.
+ *   2. per slice: delete tombstones, insert new keys, update existing ones, record the
+ *      versions; COMMIT.
+ * Between them, the versions decide in JS which images are newer.
+ */
+async function twoTrips(knex: Knex, run: Run, slices: readonly MysqlSlice[]): Promise<Array<{ applied: number; skipped: number }>> {
+  const first: Statement[] = [{ sql: 'START TRANSACTION', bindings: [] }];
+  const now = Date.now();
+  for (const { policy, entries } of slices) {
+    const keys = entries.map((e) => e.rowKey);
+    first.push(ledgerCreate(policy, entries, now));
+    first.push(native(knex(APPLIED_TABLE).select('row_key', 'epoch', 'seq').where('tbl', policy.name).whereIn('row_key', keys).forUpdate()));
+    const targetKeys = entries.map((e) => targetKey('mysql', policy, e.rowKey));
+    first.push(native(whereKeys(knex(policy.targetTable).select([...policy.targetPrimaryKey]), policy.targetPrimaryKey, targetKeys).forUpdate()));
+  }
+  const results = await run(first);
+
+  const second: Statement[] = [];
+  const counts = slices.map(({ policy, entries }, i) => {
+    const ledgerRows = results[1 + i * 3 + 1] as Array<{ row_key: string; epoch: number | string; seq: number | string }>;
+    const existingRows = results[1 + i * 3 + 2] as Row[];
+    const current = new Map(ledgerRows.map((r) => [r.row_key, { epoch: Number(r.epoch), seq: String(r.seq) }]));
+    const plan = planSlice('mysql', policy, entries, current);
+    if (plan.newer.length === 0) return { applied: 0, skipped: entries.length };
+    const keyCols = policy.targetPrimaryKey;
+    if (plan.deletes.length > 0) second.push(native(whereKeys(knex(policy.targetTable), keyCols, plan.deletes).del()));
+    const { fresh, updates } = splitByPresence(keyCols, plan.upserts, existingRows);
+    if (fresh.length > 0) second.push(native(knex(policy.targetTable).insert(fresh)));
+    for (const { where, set } of updates) second.push(native(knex(policy.targetTable).where(where).update(set)));
+    second.push({ sql: mysqlLedgerUpsert(plan.ledger.length), bindings: plan.ledger.flatMap((l) => [l.tbl, l.row_key, l.epoch, l.seq, l.applied_at]) });
+    return { applied: plan.newer.length, skipped: entries.length - plan.newer.length };
+  });
+  second.push({ sql: 'COMMIT', bindings: [] });
+  await run(second);
+  return counts;
+}
+
+/** Creates the keys' ledger rows at version (-1, -1) where missing; locks them either way. */
+function ledgerCreate(policy: Policy, entries: readonly OutboxEntry[], now: number): Statement {
+  return {
+    sql: `INSERT INTO ${APPLIED_TABLE} (tbl, row_key, epoch, seq, applied_at) VALUES ${entries.map(() => '(?, ?, -1, -1, ?)').join(', ')} ON DUPLICATE KEY UPDATE epoch = epoch`,
+    bindings: entries.flatMap((e) => [policy.name, e.rowKey, now]),
+  };
 }
 
 /** MySQL/MariaDB: records new versions for `n` keys (parameters: tbl, row_key, epoch, seq, applied_at per key). */
@@ -92,7 +182,7 @@ function mysqlLedgerUpsert(n: number): string {
        ON DUPLICATE KEY UPDATE epoch = VALUES(epoch), seq = VALUES(seq), applied_at = VALUES(applied_at)`;
 }
 
-function native(query: Knex.QueryBuilder): Statement {
+function native(query: Knex.QueryBuilder | Knex.Raw): Statement {
   const { sql, bindings } = query.toSQL().toNative();
   return { sql, bindings };
 }

@@ -25,21 +25,26 @@ export interface SlicePlan {
 export function planSlice(dialect: Dialect, policy: Policy, entries: readonly OutboxEntry[], current: ReadonlyMap<string, { epoch: number; seq: string }>): SlicePlan {
   const newer = entries.filter((e) => compareVersion({ epoch: e.epoch, seq: e.id }, current.get(e.rowKey) ?? { epoch: -1, seq: '-1' }) > 0);
   const keyOf = (entry: OutboxEntry): Row => targetKey(dialect, policy, entry.rowKey);
-  const deletes = newer.filter((e) => e.op === 'delete' || e.image === null).map(keyOf);
-  const upserts = newer
-    .filter((e) => e.op !== 'delete' && e.image !== null)
-    .map((e) => {
-      const mapped = mapForward(policy, e.image as Row);
-      const row: Row = {};
-      for (const column of policy.columns.values()) {
-        if (column.targetName === null || !(column.targetName in mapped)) continue;
-        row[column.targetName] = bindValue(mapped[column.targetName], column.targetKind, dialect);
-      }
-      return Object.assign(row, keyOf(e));
-    });
+  const deletes = newer.filter(isTombstone).map(keyOf);
+  const upserts = newer.filter((e) => !isTombstone(e)).map((e) => targetRow(dialect, policy, e));
   const now = Date.now();
   const ledger = newer.map((e) => ({ tbl: policy.name, row_key: e.rowKey, epoch: e.epoch, seq: e.id, applied_at: now }));
   return { newer, deletes, upserts, ledger };
+}
+
+export function isTombstone(entry: OutboxEntry): boolean {
+  return entry.op === 'delete' || entry.image === null;
+}
+
+/** An entry's after-image as the full target row (key included), bound for the dialect. */
+export function targetRow(dialect: Dialect, policy: Policy, entry: OutboxEntry): Row {
+  const mapped = mapForward(policy, entry.image as Row);
+  const row: Row = {};
+  for (const column of policy.columns.values()) {
+    if (column.targetName === null || !(column.targetName in mapped)) continue;
+    row[column.targetName] = bindValue(mapped[column.targetName], column.targetKind, dialect);
+  }
+  return Object.assign(row, targetKey(dialect, policy, entry.rowKey));
 }
 
 /** An outbox row key as the secondary's key columns, bound for its dialect. */

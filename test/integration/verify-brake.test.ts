@@ -135,7 +135,7 @@ if (networked) {
         policiesDir: writeTestPolicies({ 'people.yaml': BRAKE_POLICY }),
         flags: routed(100, 100),
         // A breaker that never opens, so every routed read reaches the failing target.
-        overrides: { apply: { volumeThreshold: 100_000 } },
+        overrides: { apply: { volumeThreshold: 100_000, consecutiveFailures: 100_000 } },
       });
       const ops = Array.from({ length: 60 }, (_, i) => ({ op: 'insert', table: 'people', values: { id: i + 1, email: `b${i + 1}@x.test`, full_name: `B ${i + 1}` } }));
       await tandem.request.post('/v1/batch').send({ ops }).expect(200);
