@@ -11,11 +11,11 @@ import { failOutboxRows, releaseOutboxRows, type FailedRow } from './outbox/fail
 import type { OutboxEntry } from './outbox/outbox-entry.js';
 
 /**
- * How long done-marks gather before one UPDATE writes them. Each flush is a commit on the
- * primary, whose WAL flush the writes of live requests queue behind: fewer, larger flushes
- * keep that off their latency. Rows stay leased (worker) or within their inline grace
- * meanwhile, so nothing applies them twice; a crash before the flush only means a skipped
- * re-apply.
+ * How long done-marks (deletes of applied outbox rows) gather before one DELETE writes
+ * them. Each flush is a commit on the primary, whose WAL flush the writes of live requests
+ * queue behind: fewer, larger flushes keep that off their latency. Rows stay leased
+ * (worker) or within their inline grace meanwhile, so nothing applies them twice; a crash
+ * before the flush only means a skipped re-apply.
  */
 const DONE_MARK_INTERVAL_MS = 250;
 

@@ -75,9 +75,14 @@ for (const pair of runnablePairs().filter((p) => p.source === 'pg')) {
         target: target.url,
         policiesDir: writeTestPolicies({ 'typed.yaml': TYPED_POLICY, 'tokens.yaml': TOKENS_POLICY }),
         flags: ['typed', 'tokens', 'kv'].map(dualWrite),
-        // Keep done outbox rows so the test can read every image.
-        overrides: { outbox: { housekeepingIntervalMs: 600_000 } },
       });
+      // Applied outbox rows are deleted within 250 ms; a trigger keeps a copy of every row
+      // as written, so the test can read each image.
+      await source.knex.raw('CREATE TABLE outbox_audit AS SELECT * FROM tandem_outbox WHERE false');
+      await source.knex.raw(
+        `CREATE FUNCTION outbox_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO outbox_audit SELECT NEW.*; RETURN NEW; END $$`,
+      );
+      await source.knex.raw('CREATE TRIGGER outbox_audit AFTER INSERT ON tandem_outbox FOR EACH ROW EXECUTE FUNCTION outbox_audit()');
     });
 
     afterAll(async () => {
@@ -87,7 +92,7 @@ for (const pair of runnablePairs().filter((p) => p.source === 'pg')) {
     });
 
     const imagesOf = async (table: string, rowKey: string) =>
-      ((await source.knex('tandem_outbox').where({ tbl: table, row_key: rowKey }).orderBy('id')) as Array<{ op: string; image: string | null }>);
+      ((await source.knex('outbox_audit').where({ tbl: table, row_key: rowKey }).orderBy('id')) as Array<{ op: string; image: string | null }>);
     const withoutId = (row: Record<string, unknown>) => Object.fromEntries(Object.entries(row).filter(([k]) => k !== 'id'));
     const verifyClean = async (table: string) => {
       await waitFor(async () => (await outboxCounts(source.knex)).pending === 0, { what: 'outbox to drain' });

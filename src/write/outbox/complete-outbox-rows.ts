@@ -1,15 +1,21 @@
 import { OUTBOX_TABLE } from '../../db/internal-tables.js';
 import type { Store } from '../../db/store.js';
 
-/** Marks applied rows done; the housekeeper deletes done rows in batches. */
+/**
+ * Deletes applied rows (still pending: a row a concurrent path turned dead stays). Deleted
+ * at once, not marked done for the housekeeper to delete later: one write per row fewer on
+ * the primary, which the live requests' commits queue behind (bench: dual-write p50 at
+ * 200 req/s 3.49 → 3.27 ms, p99 over six 20 s rounds 14.1 → 10.4 ms, medians). Rows marked
+ * done by earlier versions are still deleted by the housekeeper.
+ */
 export async function completeOutboxRows(primary: Store, ids: readonly string[]): Promise<void> {
   for (let i = 0; i < ids.length; i += 1000) {
-    await primary.knex(OUTBOX_TABLE).whereIn('id', ids.slice(i, i + 1000)).andWhere('status', 'pending').update({ status: 'done' });
+    await primary.knex(OUTBOX_TABLE).whereIn('id', ids.slice(i, i + 1000)).andWhere('status', 'pending').del();
   }
 }
 
 /**
- * Marks applied rows done in groups, off the request path: one UPDATE per interval instead
+ * Deletes applied rows in groups, off the request path: one DELETE per interval instead
  * of one per request. A crash before the flush only means those rows are applied again,
  * which the version check turns into skips.
  */
