@@ -76,7 +76,7 @@ for (const pair of runnablePairs().filter((p) => p.source === 'pg')) {
         policiesDir: writeTestPolicies({ 'typed.yaml': TYPED_POLICY, 'tokens.yaml': TOKENS_POLICY }),
         flags: ['typed', 'tokens', 'kv'].map(dualWrite),
       });
-      // Applied outbox rows are deleted within 250 ms; a trigger keeps a copy of every row
+      // Applied outbox rows are deleted within a second; a trigger keeps a copy of every row
       // as written, so the test can read each image.
       await source.knex.raw('CREATE TABLE outbox_audit AS SELECT * FROM tandem_outbox WHERE false');
       await source.knex.raw(
