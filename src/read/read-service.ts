@@ -116,7 +116,9 @@ export class ReadService {
     const { events } = this.deps;
     if (store === 'target') {
       try {
-        const value = await this.deps.targetBreaker.run(fromTarget);
+        // Routed here only while the breaker was closed; if it turned half-open since, the
+        // trial is the outbox worker's, and this read falls back to the source at once.
+        const value = await this.deps.targetBreaker.run(fromTarget, { trial: false });
         events.emit({ type: 'read', table: policy.name, store: 'target', result: 'ok' });
         return { value, store: 'target' };
       } catch (error) {

@@ -1,7 +1,11 @@
 import { OUTBOX_TABLE } from '../../db/internal-tables.js';
 import type { Store } from '../../db/store.js';
 
-/** Deletes up to `limit` done rows; returns how many went. Small batches keep locks short. */
+/**
+ * Deletes up to `limit` rows marked done; returns how many went. Small batches keep locks
+ * short. Applied rows are deleted at once now (complete-outbox-rows.ts); rows marked done
+ * are the ones earlier versions left behind.
+ */
 export async function deleteDoneRows(primary: Store, limit: number): Promise<number> {
   const { knex } = primary;
   if (primary.dialect === 'mysql') {
