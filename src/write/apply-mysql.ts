@@ -84,8 +84,8 @@ async function oneTrip(knex: Knex, run: Run, policy: Policy, entry: OutboxEntry)
     const lookup = native(knex(policy.targetTable).count({ n: '*' }).where(key).forUpdate());
     assignments.push({ sql: `${present} := (${lookup.sql})`, bindings: lookup.bindings });
     const row = targetRow('mysql', policy, entry);
-    const { updates } = splitByPresence(policy.targetPrimaryKey, [row], [row]);
-    for (const { where, set } of updates) writes.push(native(knex(policy.targetTable).where(where).whereRaw(newer).update(set)));
+    const set = Object.fromEntries(Object.entries(row).filter(([column]) => !policy.targetPrimaryKey.includes(column)));
+    if (Object.keys(set).length > 0) writes.push(native(knex(policy.targetTable).where(key).whereRaw(newer).update(set)));
     const columns = Object.keys(row);
     writes.push(
       native(
