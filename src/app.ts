@@ -36,6 +36,10 @@ import { OutboxWorker } from './write/outbox-worker.js';
 import { prepareFolds } from './write/pg-fold.js';
 import { WriteService } from './write/write-service.js';
 import { clusterMetricsClient } from './metrics/cluster-metrics.js';
+import { makeSqlMetrics, recordSqlEvent } from './metrics/sql-metrics.js';
+import { makeSqlBackend } from './sql/make-sql-backend.js';
+import type { SqlBackend, SqlEvent } from './sql/sql-backend.js';
+import { SqlFront } from './sql/sql-front.js';
 
 export const VERSION = '0.1.0';
 
@@ -76,6 +80,10 @@ export class TandemApp {
   private consistency: ConsistencyWindow | undefined;
   private brake: SafetyBrake | undefined;
   private accepting = false;
+  private sqlFront: SqlFront | undefined;
+  private sqlClose: (() => Promise<void>) | undefined;
+  private sqlBackend: SqlBackend | undefined;
+  private readonly sqlMetrics = makeSqlMetrics(this.metrics.registry);
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
@@ -94,6 +102,17 @@ export class TandemApp {
   get http(): Express {
     if (!this.express) throw new Error('TandemApp.start() has not finished');
     return this.express;
+  }
+
+  /** Where the SQL front listens (when `sql.port` is set). */
+  sqlAddress(): { host: string; port: number } {
+    if (!this.sqlFront) throw new Error('the SQL front is off (sql.port is not set)');
+    return this.sqlFront.address();
+  }
+
+  /** The SQL front's engine view, also used by POST /v1/sql; undefined when the primary is not PostgreSQL. */
+  sql(): SqlBackend | undefined {
+    return this.sqlBackend;
   }
 
   address(): { host: string; port: number } {
@@ -242,6 +261,55 @@ export class TandemApp {
     await this.housekeeper.runOnce();
     this.housekeeper.start();
 
+    // The SQL front (DESIGN §13): PostgreSQL primaries only.
+    if (source.dialect === 'pg') {
+      const emitSql = (event: SqlEvent) => {
+        recordSqlEvent(this.sqlMetrics, event);
+        logSqlEvent(this.logger, event);
+      };
+      const built = await makeSqlBackend({
+        sourceUrl: config.source.url,
+        targetUrl: target.dialect === 'pg' ? config.target.url : undefined,
+        policies: [...this.policies.values()].map((p) => ({
+          name: p.name,
+          sourceTable: p.sourceTable,
+          targetTable: p.targetTable,
+          primaryKey: p.primaryKey,
+          targetColumns: new Map([...p.columns.values()].map((c) => [c.name, c.targetName])),
+        })),
+        poolMax: config.sql.poolMax,
+        statementTimeoutMs: config.sql.statementTimeoutMs,
+        connectTimeoutMs: config.db.connectTimeoutMs,
+        dualWriting: (table) => (reconciler.get(table)?.stage ?? 'dual-write') !== 'source-only',
+        routeRead: (table, stickyKey) => {
+          const policy = this.policies.get(table);
+          if (!policy) return { store: 'source', reason: 'unknown table' };
+          const decision = routing.decide(policy, { stickyKey, rowKey: undefined });
+          return { store: decision.store, reason: decision.reason };
+        },
+        committed: () => this.worker?.poke(),
+        emit: emitSql,
+      });
+      this.sqlBackend = built.backend;
+      this.sqlClose = built.close;
+      if (config.sql.port !== undefined) {
+        this.sqlFront = new SqlFront(built.backend, {
+          host: config.sql.host,
+          port: config.sql.port,
+          users: config.sql.users,
+          maxSessions: config.sql.maxSessions,
+          maxMessageBytes: config.sql.maxMessageBytes,
+          parameters: built.parameters,
+        });
+      }
+    } else if (config.sql.port !== undefined) {
+      throw new TandemError(
+        'config_invalid',
+        500,
+        `sql.port is set but the primary (source) is ${source.dialect}: the SQL front speaks PostgreSQL and needs a PostgreSQL primary (the HTTP API serves other engines)`,
+      );
+    }
+
     const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
     this.express = makeHttpApp({
       policies: this.policies,
@@ -284,6 +352,10 @@ export class TandemApp {
       });
       const { host, port } = this.address();
       this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { host, port, tables } });
+    }
+    if (this.sqlFront) {
+      await this.sqlFront.start();
+      this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { sql: this.sqlFront.address() } });
     }
   }
 
@@ -392,12 +464,14 @@ export class TandemApp {
       await closed;
       clearTimeout(timer);
     }
+    await this.sqlFront?.stop();
     await this.reconciler?.stop();
     await this.worker?.stop();
     await this.applier?.flush();
     await this.housekeeper?.stop();
     for (const breaker of this.breakers.values()) breaker.shutdown();
     this.flags?.stop();
+    await this.sqlClose?.();
     await Promise.all([this.source?.knex.destroy(), this.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
@@ -495,6 +569,37 @@ function logEvent(logger: Logger, event: TandemEvent): void {
       return;
     case 'lifecycle':
       logger.info({ phase: event.phase, ...event.detail }, `tandem ${event.phase}`);
+      return;
+    default:
+      return;
+  }
+}
+
+/** SQL-front log lines: one per statement with its fingerprint (never its text or parameter values). */
+function logSqlEvent(logger: Logger, event: SqlEvent): void {
+  switch (event.type) {
+    case 'sql.statement': {
+      if (event.result === 'ok' && !logger.isLevelEnabled('info')) return;
+      const fields = {
+        session: event.session,
+        via: event.via,
+        kind: event.kind,
+        ...(event.table ? { table: event.table } : {}),
+        store: event.store,
+        result: event.result,
+        ms: Math.round(event.durationMs * 100) / 100,
+        fingerprint: event.fingerprint,
+        ...(event.sqlstate ? { sqlstate: event.sqlstate } : {}),
+        ...(event.reason ? { reason: event.reason } : {}),
+      };
+      (event.result === 'refused' ? logger.warn : logger.info).call(logger, fields, 'sql statement');
+      return;
+    }
+    case 'sql.session':
+      logger.info({ session: event.session, phase: event.phase, user: event.user, reason: event.reason, active: event.active }, 'sql session');
+      return;
+    case 'sql.error':
+      logger.error({ session: event.session, err: event.error.message }, 'sql front: primary connection failed');
       return;
     default:
       return;
