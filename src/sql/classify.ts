@@ -127,10 +127,12 @@ export class SqlClassifier {
     const touched = new Set<string>();
     const writes: Array<{ node: Node; type: string; table: SqlTable }> = [];
     walk(stmt, (key, node) => {
-      if (key === 'RangeVar') {
+      // A RangeVar is wrapped ({RangeVar: …}) in lists and bare under `relation`.
+      if (typeof node['relname'] === 'string') {
         const t = this.policyOf(node);
         if (t) touched.add(t.name);
-      } else if (key === 'InsertStmt' || key === 'UpdateStmt' || key === 'DeleteStmt' || key === 'MergeStmt') {
+      }
+      if (key === 'InsertStmt' || key === 'UpdateStmt' || key === 'DeleteStmt' || key === 'MergeStmt') {
         const t = this.policyOf(node['relation']);
         if (t) writes.push({ node, type: key, table: t });
       }
@@ -294,7 +296,7 @@ function walk(node: unknown, visit: (key: string, node: Node) => void): void {
   }
   if (node === null || typeof node !== 'object') return;
   for (const [key, value] of Object.entries(node as Node)) {
-    if (value !== null && typeof value === 'object' && !Array.isArray(value) && /^[A-Z]/.test(key)) visit(key, value as Node);
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) visit(key, value as Node);
     walk(value, visit);
   }
 }
