@@ -37,7 +37,7 @@ interface Statement {
 
 /** How the answers to one message sent upstream are relayed. */
 type Expect =
-  | { kind: 'parse'; swallow: boolean; onOk?: () => void }
+  | { kind: 'parse'; swallow: boolean; onFail?: () => void }
   | { kind: 'bind'; swallow: boolean }
   | { kind: 'close' }
   | { kind: 'describe'; plan: StatementPlan | undefined }
@@ -211,7 +211,7 @@ export class SqlSession {
           this.unnamed = stmt;
           out.push(message('P', '', stmt.upstreamSql, int16(types.length), ...types));
           unnamedOn.set(client, stmt);
-          expects.push({ kind: 'parse', swallow: false });
+          expects.push({ kind: 'parse', swallow: false, onFail: () => unnamedOn.delete(client) });
           return;
         }
         const prepared = preparedSet(client);
@@ -221,16 +221,18 @@ export class SqlSession {
           return;
         }
         out.push(message('P', stmt.upstreamName, stmt.upstreamSql, int16(types.length), ...types));
+        // Visible to the following messages of this batch at once, as on PostgreSQL; undone
+        // when the primary refuses it or never gets to it (an earlier error).
+        prepared.add(stmt.upstreamName);
+        this.statements.set(name, stmt);
         expects.push({
           kind: 'parse',
           swallow: false,
-          onOk: () => {
-            prepared.add(stmt.upstreamName);
-            this.statements.set(name, stmt);
+          onFail: () => {
+            prepared.delete(stmt.upstreamName);
+            if (this.statements.get(name) === stmt) this.statements.delete(name);
           },
         });
-        // Visible to the following messages of this batch at once, as on PostgreSQL.
-        this.statements.set(name, stmt);
         return;
       }
       case 'B': {
@@ -294,7 +296,7 @@ export class SqlSession {
     if (name === '') {
       if (unnamedOn.get(client) !== stmt) {
         out.push(message('P', '', stmt.upstreamSql, int16(stmt.types.length), ...stmt.types));
-        expects.push({ kind: 'parse', swallow: true });
+        expects.push({ kind: 'parse', swallow: true, onFail: () => unnamedOn.delete(client) });
         unnamedOn.set(client, stmt);
       }
       return stmt;
@@ -303,7 +305,7 @@ export class SqlSession {
     if (!prepared.has(stmt.upstreamName)) {
       out.push(message('P', stmt.upstreamName, stmt.upstreamSql, int16(stmt.types.length), ...stmt.types));
       prepared.add(stmt.upstreamName);
-      expects.push({ kind: 'parse', swallow: true });
+      expects.push({ kind: 'parse', swallow: true, onFail: () => prepared.delete(stmt.upstreamName) });
     }
     return stmt;
   }
@@ -400,7 +402,6 @@ export class SqlSession {
       case '1':
         if (head.kind === 'parse') {
           if (!head.swallow) this.send(raw);
-          head.onOk?.();
           this.next();
           return;
         }
@@ -497,7 +498,10 @@ export class SqlSession {
 
   /** Drops expectations the primary will not answer (after an error), up to the Sync. */
   private drainUntil(kind: 'sync'): void {
-    while (this.expects.length > 0 && this.expects[0]?.kind !== kind) this.expects.shift();
+    while (this.expects.length > 0 && this.expects[0]?.kind !== kind) {
+      const dropped = this.expects.shift();
+      if (dropped?.kind === 'parse') dropped.onFail?.();
+    }
   }
 
   private next(): void {
