@@ -137,6 +137,16 @@ export class SqlClassifier {
         if (t) writes.push({ node, type: key, table: t });
       }
     });
+    if (type === 'DropStmt') {
+      // DROP names its objects as name lists, not RangeVars: [schema,] name.
+      for (const object of (body['objects'] as Node[] | undefined) ?? []) {
+        const items = ((object['List'] as Node | undefined)?.['items'] as Node[] | undefined) ?? [];
+        const names = items.map((i) => (i['String'] as Node | undefined)?.['sval']).filter((n): n is string => typeof n === 'string');
+        const relname = names[names.length - 1];
+        const t = this.policyOf({ relname, ...(names.length > 1 ? { schemaname: names[names.length - 2] } : {}) });
+        if (t) touched.add(t.name);
+      }
+    }
     const first = [...touched][0] ?? '';
     if (touched.size === 0) return { kind: 'forward', stmtKind, sql };
 
