@@ -223,8 +223,13 @@ export class SqlClassifier {
     const relation = body['relation'] as Node;
     const alias = ((relation['alias'] as Node | undefined)?.['aliasname'] as string | undefined) ?? (relation['relname'] as string);
     const returningList = (body['returningList'] as unknown[] | undefined) ?? [];
-    const change: Node = { ...body, returningList: [resTargetStar(alias)] };
-    const changeSql = deparseSync({ [type]: change } as never);
+    // Without a RETURNING list (the common case) the client's own text is kept and the
+    // RETURNING clause appended after a line break (a trailing -- comment ends there); with
+    // one, the statement is rebuilt from its tree with the list replaced.
+    const changeSql =
+      returningList.length === 0
+        ? `${sql}\nRETURNING ${quoteIdent(alias)}.*`
+        : deparseSync({ [type]: { ...body, returningList: [resTargetStar(alias)] } } as never);
     let outer: string;
     if (returningList.length > 0) {
       outer = deparseSync({
