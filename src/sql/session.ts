@@ -19,6 +19,7 @@ import {
   type TxStatus,
 } from './protocol.js';
 import type { SqlBackend } from './sql-backend.js';
+import { renameForTarget } from './rename.js';
 import { Exchange, backendPid } from './upstream.js';
 
 /** A prepared statement as the session knows it. */
@@ -134,14 +135,13 @@ export class SqlSession {
       await this.run([{ kind: 'query', stmts: [], index: 0, started }, { kind: 'sync' }], () => message('Q', sql));
       return;
     }
-    const target = this.readOnTarget(plans);
+    if (await this.readOnTarget(plans, classified.fingerprint, started)) return;
     const texts = plans.map((p) => (p.kind === 'write' ? p.sql : p.kind === 'refuse' ? FAILING_SQL : p.sql));
     const rewritten = plans.some((p) => p.kind === 'write' || p.kind === 'refuse');
-    const text = target ? target.sql : rewritten ? texts.join(';\n') : sql;
+    const text = rewritten ? texts.join(';\n') : sql;
     await this.run(
       [{ kind: 'query', stmts: plans.map((plan) => ({ plan, fingerprint: classified.fingerprint })), index: 0, started }, { kind: 'sync' }],
       () => message('Q', text),
-      target ? 'target' : 'source',
     );
   }
 
@@ -152,10 +152,63 @@ export class SqlSession {
     return { kind: 'refuse', stmtKind: plan.stmtKind, table: plan.table, reason: plan.reason, message: plan.message };
   }
 
-  /** A single routable read outside a transaction, sent to the target when routing says so. */
-  private readOnTarget(plans: StatementPlan[]): { sql: string } | undefined {
-    void plans;
-    return undefined;
+  /**
+   * A single read of one policy table outside a transaction, served by a PostgreSQL target
+   * when routing says so (read %, sticky per session), with the policy's renames applied to
+   * the parse tree. The target's answer is held until it is complete: a failed target read is
+   * run on the primary instead (counted), so the client never sees half of one.
+   */
+  private async readOnTarget(plans: StatementPlan[], fingerprint: string, started: number): Promise<boolean> {
+    const [plan] = plans;
+    if (plans.length !== 1 || plan?.kind !== 'read' || plan.stmtKind !== 'select' || this.txStatus !== 'I' || this.exchange) return false;
+    const pool = this.backend.target;
+    const route = (store: 'source' | 'target', reason: string) => this.backend.emit({ type: 'sql.read_route', table: plan.table, store, reason });
+    const decision = this.backend.routeRead(plan.table, `sql-session-${this.id}`);
+    if (decision.store !== 'target') {
+      route('source', decision.reason);
+      return false;
+    }
+    if (!pool) {
+      // Reads from a target of another engine (a safe subset rebuilt with knex) are not built yet.
+      route('source', 'target is not PostgreSQL');
+      return false;
+    }
+    const table = this.backend.classifier.table(plan.table);
+    const renamed = plan.routable !== undefined || !table ? { reason: plan.routable ?? 'unknown table' } : renameForTarget(plan.select, table);
+    if ('reason' in renamed) {
+      route('source', renamed.reason);
+      return false;
+    }
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch {
+      route('source', 'target read failed');
+      return false;
+    }
+    const answer: Buffer[] = [];
+    let failed = false;
+    const ex = new Exchange(client, (type, _body, raw) => {
+      if (type === 'E') failed = true;
+      if (type !== 'Z') answer.push(raw);
+    });
+    ex.write(message('Q', renamed.sql));
+    try {
+      await ex.result();
+      client.release();
+    } catch (error) {
+      client.release(error as Error);
+      failed = true;
+    }
+    if (failed) {
+      route('source', 'target read failed');
+      return false;
+    }
+    route('target', decision.reason);
+    for (const raw of answer) this.send(raw);
+    this.send(readyForQuery('I'));
+    this.report(plan, fingerprint, 'ok', started, undefined, 'target');
+    return true;
   }
 
   // ---------------------------------------------------------------- extended query
@@ -519,7 +572,7 @@ export class SqlSession {
     }
   }
 
-  private report(plan: StatementPlan, fingerprint: string, result: 'ok' | 'error' | 'refused', started: number, sqlstate?: string): void {
+  private report(plan: StatementPlan, fingerprint: string, result: 'ok' | 'error' | 'refused', started: number, sqlstate?: string, store: 'source' | 'target' = 'source'): void {
     const table = plan.kind === 'forward' ? '' : plan.table;
     if (plan.kind === 'refuse') this.backend.emit({ type: 'sql.refused', reason: plan.reason, table });
     this.backend.emit({
@@ -527,7 +580,7 @@ export class SqlSession {
       session: this.id,
       kind: plan.stmtKind,
       table,
-      store: plan.kind === 'refuse' ? 'none' : 'source',
+      store: plan.kind === 'refuse' ? 'none' : store,
       result: plan.kind === 'refuse' ? 'refused' : result,
       durationMs: performance.now() - started,
       fingerprint,
