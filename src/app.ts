@@ -325,6 +325,7 @@ export class TandemApp {
         return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
       },
       accepting: () => this.accepting,
+      sql: () => this.sqlBackend,
       admin: {
         status: () => this.status(),
         listDead: (o) => listDeadRows(source, o),
