@@ -33,7 +33,7 @@ export type StatementPlan =
   /** Touches no policy table: sent to the primary unchanged. */
   | { kind: 'forward'; stmtKind: StatementKind; sql: string }
   /** Reads policy tables: routed by the read percentage when outside a transaction. */
-  | { kind: 'read'; stmtKind: 'select'; table: string; tables: string[]; sql: string; select: Node; routable: string | undefined }
+  | { kind: 'read'; stmtKind: StatementKind; table: string; tables: string[]; sql: string; select: Node; routable: string | undefined }
   /** INSERT/UPDATE/DELETE on a policy table, rewritten to capture its outbox rows. */
   | { kind: 'write'; stmtKind: 'insert' | 'update' | 'delete'; table: string; sql: string; returning: boolean; tag: 'INSERT' | 'UPDATE' | 'DELETE' }
   /** Refused while the table is dual-writing (forwarded unchanged while it is not). */
@@ -92,7 +92,8 @@ export class SqlClassifier {
     } catch (error) {
       const e = error as { message?: string; sqlDetails?: { cursorPosition?: number } };
       const cursor = e.sqlDetails?.cursorPosition;
-      throw new SqlParseError(e.message ?? 'syntax error', cursor === undefined ? undefined : charPosition(sql, cursor) + 1);
+      // libpg-query's cursor is a 0-based character offset; PostgreSQL reports it 1-based.
+      throw new SqlParseError(e.message ?? 'syntax error', cursor === undefined ? undefined : cursor + 1);
     }
     const bytes = Buffer.from(sql, 'utf8');
     const statements: StatementPlan[] = [];
@@ -180,13 +181,18 @@ export class SqlClassifier {
           return { kind: 'guarded', stmtKind: 'copy', table: first, sql, reason: 'copy_from', message: `COPY FROM into ${first} would escape replication while it is dual-writing; use INSERT` };
         }
         return { kind: 'read', stmtKind: 'select', table: first, tables: [...touched], sql, select: body, routable: 'COPY TO' };
+      case 'InsertStmt':
+      case 'UpdateStmt':
+      case 'DeleteStmt':
+      case 'LockStmt':
+      case 'VacuumStmt':
       case 'ExplainStmt':
       case 'DeclareCursorStmt':
       case 'CreateTableAsStmt':
       case 'ViewStmt':
       case 'PrepareStmt':
         // Reads policy tables (or defines something that will): the primary runs it.
-        return { kind: 'read', stmtKind: 'other', table: first, tables: [...touched], sql, select: body, routable: type } as unknown as StatementPlan;
+        return { kind: 'read', stmtKind, table: first, tables: [...touched], sql, select: body, routable: type ?? 'statement' };
       default:
         return { kind: 'guarded', stmtKind: 'ddl', table: first, sql, reason: 'ddl', message: `${type ?? 'this statement'} on ${first} is refused while it is dual-writing: schema changes would break replication` };
     }
@@ -335,9 +341,4 @@ function urlEncodeSql(expr: string): string {
     ` ELSE upper(regexp_replace(encode(convert_to(tandem_c, 'UTF8'), 'hex'), '(..)', '%\\1', 'g')) END, '' ORDER BY tandem_o), '')` +
     ` FROM regexp_split_to_table(${expr}, '') WITH ORDINALITY AS tandem_s(tandem_c, tandem_o))`
   );
-}
-
-/** libpg-query's cursor is a byte offset; PostgreSQL reports character positions. */
-function charPosition(sql: string, byteOffset: number): number {
-  return Buffer.from(sql, 'utf8').subarray(0, byteOffset).toString('utf8').length;
 }
