@@ -270,6 +270,7 @@ export class TandemApp {
       const built = await makeSqlBackend({
         sourceUrl: config.source.url,
         targetUrl: target.dialect === 'pg' ? config.target.url : undefined,
+        otherTarget: target.dialect === 'pg' ? undefined : { knex: target.knex, dialect: target.dialect },
         policies: [...this.policies.values()].map((p) => ({
           name: p.name,
           sourceTable: p.sourceTable,

@@ -1,3 +1,4 @@
+import type { Knex } from 'knex';
 import pg from 'pg';
 import { SqlClassifier, loadParser, type SqlTable } from './classify.js';
 import type { SqlBackend, SqlEvent } from './sql-backend.js';
@@ -16,6 +17,8 @@ export interface SqlBackendDeps {
   sourceUrl: string;
   /** Set when the target is PostgreSQL (reads may be served by it). */
   targetUrl: string | undefined;
+  /** Set when the target is another engine: reads of the safe subset are rebuilt with knex. */
+  otherTarget: { knex: Knex; dialect: string } | undefined;
   policies: Iterable<SqlPolicy>;
   poolMax: number;
   statementTimeoutMs: number;
@@ -67,6 +70,7 @@ export async function makeSqlBackend(deps: SqlBackendDeps): Promise<{ backend: S
         backend: {
           primary,
           target,
+          otherTarget: deps.otherTarget,
           classifier: new SqlClassifier(tables),
           dualWriting: deps.dualWriting,
           routeRead: deps.routeRead,

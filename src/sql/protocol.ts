@@ -130,6 +130,42 @@ export const authenticationOk = (): Buffer => message('R', 0);
 
 export type TxStatus = 'I' | 'T' | 'E';
 
+const TYPE_LENGTHS: Record<number, number> = { 16: 1, 20: 8, 21: 2, 23: 4, 1082: 4 };
+
+/** RowDescription of computed columns (no table), text format. */
+export function rowDescription(fields: ReadonlyArray<{ name: string; oid: number }>): Buffer {
+  const parts: Buffer[] = [int16(fields.length)];
+  for (const f of fields) {
+    const b = Buffer.alloc(18);
+    b.writeInt32BE(0, 0);
+    b.writeInt16BE(0, 4);
+    b.writeInt32BE(f.oid, 6);
+    b.writeInt16BE(TYPE_LENGTHS[f.oid] ?? -1, 10);
+    b.writeInt32BE(-1, 12);
+    b.writeInt16BE(0, 16);
+    parts.push(Buffer.from(`${f.name}\0`, 'utf8'), b);
+  }
+  return message('T', Buffer.concat(parts));
+}
+
+/** DataRow of text values (null: SQL NULL). */
+export function dataRow(values: ReadonlyArray<string | null>): Buffer {
+  const parts: Buffer[] = [int16(values.length)];
+  for (const v of values) {
+    if (v === null) {
+      const b = Buffer.alloc(4);
+      b.writeInt32BE(-1);
+      parts.push(b);
+    } else {
+      const bytes = Buffer.from(v, 'utf8');
+      const b = Buffer.alloc(4);
+      b.writeInt32BE(bytes.length);
+      parts.push(b, bytes);
+    }
+  }
+  return message('D', Buffer.concat(parts));
+}
+
 /** The fields of an ErrorResponse / NoticeResponse (single-letter codes, as on the wire). */
 export interface ErrorFields {
   severity?: string;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type pg from 'pg';
-import { SqlParseError, type StatementPlan } from './classify.js';
+import { SqlParseError, type SqlTable, type StatementPlan } from './classify.js';
 import {
   BodyReader,
   commandComplete,
@@ -13,12 +13,15 @@ import {
   readDataRow,
   readErrorFields,
   closeComplete,
+  dataRow,
   readyForQuery,
+  rowDescription,
   SQLSTATE,
   type ErrorFields,
   type TxStatus,
 } from './protocol.js';
 import type { SqlBackend } from './sql-backend.js';
+import { translateRead } from './knex-read.js';
 import { renameForTarget } from './rename.js';
 import { Exchange, backendPid } from './upstream.js';
 
@@ -168,12 +171,8 @@ export class SqlSession {
       route('source', decision.reason);
       return false;
     }
-    if (!pool) {
-      // Reads from a target of another engine (a safe subset rebuilt with knex) are not built yet.
-      route('source', 'target is not PostgreSQL');
-      return false;
-    }
     const table = this.backend.classifier.table(plan.table);
+    if (!pool) return this.readOnOtherEngine(plan, table, fingerprint, started, decision.reason);
     const renamed = plan.routable !== undefined || !table ? { reason: plan.routable ?? 'unknown table' } : renameForTarget(plan.select, table);
     if ('reason' in renamed) {
       route('source', renamed.reason);
@@ -206,6 +205,35 @@ export class SqlSession {
     }
     route('target', decision.reason);
     for (const raw of answer) this.send(raw);
+    this.send(readyForQuery('I'));
+    this.report(plan, fingerprint, 'ok', started, undefined, 'target');
+    return true;
+  }
+
+  /** A read a target of another engine answers: the safe subset, rebuilt with knex, its values in PostgreSQL's text form. */
+  private async readOnOtherEngine(plan: Extract<StatementPlan, { kind: 'read' }>, table: SqlTable | undefined, fingerprint: string, started: number, why: string): Promise<boolean> {
+    const other = this.backend.otherTarget;
+    const route = (store: 'source' | 'target', reason: string) => this.backend.emit({ type: 'sql.read_route', table: plan.table, store, reason });
+    if (!other || !table) {
+      route('source', 'no target to read from');
+      return false;
+    }
+    const translated = plan.routable !== undefined ? { reason: plan.routable } : translateRead(plan.select, table, other.dialect);
+    if ('reason' in translated) {
+      route('source', translated.reason);
+      return false;
+    }
+    let rows: Array<Array<string | null>>;
+    try {
+      rows = await translated.run(other.knex);
+    } catch {
+      route('source', 'target read failed');
+      return false;
+    }
+    route('target', why);
+    this.send(rowDescription(translated.fields));
+    for (const row of rows) this.send(dataRow(row));
+    this.send(commandComplete(`SELECT ${rows.length}`));
     this.send(readyForQuery('I'));
     this.report(plan, fingerprint, 'ok', started, undefined, 'target');
     return true;

@@ -1,3 +1,4 @@
+import type { Knex } from 'knex';
 import type pg from 'pg';
 import type { SqlClassifier, StatementKind, RefusalReason } from './classify.js';
 
@@ -10,6 +11,8 @@ export interface SqlBackend {
   readonly primary: pg.Pool;
   /** Connections to the target when it is PostgreSQL too (reads served by the target). */
   readonly target: pg.Pool | undefined;
+  /** The target's knex handle and dialect when it is another engine (the translated read subset). */
+  readonly otherTarget: { knex: Knex; dialect: string } | undefined;
   readonly classifier: SqlClassifier;
   /** Whether the table is dual-writing now (guarded statements are refused then). */
   dualWriting(table: string): boolean;
