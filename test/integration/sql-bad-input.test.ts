@@ -36,7 +36,7 @@ for (const pair of PG_SOURCE) {
         source: source.url,
         target: target.url,
         policiesDir: writeTestPolicies(),
-        overrides: { sql: { port: 0, users: [{ name: 'app', password: PASSWORD }], maxMessageBytes: 4096, maxSessions: 5 } },
+        overrides: { sql: { port: 0, users: [{ name: 'app', password: PASSWORD }], maxMessageBytes: 4096, maxSessions: 5, statementTimeoutMs: 1500 } },
       });
       port = tandem.app.sqlAddress().port;
       const c = await connect();
@@ -158,6 +158,16 @@ for (const pair of PG_SOURCE) {
       expect((await d.query('SELECT 3 AS three')).rows).toEqual([{ three: 3 }]);
       await d.end();
       await unchanged();
+    });
+
+    it('a statement past sql.statementTimeoutMs is cancelled with 57014 and the session goes on', async () => {
+      const c = await connect();
+      try {
+        await expect(c.query('SELECT pg_sleep(5)')).rejects.toMatchObject({ code: '57014' });
+        expect((await c.query('SELECT 4 AS four')).rows).toEqual([{ four: 4 }]);
+      } finally {
+        await c.end();
+      }
     });
 
     it('past sql.maxSessions a connection is refused with 53300', async () => {

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,7 +10,9 @@ import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers
 import { outboxCounts, startTandem, waitFor, type Feature, type TandemHarness } from '../helpers/tandem.js';
 
 const run = promisify(execFile);
-const PG_SOURCE = runnablePairs().filter((p) => p.source === 'pg');
+const HAS_TOOL = spawnSync('pgbench', ['--version']).status === 0;
+if (!HAS_TOOL) console.warn('[tandem tests] SKIPPING the pgbench suite: pgbench is not installed (Debian: postgresql-client)');
+const PG_SOURCE = HAS_TOOL ? runnablePairs().filter((p) => p.source === 'pg') : [];
 if (PG_SOURCE.length === 0) {
   describe('SQL front pgbench (needs a PostgreSQL source)', () => {
     it.skip('skipped: set TANDEM_TEST_PG_URL to run it', () => undefined);
