@@ -31,7 +31,7 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 /** One statement, classified. `table` is the policy name when one is involved. */
 export type StatementPlan =
   /** Touches no policy table: sent to the primary unchanged. */
-  | { kind: 'forward'; stmtKind: StatementKind; sql: string }
+  | { kind: 'forward'; stmtKind: StatementKind; sql: string; setting?: 'set' | 'reset-all' }
   /** Reads policy tables: routed by the read percentage when outside a transaction. */
   | { kind: 'read'; stmtKind: StatementKind; table: string; tables: string[]; sql: string; select: Node; routable: string | undefined }
   /** INSERT/UPDATE/DELETE on a policy table, rewritten to capture its outbox rows. */
@@ -149,7 +149,13 @@ export class SqlClassifier {
       }
     }
     const first = [...touched][0] ?? '';
-    if (touched.size === 0) return { kind: 'forward', stmtKind, sql };
+    if (touched.size === 0) {
+      // A session-level SET/RESET: the session replays it on each pooled connection it borrows.
+      if (type === 'VariableSetStmt' && !body['is_local'] && body['name'] !== 'TRANSACTION') {
+        return { kind: 'forward', stmtKind, sql, setting: body['kind'] === 'VAR_RESET_ALL' ? 'reset-all' : 'set' };
+      }
+      return { kind: 'forward', stmtKind, sql };
+    }
 
     const top = writes.find((w) => w.node === body);
     if (writes.length > 0) {

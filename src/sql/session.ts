@@ -54,6 +54,8 @@ type Expect =
 /** Prepared statements each pooled connection holds (by shared name), and its unnamed one. */
 const preparedOn = new WeakMap<object, Set<string>>();
 const unnamedOn = new WeakMap<object, Statement>();
+/** The session whose SET statements a pooled connection carries (absent: its defaults). */
+const settingsOf = new WeakMap<object, number>();
 
 /** A statement the primary refuses to parse: stands in for one the SQL front refused, so the transaction fails as PostgreSQL's would. */
 const FAILING_SQL = 'SELECT 1/0';
@@ -80,6 +82,8 @@ export class SqlSession {
   /** Policy tables written in the current transaction (dual-write outbox rows to hand over). */
   private wroteTables = new Set<string>();
   private rowsSeen = 0;
+  /** Session-level SET statements, replayed on each pooled connection the session borrows. */
+  private settings: string[] = [];
   private countValue: number | undefined;
 
   constructor(
@@ -139,6 +143,7 @@ export class SqlSession {
       return;
     }
     if (await this.readOnTarget(plans, classified.fingerprint, started)) return;
+    for (const p of plans) this.noteSetting(p);
     const texts = plans.map((p) => (p.kind === 'write' ? p.sql : p.kind === 'refuse' ? FAILING_SQL : p.sql));
     const rewritten = plans.some((p) => p.kind === 'write' || p.kind === 'refuse');
     const text = rewritten ? texts.join(';\n') : sql;
@@ -397,6 +402,7 @@ export class SqlSession {
       throw new SqlParseError('cannot insert multiple commands into a prepared statement', undefined);
     }
     const plan = this.guard(classified.statements[0] ?? { kind: 'forward', stmtKind: 'empty', sql: '' });
+    this.noteSetting(plan);
     const upstreamSql = plan.kind === 'write' ? plan.sql : sql;
     const upstreamName = `tandem_${createHash('sha1').update(upstreamSql).update(`\0${types.join(',')}`).digest('hex').slice(0, 24)}`;
     return { sql, plan, fingerprint: classified.fingerprint, upstreamSql, types, upstreamName };
@@ -412,6 +418,43 @@ export class SqlSession {
     expects.push({ kind: 'error', fields });
   }
 
+  private noteSetting(plan: StatementPlan): void {
+    if (plan.kind !== 'forward' || !plan.setting) return;
+    if (plan.setting === 'reset-all') this.settings = [];
+    else if (this.settings.length < 100) this.settings.push(plan.sql);
+  }
+
+  /**
+   * A borrowed connection gets this session's SETs (and loses another session's): like a
+   * transaction-mode pooler that replays session state, so `SET search_path` or `SET TIME
+   * ZONE` outside a transaction keep working and never leak into another session.
+   */
+  private async applySettings(client: pg.PoolClient): Promise<void> {
+    const owner = settingsOf.get(client);
+    if (owner === this.id || (owner === undefined && this.settings.length === 0)) return;
+    const replay = async (statements: string[]): Promise<boolean> => {
+      let failed = false;
+      const ex = new Exchange(client, (type) => {
+        if (type === 'E') failed = true;
+      });
+      ex.write(message('Q', statements.join(';\n')));
+      try {
+        await ex.result();
+      } catch (error) {
+        client.release(error as Error);
+        throw error;
+      }
+      return !failed;
+    };
+    // A SET that failed when the client sent it fails again here: the session keeps none then.
+    if (!(await replay(['RESET ALL', ...this.settings]))) {
+      this.settings = [];
+      await replay(['RESET ALL']);
+    }
+    if (this.settings.length > 0) settingsOf.set(client, this.id);
+    else settingsOf.delete(client);
+  }
+
   // ---------------------------------------------------------------- relaying
 
   /**
@@ -423,6 +466,7 @@ export class SqlSession {
     if (!current) {
       const pool = store === 'target' && this.backend.target ? this.backend.target : this.backend.primary;
       const client = store === 'source' && this.held ? this.held : await pool.connect();
+      if (store === 'source' && client !== this.held) await this.applySettings(client);
       if (store === 'source') this.held = client;
       const ex = new Exchange(client, (type, body, raw) => this.onUpstream(type, body, raw));
       current = { ex, client, pool };
@@ -445,6 +489,7 @@ export class SqlSession {
     }
     this.exchange = undefined;
     this.txStatus = status;
+    if (this.settings.length > 0) settingsOf.set(current.client, this.id);
     if (status === 'I') {
       this.portals.clear();
       if (this.wroteTables.size > 0) {

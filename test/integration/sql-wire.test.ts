@@ -115,6 +115,28 @@ for (const pair of PG_SOURCE) {
       }
     });
 
+    it('session SETs outside a transaction follow the session across pooled connections and never leak into another', async () => {
+      const a = new pg.Client({ connectionString: url });
+      const b = new pg.Client({ connectionString: url });
+      await a.connect();
+      await b.connect();
+      try {
+        const zone = async (c: pg.Client) => ((await c.query('SHOW TimeZone')).rows[0] as { TimeZone: string }).TimeZone;
+        const defaultZone = await zone(b);
+        expect(defaultZone).not.toBe('Asia/Tokyo');
+        await a.query("SET TIME ZONE 'Asia/Tokyo'");
+        for (let i = 0; i < 5; i++) {
+          expect(await zone(a)).toBe('Asia/Tokyo');
+          expect(await zone(b)).toBe(defaultZone);
+        }
+        await a.query('RESET ALL');
+        expect(await zone(a)).toBe(defaultZone);
+      } finally {
+        await a.end();
+        await b.end();
+      }
+    });
+
     it('node-postgres: a running statement is cancelled (57014) and the session goes on', async () => {
       const client = new pg.Client({ connectionString: url });
       await client.connect();
