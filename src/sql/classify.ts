@@ -225,7 +225,7 @@ export class SqlClassifier {
     const keyParts: string[] = [];
     for (const k of table.primaryKey) {
       const oid = oids.get(k) ?? -1;
-      const ref = `tandem_ch.${quoteIdent(k)}::text`;
+      const ref = textOf(`tandem_ch.${quoteIdent(k)}`, oid);
       if (KEY_TEXT_OIDS.has(oid)) keyParts.push(ref);
       else if (KEY_STRING_OIDS.has(oid)) keyParts.push(urlEncodeSql(ref));
       else {
@@ -258,7 +258,7 @@ export class SqlClassifier {
     const types = Object.fromEntries(table.columns.map((c) => [c.name, c.oid]));
     const prefix = `{"$pgtypes":${JSON.stringify(types)},`;
     const names = `{${table.columns.map((c) => `"${c.name.replace(/["\\]/g, (ch) => `\\${ch}`)}"`).join(',')}}`;
-    const everyColumn = table.columns.map((c) => `tandem_ch.${quoteIdent(c.name)}::text`).join(', ');
+    const everyColumn = table.columns.map((c) => textOf(`tandem_ch.${quoteIdent(c.name)}`, c.oid)).join(', ');
     const image =
       stmtKind === 'delete' ? 'NULL' : `${literal(prefix)} || substr(json_object(${literal(names)}::text[], ARRAY[${everyColumn}]::text[])::text, 2)`;
     const now = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
@@ -334,6 +334,15 @@ function resTargetStar(alias: string): Node {
 
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
+}
+
+/**
+ * A column's text form as its type's output function writes it (what node-postgres reads).
+ * A cast of char(n) to text strips its trailing blanks; concat() keeps them.
+ * @see https://www.postgresql.org/docs/current/datatype-character.html
+ */
+function textOf(ref: string, oid: number): string {
+  return oid === 1042 ? `CASE WHEN ${ref} IS NULL THEN NULL ELSE concat(${ref}) END` : `${ref}::text`;
 }
 
 function literal(text: string): string {
