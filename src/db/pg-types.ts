@@ -21,3 +21,10 @@ export const PG_TYPES = {
 export function parsePgText(oid: number, text: string): unknown {
   return PG_TYPES.getTypeParser(oid, 'text')(text);
 }
+
+/**
+ * The opening of an image PostgreSQL wrote itself (the folded write path): the row as
+ * `{"$pgtypes":{column: type oid, …}, column: text | null, …}`, each value in PostgreSQL's
+ * text form. encodeImage never starts so: it escapes a `$pgtypes` column as `$$pgtypes`.
+ */
+export const PG_TEXT_IMAGE_PREFIX = '{"$pgtypes":';

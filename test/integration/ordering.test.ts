@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeImage } from '../../src/write/image-codec.js';
+import { encodeImage } from '../../src/outbox/image-codec.js';
 import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
 import { convergence, createTestTables, writeTestPolicies } from '../helpers/schema.js';
 import { outboxCounts, startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';

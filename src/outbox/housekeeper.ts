@@ -1,15 +1,13 @@
 import type { Store } from '../db/store.js';
 import { coerceError } from '../errors.js';
 import type { EventSink, OutboxTableStats } from '../events.js';
-import { deleteDoneRows } from './outbox/clean-outbox.js';
-import { outboxStats, stillPending } from './outbox/outbox-stats.js';
+import { outboxStats } from './outbox-stats.js';
 import type { PendingKeys } from './pending-keys.js';
-
-const DELETE_BATCH = 5_000;
+import { stillPending } from './still-pending.js';
 
 /**
- * Periodically deletes done outbox rows in batches and publishes pending/dead/lag per
- * table (metrics, status). Keeps the last statistics for `/admin/status`.
+ * Periodically publishes pending/dead/lag per table (metrics, status) and forgets the
+ * read-your-writes keys another replica applied. Keeps the last statistics for `/admin/status`.
  */
 export class Housekeeper {
   private timer: NodeJS.Timeout | undefined;
@@ -45,9 +43,6 @@ export class Housekeeper {
 
   async runOnce(): Promise<void> {
     try {
-      for (let i = 0; i < 10; i++) {
-        if ((await deleteDoneRows(this.primary, DELETE_BATCH)) < DELETE_BATCH) break;
-      }
       if (this.pending) {
         const tracked = this.pending.trackedIds(5_000);
         if (tracked.length > 0) {

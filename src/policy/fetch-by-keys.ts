@@ -3,10 +3,9 @@ import { bindValue } from '../db/bind-value.js';
 import { inSlices } from '../db/key-queries.js';
 import type { Store } from '../db/store.js';
 import { withDeadlineQuery } from '../db/with-deadline.js';
-import { mapBackward } from '../policy/mapping.js';
-import type { Policy } from '../policy/policy.js';
-import type { KeyValues } from '../policy/row-key.js';
-import type { Row } from '../write/image-codec.js';
+import type { KeyValues, Row } from '../shared/row.js';
+import { mapBackward } from './mapping.js';
+import type { Policy } from './policy.js';
 
 export interface FetchByKeysOptions {
   /** Cut each query's connection after this long (reads of a store that may be black-holed). */

@@ -1,8 +1,24 @@
 import { withDeadlineQuery } from '../db/with-deadline.js';
 import { coerceError } from '../errors.js';
 import type { EventSink } from '../events.js';
-import type { Applier, ApplyRoute } from './applier.js';
-import { claimOutboxRows } from './outbox/claim-outbox-rows.js';
+import type { StoreBreaker } from '../db/breaker.js';
+import type { Store } from '../db/store.js';
+import { claimOutboxRows } from './claim-outbox-rows.js';
+import type { OutboxEntry } from './outbox-entry.js';
+
+/** Where changes flow: the outbox lives in `primary`, its rows are applied to `secondary`. */
+export interface OutboxRoute {
+  primary: Store;
+  secondary: Store;
+  /** The secondary's breaker. */
+  breaker: StoreBreaker;
+}
+
+/** Applies claimed rows and settles them (src/write/applier.ts). */
+export interface ClaimedApplier {
+  /** `too-big` when a batch of several keys ran past its deadline and was released for a smaller one. */
+  applyClaimed(route: OutboxRoute, entries: readonly OutboxEntry[]): Promise<'done' | 'too-big'>;
+}
 
 export interface OutboxWorkerOptions {
   /** Deadline of the probe sent through a half-open breaker when there is nothing to apply, ms. */
@@ -29,8 +45,8 @@ export class OutboxWorker {
   private backlog = false;
 
   constructor(
-    private readonly route: ApplyRoute,
-    private readonly applier: Applier,
+    private readonly route: OutboxRoute,
+    private readonly applier: ClaimedApplier,
     private readonly events: EventSink,
     private readonly options: OutboxWorkerOptions,
   ) {
@@ -65,13 +81,13 @@ export class OutboxWorker {
     }
     // While half-open, send one small batch as the trial.
     const limit = state === 'half-open' ? 1 : this.batch;
-    const entries = await claimOutboxRows(this.route.from, limit, this.options.leaseMs);
+    const entries = await claimOutboxRows(this.route.primary, limit, this.options.leaseMs);
     if (entries.length === 0) {
       this.backlog = false;
       // Nothing to apply, but a half-open breaker needs a trial call to close again;
       // without one, target reads would wait for the next write.
       if (state === 'half-open') {
-        const to = this.route.to;
+        const to = this.route.secondary;
         await this.route.breaker
           .run(() => withDeadlineQuery(to, this.options.probeTimeoutMs ?? 1_000, (knex) => knex.raw('SELECT 1')))
           .catch(() => undefined);

@@ -1,4 +1,4 @@
-import type { OutboxEntry } from './outbox/outbox-entry.js';
+import type { OutboxEntry } from './outbox-entry.js';
 
 /**
  * Keys this process wrote whose outbox rows are not yet applied to the secondary. A read

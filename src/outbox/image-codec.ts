@@ -1,19 +1,12 @@
-import { parsePgText } from '../db/pg-types.js';
+import { parsePgText, PG_TEXT_IMAGE_PREFIX } from '../db/pg-types.js';
+import type { Row } from '../shared/row.js';
 
-/**
+/*
  * After-images travel through the outbox as JSON text. Binary values keep their bytes
  * (`{"$b64": …}`), dates become ISO-8601 UTC, bigints decimal strings. Keys of the row's
  * own JSON values that start with `$` get one more `$`, so no stored value can pose as
  * the binary marker.
  */
-export type Row = Record<string, unknown>;
-
-/**
- * The opening of an image PostgreSQL wrote itself (the folded write path): the row as
- * `{"$pgtypes":{column: type oid, …}, column: text | null, …}`, each value in PostgreSQL's
- * text form. encodeImage never starts so: it escapes a `$pgtypes` column as `$$pgtypes`.
- */
-export const PG_TEXT_IMAGE_PREFIX = '{"$pgtypes":';
 
 export function encodeImage(row: Row): string {
   return JSON.stringify(row, function replacer(this: Record<string, unknown>, key: string, value: unknown) {

@@ -1,6 +1,6 @@
-import { OUTBOX_TABLE } from '../../db/internal-tables.js';
-import type { Store } from '../../db/store.js';
-import type { OutboxRecord } from './outbox-entry.js';
+import { OUTBOX_TABLE, type OutboxRecord } from '../db/internal-tables.js';
+import type { Store } from '../db/store.js';
+
 
 export interface DeadRow {
   id: string;
@@ -25,12 +25,4 @@ export async function listDeadRows(primary: Store, options: { table?: string; li
     lastError: r.last_error,
     createdAt: new Date(Number(r.created_at)).toISOString(),
   }));
-}
-
-/** Makes dead rows pending again with a fresh attempt count; returns how many. */
-export async function replayDeadRows(primary: Store, options: { table?: string; ids?: readonly string[] }): Promise<number> {
-  let query = primary.knex(OUTBOX_TABLE).where('status', 'dead');
-  if (options.table) query = query.andWhere('tbl', options.table);
-  if (options.ids) query = query.whereIn('id', [...options.ids]);
-  return query.update({ status: 'pending', attempts: 0, next_attempt_at: Date.now(), last_error: null });
 }

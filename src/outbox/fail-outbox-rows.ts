@@ -1,5 +1,5 @@
-import { OUTBOX_TABLE } from '../../db/internal-tables.js';
-import type { Store } from '../../db/store.js';
+import { OUTBOX_TABLE } from '../db/internal-tables.js';
+import type { Store } from '../db/store.js';
 
 export interface FailedRow {
   id: string;
@@ -27,17 +27,4 @@ export async function failOutboxRows(primary: Store, rows: readonly FailedRow[])
         });
     }
   });
-}
-
-/** Makes claimed rows due again at once without counting an attempt (the breaker refused them). */
-export async function releaseOutboxRows(primary: Store, ids: readonly string[], at: number): Promise<void> {
-  for (let i = 0; i < ids.length; i += 1000) {
-    await primary.knex(OUTBOX_TABLE).whereIn('id', ids.slice(i, i + 1000)).andWhere('status', 'pending').update({ next_attempt_at: at });
-  }
-}
-
-/** After the secondary recovers: every pending row backing off is due now. */
-export async function makePendingRowsDue(primary: Store): Promise<number> {
-  const now = Date.now();
-  return primary.knex(OUTBOX_TABLE).where('status', 'pending').andWhere('next_attempt_at', '>', now).update({ next_attempt_at: now });
 }
