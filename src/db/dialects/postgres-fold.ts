@@ -8,7 +8,7 @@ import { PG_TEXT_IMAGE_PREFIX } from '../pg-types.js';
 import { quoteDouble as quoteIdent } from './common.js';
 import type { FoldedWriter, FoldOp, FoldOutcome, TableSide } from './dialect.js';
 
-interface FoldColumn {
+export interface FoldColumn {
   name: string;
   oid: number;
   /** The type without modifiers (`character varying`, not `character varying(40)`): a cast that never truncates. */
@@ -117,11 +117,21 @@ export class PgFold implements FoldedWriter {
       [quoteIdent(side.table)],
     )) as { rows: Array<{ name: string; oid: number; cast_type: string }> };
     if (result.rows.length === 0) return undefined;
-    const columns = new Map(result.rows.map((r) => [r.name, { name: r.name, oid: Number(r.oid), castType: r.cast_type }]));
+    return PgFold.fromColumns(
+      knex,
+      side,
+      result.rows.map((r) => ({ name: r.name, oid: Number(r.oid), castType: r.cast_type })),
+      formatKey,
+    );
+  }
+
+  /** The fold of a table whose columns (in table order) are known; undefined when a key column is not among them. */
+  static fromColumns(knex: Knex, side: TableSide, list: readonly FoldColumn[], formatKey: (key: KeyValues) => string): PgFold | undefined {
+    const columns = new Map(list.map((c) => [c.name, c]));
     if (!side.key.every((k) => columns.has(k))) return undefined;
-    const types = Object.fromEntries(result.rows.map((r) => [r.name, Number(r.oid)]));
+    const types = Object.fromEntries(list.map((c) => [c.name, c.oid]));
     const imagePrefix = `${PG_TEXT_IMAGE_PREFIX}${JSON.stringify(types)},`;
-    const names = `{${result.rows.map((r) => `"${r.name.replace(/["\\]/g, (c) => `\\${c}`)}"`).join(',')}}`;
+    const names = `{${list.map((c) => `"${c.name.replace(/["\\]/g, (ch) => `\\${ch}`)}"`).join(',')}}`;
     return new PgFold(knex, side, columns, imagePrefix, names, formatKey);
   }
 
