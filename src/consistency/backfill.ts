@@ -8,9 +8,8 @@ import { TandemError } from '../errors.js';
 import { decodeImage, encodeImage } from '../outbox/image-codec.js';
 import type { Policy } from '../policy/policy.js';
 import { formatKey, parseKey } from '../policy/row-key.js';
-import { tableRoute } from '../policy/table-route.js';
+import { secondaryRow, tableRoute } from '../policy/table-route.js';
 import type { KeyValues, Row } from '../shared/row.js';
-import { secondaryRow } from '../write/apply-entries.js';
 
 export interface BackfillProgress {
   copied: number;

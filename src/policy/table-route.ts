@@ -1,5 +1,5 @@
 import type { TableSide } from '../db/dialects/dialect.js';
-import type { StoreName } from '../db/store.js';
+import type { Store, StoreName } from '../db/store.js';
 import type { ColumnKind } from '../shared/column-kind.js';
 import type { KeyValues, Row } from '../shared/row.js';
 import { mapBackward, mapForward } from './mapping.js';
@@ -75,4 +75,22 @@ function backward(policy: Policy): TableRoute {
     secondaryKind: (column) => sourceKinds.get(column) ?? null,
     secondaryKey: (rowKey) => parseKey(policy, rowKey, 'row_key'),
   };
+}
+
+/** A primary-shaped image as the secondary's row (mapped, bound; key columns as the image has them). */
+export function secondaryRow(secondary: Store, route: TableRoute, image: Row): Row {
+  const mapped = route.mapImage(image);
+  const row: Row = {};
+  for (const [column, value] of Object.entries(mapped)) row[column] = secondary.adapter.bind(value, route.secondaryKind(column));
+  return row;
+}
+
+/** An outbox row key as the secondary's key columns, bound for its engine. */
+export function secondaryKey(secondary: Store, route: TableRoute, rowKey: string): Row {
+  const values = route.secondaryKey(rowKey);
+  const where: Row = {};
+  route.secondary.key.forEach((col, i) => {
+    where[col] = secondary.adapter.bind(values[i], route.secondaryKind(col));
+  });
+  return where;
 }

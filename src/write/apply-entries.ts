@@ -3,8 +3,7 @@ import type { Store } from '../db/store.js';
 import { deadlineRunner } from '../db/with-deadline.js';
 import type { OutboxEntry } from '../outbox/outbox-entry.js';
 import type { Policy } from '../policy/policy.js';
-import { tableRoute, type TableRoute } from '../policy/table-route.js';
-import type { Row } from '../shared/row.js';
+import { secondaryKey, secondaryRow, tableRoute, type TableRoute } from '../policy/table-route.js';
 import { compareVersion } from '../shared/version.js';
 
 export interface ApplyResult {
@@ -80,22 +79,4 @@ export function applyItem(secondary: Store, route: TableRoute, entry: OutboxEntr
   const base = { rowKey: entry.rowKey, epoch: entry.epoch, seq: entry.id, key };
   if (entry.op === 'delete' || entry.image === null) return { ...base, row: null };
   return { ...base, row: Object.assign(secondaryRow(secondary, route, entry.image), key) };
-}
-
-/** A primary-shaped image as the secondary's row (mapped, bound; key columns as the image has them). */
-export function secondaryRow(secondary: Store, route: TableRoute, image: Row): Row {
-  const mapped = route.mapImage(image);
-  const row: Row = {};
-  for (const [column, value] of Object.entries(mapped)) row[column] = secondary.adapter.bind(value, route.secondaryKind(column));
-  return row;
-}
-
-/** An outbox row key as the secondary's key columns, bound for its engine. */
-export function secondaryKey(secondary: Store, route: TableRoute, rowKey: string): Row {
-  const values = route.secondaryKey(rowKey);
-  const where: Row = {};
-  route.secondary.key.forEach((col, i) => {
-    where[col] = secondary.adapter.bind(values[i], route.secondaryKind(col));
-  });
-  return where;
 }
