@@ -71,7 +71,6 @@ export type TandemEvent =
 export const BRAKE_SIGNALS = ['error_rate', 'consistency', 'lag'] as const;
 export type BrakeSignal = (typeof BRAKE_SIGNALS)[number];
 
-export type TandemEventType = TandemEvent['type'];
 
 export interface EventSink {
   emit(event: TandemEvent): void;

@@ -144,4 +144,3 @@ export const configSchema = strictObject({
   });
 
 export type TandemConfig = z.output<typeof configSchema>;
-export type TandemConfigInput = z.input<typeof configSchema>;
