@@ -120,14 +120,15 @@ export function makeMysqlAdapter(): DialectAdapter {
       return lockRow(trx, side, where);
     },
     async updateReturning(trx, side, where, set) {
-      // No UPDATE … RETURNING on either engine: the update and the re-read of the row (still
-      // locked by the update) in one round trip.
+      // No UPDATE … RETURNING on either engine: lock the row, update it and re-read it, in
+      // one multi-statement round trip (was three). The lock comes first, as the classic
+      // path took it, so a writer holding the row is waited for by a locking read.
+      const lock = trx(side.table).select('*').where(where).limit(1).forUpdate().toSQL().toNative();
       const update = trx(side.table).where(where).update(set).toSQL().toNative();
-      const select = trx(side.table).select('*').where(where).limit(1).forUpdate().toSQL().toNative();
-      const [results] = (await trx.raw(`${update.sql};\n${select.sql}`, [...update.bindings, ...select.bindings] as Knex.RawBinding[])) as unknown as [
-        [unknown, Row[]],
+      const [results] = (await trx.raw(`${lock.sql};\n${update.sql};\n${lock.sql}`, [...lock.bindings, ...update.bindings, ...lock.bindings] as Knex.RawBinding[])) as unknown as [
+        [Row[], unknown, Row[]],
       ];
-      return results[1][0];
+      return results[2][0];
     },
     async deleteReturning(trx, side, where) {
       if (returning) {
