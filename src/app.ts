@@ -3,21 +3,22 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { pino, type Logger } from 'pino';
+import { checkHealth } from './compose/health.js';
+import { closeHttp, listenHttp } from './compose/http-server.js';
 import { logEvent } from './compose/log-event.js';
 import { makeDelivery, type Delivery } from './compose/make-delivery.js';
+import { makeReads, type Reads } from './compose/make-reads.js';
 import { refreshMemoryGaugesOnCollect } from './compose/memory-gauges.js';
 import { openCore, type Core } from './compose/open-core.js';
 import { buildStatus, type VerifySummary } from './compose/status.js';
 import { wakeOnRecovery } from './compose/wake-on-recovery.js';
 import type { TandemConfig } from './config/schema.js';
-import { requeueKey } from './consistency/requeue-key.js';
 import { runVerify } from './consistency/run-verify.js';
-import { SafetyBrake } from './consistency/safety-brake.js';
 import type { VerifyOptions, VerifyReport } from './consistency/verify.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
-import { makeStoreBreaker, type StoreBreaker } from './db/breaker.js';
+import type { StoreBreaker } from './db/breaker.js';
 import type { Store } from './db/store.js';
-import { TandemError, coerceError } from './errors.js';
+import { TandemError } from './errors.js';
 import { EventBus } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
 import { makeHttpApp } from './http/make-http-app.js';
@@ -27,9 +28,6 @@ import { Housekeeper } from './outbox/housekeeper.js';
 import { listDeadRows } from './outbox/list-dead-rows.js';
 import { PendingKeys } from './outbox/pending-keys.js';
 import { replayDeadRows } from './outbox/replay-dead-rows.js';
-import { ConsistencyWindow } from './read/consistency-window.js';
-import { ReadRouting } from './read/read-routing.js';
-import { ReadService } from './read/read-service.js';
 import { prepareFolds, WriteService } from './write/write-service.js';
 
 export { openCore as openToolkit } from './compose/open-core.js';
@@ -66,9 +64,7 @@ export class TandemApp {
   private delivery: Delivery | undefined;
   private housekeeper: Housekeeper | undefined;
   private reconciler: StageReconciler | undefined;
-  private routing: ReadRouting | undefined;
-  private consistency: ConsistencyWindow | undefined;
-  private brake: SafetyBrake | undefined;
+  private read: Reads | undefined;
   private server: Server | undefined;
   private express: Express | undefined;
   private accepting = false;
@@ -143,36 +139,11 @@ export class TandemApp {
     await reconciler.reconcileAll();
     reconciler.start();
 
-    // Shadow reads get breakers of their own (quiet: they are not the stores' health).
-    const quiet = { emit: () => undefined };
-    const shadowBreakers = { source: makeStoreBreaker('source', { ...config.apply }, quiet), target: makeStoreBreaker('target', { ...config.apply }, quiet) };
-    this.breakers.set('shadow-source', shadowBreakers.source);
-    this.breakers.set('shadow-target', shadowBreakers.target);
-    const brake = new SafetyBrake([...policies.values()], events);
-    this.brake = brake;
-    events.on((event) => brake.observe(event));
-    const routing = new ReadRouting({ flags, stage: (t) => reconciler.get(t), targetBreaker, pending, braked: (t) => brake.braked(t) });
-    this.routing = routing;
-    const consistency = new ConsistencyWindow(config.read.consistencySamples, config.read.consistencyWindowMs);
-    this.consistency = consistency;
-    refreshMemoryGaugesOnCollect(this.metrics, tables, routing, consistency);
-    events.on((event) => {
-      if (event.type !== 'shadow' || event.result === 'error') return;
-      consistency.record(event.table, event.result === 'match');
-      events.emit({ type: 'consistency', table: event.table, ...consistency.ratio(event.table) });
-    });
-    const reads = new ReadService({
-      source,
-      target,
-      routing,
-      targetBreaker,
-      shadowBreakers,
-      events,
-      repair: async (policy, key) => {
-        await requeueKey(route.primary, policy, key);
-      },
-      options: { targetTimeoutMs: config.read.targetTimeoutMs, shadowTimeoutMs: config.read.shadowTimeoutMs },
-    });
+    const read = makeReads({ config, events, source, target, primary: route.primary, policies, flags, reconciler, targetBreaker, pending });
+    this.breakers.set('shadow-source', read.shadowBreakers.source);
+    this.breakers.set('shadow-target', read.shadowBreakers.target);
+    this.read = read;
+    refreshMemoryGaugesOnCollect(this.metrics, tables, read.routing, read.consistency);
 
     delivery.worker.start();
     wakeOnRecovery(events, route, delivery.worker);
@@ -184,7 +155,7 @@ export class TandemApp {
     this.express = makeHttpApp({
       policies,
       writes,
-      reads,
+      reads: read.reads,
       events,
       bodyLimit: config.http.bodyLimit,
       apiTokens: config.http.apiTokens.length > 0 ? config.http.apiTokens : undefined,
@@ -202,47 +173,18 @@ export class TandemApp {
           return n;
         },
         tables: () => new Set(policies.keys()),
-        releaseBrake: (table) => brake.release(table),
+        releaseBrake: (table) => read.brake.release(table),
         verify: (table, o) => this.verify(table, o),
       },
     });
     this.accepting = true;
-    if (options.listen !== false) await this.listen(tables);
+    if (options.listen === false) return;
+    this.server = await listenHttp(this.express, config);
+    this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { ...this.address(), tables } });
   }
 
-  private async listen(tables: readonly string[]): Promise<void> {
-    const { config } = this;
-    const server = (this.express as Express).listen(config.http.port, config.http.host);
-    this.server = server;
-    server.requestTimeout = config.http.requestTimeoutMs;
-    server.headersTimeout = Math.min(config.http.requestTimeoutMs, 60_000);
-    await new Promise<void>((resolve, reject) => {
-      server.once('listening', resolve);
-      server.once('error', reject);
-    });
-    const { host, port } = this.address();
-    this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { host, port, tables } });
-  }
-
-  async health(): Promise<{ ready: boolean; checks: Record<string, unknown> }> {
-    const ping = async (store: Store | undefined) => {
-      if (!store) return 'not started';
-      try {
-        await withTimeout(store.knex.raw('SELECT 1'), 1_000);
-        return 'ok';
-      } catch (error) {
-        return `unreachable: ${coerceError(error).message}`;
-      }
-    };
-    const [source, target] = await Promise.all([ping(this.stores.source), ping(this.stores.target)]);
-    const lastError = this.flags?.lastError();
-    const synchronized = this.flags?.synchronized() === true;
-    const flags = synchronized
-      ? lastError
-        ? `ok, but the last refresh failed (serving the last flags): ${lastError}`
-        : 'ok'
-      : `not synchronized${lastError ? `: ${lastError}` : ''}`;
-    return { ready: source === 'ok' && target === 'ok' && synchronized && this.accepting, checks: { source, target, flags } };
+  health(): Promise<{ ready: boolean; checks: Record<string, unknown> }> {
+    return checkHealth(this.stores, this.flags, this.accepting);
   }
 
   status(): Promise<unknown> {
@@ -256,9 +198,9 @@ export class TandemApp {
         flags: this.flags,
         policies: this.core?.policies ?? new Map(),
         reconciler: this.reconciler,
-        routing: this.routing,
-        consistency: this.consistency,
-        brake: this.brake,
+        routing: this.read?.routing,
+        consistency: this.read?.consistency,
+        brake: this.read?.brake,
         housekeeper: this.housekeeper,
         lastVerify: this.lastVerify,
       }),
@@ -289,15 +231,7 @@ export class TandemApp {
   private async doStop(): Promise<void> {
     this.events.emit({ type: 'lifecycle', phase: 'stopping' });
     this.accepting = false;
-    const server = this.server;
-    if (server) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), this.config.shutdown.drainTimeoutMs);
-      timer.unref();
-      await closed;
-      clearTimeout(timer);
-    }
+    if (this.server) await closeHttp(this.server, this.config.shutdown.drainTimeoutMs);
     await this.reconciler?.stop();
     await this.delivery?.worker.stop();
     await this.delivery?.applier.flush();
@@ -307,21 +241,4 @@ export class TandemApp {
     await Promise.all([this.stores.source?.knex.destroy(), this.stores.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
-}
-
-function withTimeout<T>(promise: PromiseLike<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    timer.unref();
-    Promise.resolve(promise).then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(coerceError(e));
-      },
-    );
-  });
 }
