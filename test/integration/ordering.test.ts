@@ -37,7 +37,7 @@ for (const pair of pairs) {
         source: source.url,
         target: target.url,
         policiesDir: writeTestPolicies(),
-        // Keep done rows so the test can read every version.
+        // No statistics round in the middle of the test (the outbox rows it reads are its own).
         overrides: { outbox: { housekeepingIntervalMs: 600_000 } },
       });
     });
