@@ -1,4 +1,4 @@
-import { parsePgText, PG_TEXT_IMAGE_PREFIX } from '../db/pg-types.js';
+import { parsePgText, PG_TEXT_IMAGE_PREFIX } from '../db/dialects/pg-types.js';
 import type { Row } from '../shared/row.js';
 
 /*

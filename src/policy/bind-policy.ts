@@ -70,7 +70,7 @@ export function bindPolicy(
       type: col.type,
       nullable: col.nullable,
       maxLength: col.maxLength,
-      range: columnKind(col.type) === 'integer' ? makeAdapter(source.dialect ?? 'pg').integerRange(col.type) : undefined,
+      range: columnKind(col.type) === 'integer' ? makeAdapter(source.dialect).integerRange(col.type) : undefined,
       targetName,
       targetKind: targetCol ? columnKind(targetCol.type) : null,
     });

@@ -4,7 +4,7 @@ import { TandemError } from '../../errors.js';
 import type { ColumnKind } from '../../shared/column-kind.js';
 import type { KeyValues, Row } from '../../shared/row.js';
 import { OUTBOX_TABLE, STATE_TABLE } from '../internal-tables.js';
-import { PG_TEXT_IMAGE_PREFIX } from '../pg-types.js';
+import { PG_TEXT_IMAGE_PREFIX } from './pg-types.js';
 import { quoteDouble as quoteIdent } from './common.js';
 import type { FoldedWriter, FoldOp, FoldOutcome, TableSide } from './dialect.js';
 

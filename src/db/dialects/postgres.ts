@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { Row } from '../../shared/row.js';
 import { OUTBOX_TABLE, type OutboxRecord } from '../internal-tables.js';
-import { PG_TYPES } from '../pg-types.js';
+import { PG_TYPES } from './pg-types.js';
 import {
   applyInTransaction,
   bindWith,
