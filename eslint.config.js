@@ -17,6 +17,9 @@ const LOWER = {
   policy: ['db', 'config', 'shared'],
   flags: ['db', 'config', 'shared'],
   outbox: ['db', 'policy', 'flags', 'config', 'shared'],
+  // Event history and background jobs (the console's): fed by events, above nothing but the vocabularies.
+  history: ['shared'],
+  jobs: ['shared'],
 };
 const DOMAIN = ['outbox', 'db', 'policy', 'flags', 'config', 'shared'];
 const LAYERS = {
@@ -26,12 +29,12 @@ const LAYERS = {
   consistency: DOMAIN,
   cutover: DOMAIN,
   // The fronts: the HTTP API and the SQL front sit side by side above the domain.
-  http: ['write', 'read', 'consistency', 'cutover', ...DOMAIN],
+  http: ['write', 'read', 'consistency', 'cutover', 'history', 'jobs', ...DOMAIN],
   sql: ['write', 'read', 'consistency', 'cutover', ...DOMAIN],
   // The composition root and the CLI wire everything.
-  top: ['http', 'sql', 'write', 'read', 'consistency', 'cutover', 'metrics', ...DOMAIN],
+  top: ['http', 'sql', 'write', 'read', 'consistency', 'cutover', 'metrics', 'history', 'jobs', ...DOMAIN],
 };
-const FOLDERS = ['config', 'metrics', 'db', 'policy', 'flags', 'outbox', 'write', 'read', 'consistency', 'cutover', 'http', 'sql'];
+const FOLDERS = ['config', 'metrics', 'db', 'policy', 'flags', 'outbox', 'history', 'jobs', 'write', 'read', 'consistency', 'cutover', 'http', 'sql'];
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'data/', 'coverage/', '.unleash/'] },
