@@ -6,8 +6,7 @@ import { adminRoutes, type AdminApi } from './admin-routes.js';
 import { requireBearer } from './auth.js';
 import { dataRoutes, type DataRouteDeps } from './data-routes.js';
 import { problemHandler } from './problem.js';
-import { sqlRoutes } from './sql-routes.js';
-import type { SqlBackend } from '../sql/sql-backend.js';
+import { sqlRoutes, type RunSql } from './sql-routes.js';
 
 export interface HttpAppDeps extends DataRouteDeps {
   events: EventSink;
@@ -21,8 +20,8 @@ export interface HttpAppDeps extends DataRouteDeps {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** False while shutting down: new requests get 503. */
   accepting(): boolean;
-  /** The SQL front's engine view for POST /v1/sql (undefined: the primary is not PostgreSQL). */
-  sql?: () => SqlBackend | undefined;
+  /** POST /v1/sql's runner (absent: the primary is not PostgreSQL). */
+  sql?: RunSql;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -59,7 +58,7 @@ export function makeHttpApp(deps: HttpAppDeps): Express {
   const json = express.json({ limit: deps.bodyLimit, strict: false });
   app.use('/v1', requireBearer(deps.apiTokens, 'tandem'), json);
   app.use(dataRoutes(deps));
-  app.use(sqlRoutes(deps.sql ?? (() => undefined)));
+  app.use(sqlRoutes(deps.sql));
   app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin'), json);
   app.use(adminRoutes(deps.admin));
 

@@ -1,7 +1,26 @@
 import { Router, type Response } from 'express';
 import { TandemError } from '../errors.js';
-import { runSqlOverHttp, SqlStatementError, type HttpStatement } from '../sql/run-sql.js';
-import type { SqlBackend } from '../sql/sql-backend.js';
+
+/** One statement of the request body. */
+export interface HttpStatement {
+  sql: string;
+  params: unknown[];
+}
+
+/** Runs statements through the SQL front's classifier and write path (built by the app). */
+export type RunSql = (statements: readonly HttpStatement[]) => Promise<unknown[]>;
+
+/** A statement's failure as the SQL front reports it (its SQLSTATE travels to the client). */
+interface StatementFailure extends Error {
+  sqlstate: string;
+  statement: number;
+  position: number | undefined;
+  refused: boolean;
+}
+
+function isStatementFailure(error: unknown): error is StatementFailure {
+  return error instanceof Error && typeof (error as Partial<StatementFailure>).sqlstate === 'string' && typeof (error as Partial<StatementFailure>).refused === 'boolean';
+}
 
 const MAX_STATEMENTS = 100;
 
@@ -10,20 +29,19 @@ const MAX_STATEMENTS = 100;
  * transaction) → `{"command", "rowCount", "fields", "rows"}` (or `{"results": [...]}`).
  * Errors are problem+json with the statement's SQLSTATE.
  */
-export function sqlRoutes(backend: () => SqlBackend | undefined): Router {
+export function sqlRoutes(run: RunSql | undefined): Router {
   const router = Router();
   router.post('/v1/sql', async (req, res, next) => {
     res.locals['route'] = '/v1/sql';
     try {
-      const sql = backend();
-      if (!sql) throw new TandemError('bad_request', 400, 'sql: SQL over HTTP needs a PostgreSQL primary; use the row API', { field: 'sql' });
+      if (!run) throw new TandemError('bad_request', 400, 'sql: SQL over HTTP needs a PostgreSQL primary; use the row API', { field: 'sql' });
       const body = (req.body ?? {}) as Record<string, unknown>;
       const several = body['statements'] !== undefined;
       const statements = several ? readStatements(body['statements']) : [readStatement(body, '')];
-      const results = await runSqlOverHttp(sql, statements);
+      const results = await run(statements);
       res.json(several ? { results } : results[0]);
     } catch (error) {
-      if (error instanceof SqlStatementError) {
+      if (isStatementFailure(error)) {
         sendSqlProblem(res, error);
         return;
       }
@@ -47,7 +65,7 @@ function readStatement(value: unknown, prefix: string): HttpStatement {
   return { sql: s['sql'], params };
 }
 
-function sendSqlProblem(res: Response, error: SqlStatementError): void {
+function sendSqlProblem(res: Response, error: StatementFailure): void {
   const status = error.refused ? 422 : error.sqlstate.startsWith('23') ? 409 : error.sqlstate.startsWith('57') || error.sqlstate.startsWith('08') ? 503 : 400;
   const code = error.refused ? 'sql_refused' : 'sql_error';
   res.locals['errorCode'] = code;
