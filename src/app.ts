@@ -36,6 +36,9 @@ import { OutboxWorker } from './write/outbox-worker.js';
 import { prepareFolds } from './write/pg-fold.js';
 import { WriteService } from './write/write-service.js';
 import { clusterMetricsClient } from './metrics/cluster-metrics.js';
+import { backfillTable } from './consistency/backfill.js';
+import { HistoryRing } from './history/history-ring.js';
+import { JobRegistry } from './jobs/job-registry.js';
 
 export const VERSION = '0.1.0';
 
@@ -76,6 +79,8 @@ export class TandemApp {
   private consistency: ConsistencyWindow | undefined;
   private brake: SafetyBrake | undefined;
   private accepting = false;
+  private history: HistoryRing | undefined;
+  private readonly jobs = new JobRegistry();
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
@@ -242,6 +247,12 @@ export class TandemApp {
     await this.housekeeper.runOnce();
     this.housekeeper.start();
 
+    // The console's charts: an hour of samples in memory, from the same events as the metrics.
+    const history = new HistoryRing(tables);
+    this.history = history;
+    this.events.on((event) => history.observe(event));
+    history.start();
+
     const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
     this.express = makeHttpApp({
       policies: this.policies,
@@ -269,6 +280,17 @@ export class TandemApp {
         tables: () => new Set(this.policies.keys()),
         releaseBrake: (table) => brake.release(table),
         verify: (table, o) => this.verify(table, o),
+      },
+      console: {
+        tables: () => new Set(this.policies.keys()),
+        history,
+        jobs: this.jobs,
+        flags,
+        flagsFile: config.flags.file,
+        unleashUrl: config.flags.unleashUrl,
+        capabilities: { cutover: false, rollback: false },
+        verify: (table, o) => this.verify(table, o),
+        backfill: (table, o) => backfillTable(source, target, this.policies.get(table) as Policy, o),
       },
     });
     this.accepting = true;
@@ -392,6 +414,8 @@ export class TandemApp {
       await closed;
       clearTimeout(timer);
     }
+    this.jobs.stopAll();
+    this.history?.stop();
     await this.reconciler?.stop();
     await this.worker?.stop();
     await this.applier?.flush();
