@@ -335,6 +335,8 @@ const FLAG_WORDS: Record<string, string> = {
 function PercentFlag({ flag, ask, act }: { flag: FlagView; ask: DetailProps['ask']; act: DetailProps['act'] }) {
   const current = flag.percent ?? 0;
   const [value, setValue] = useState(current);
+  // A change made elsewhere (CLI, file, another tab) moves the slider too.
+  useEffect(() => setValue(current), [current]);
   const id = `flag-${flag.name.replace(/[^A-Za-z0-9]/g, '-')}`;
   const changed = value !== current;
   return html`
@@ -446,7 +448,11 @@ function JobProgress({ job }: { job: Job }) {
       <p><strong>${job.kind}${job.options['repair'] ? ' + repair' : ''}</strong>: <span class="job-state">${job.state}</span>${job.state === 'running' ? html` (${p.phase})` : ''}</p>
       <label class="visually-hidden" for=${`progress-${job.id}`}>${job.kind} progress</label>
       <progress id=${`progress-${job.id}`} max="100" value=${Math.round(share * 100)}>${Math.round(share * 100)} %</progress>
-      <p class="sub job-figures">${p.done} / ${p.total} rows · ${p.rowsPerSecond} rows/s${p.etaSeconds !== null && job.state === 'running' ? ` · ETA ${p.etaSeconds} s` : ''}</p>
+      <p class="sub job-figures">
+        ${job.state === 'running' || !r
+          ? `${p.phase}: ${p.done} / ${p.total} rows · ${p.rowsPerSecond} rows/s${p.etaSeconds !== null ? ` · ETA ${p.etaSeconds} s` : ''}`
+          : `done in ${(Number(r['durationMs'] ?? 0) / 1000).toFixed(1)} s · ${String(r['rowsPerSecond'] ?? p.rowsPerSecond)} rows/s`}
+      </p>
       ${job.error ? html`<p class="banner error" role="alert">${job.kind} failed: ${job.error}</p>` : ''}
       ${r && job.kind === 'verify'
         ? html`<p class="job-result">${r['clean'] ? html`<span class="badge ok">clean</span>` : html`<span class="badge bad">DRIFT</span>`}
@@ -564,7 +570,8 @@ function Chart({ index, history }: { index: number; history: History | null }) {
   const plot = useRef<uPlot | undefined>(undefined);
   const spec = CHARTS[index];
   useEffect(() => {
-    if (!el.current || !history || !spec) return;
+    // uPlot needs two points for a time axis; until then the text above says why it is empty.
+    if (!el.current || !history || !spec || history.t.length < 2) return;
     plot.current = drawChart(el.current, spec, history, plot.current);
   }, [history]);
   useEffect(() => () => plot.current?.destroy(), []);

@@ -32,7 +32,6 @@ export function consolePageRoutes(): Router {
     res.type('html').send(PAGE);
   };
   router.get('/console', page);
-  router.get('/console/', page);
   router.use(
     '/console/assets',
     (_req, res, next) => {
@@ -95,7 +94,11 @@ export function consoleAdminRoutes(api: ConsoleApi): Router {
     let job;
     if ((kind as JobKind) === 'verify') {
       const repair = bool('repair');
-      job = api.jobs.start('verify', table, { repair }, (ctx) => api.verify(table, { repair, onProgress: ctx.progress }));
+      job = api.jobs.start('verify', table, { repair }, async (ctx) => {
+        // Every differing key is for --repair only: the job keeps the counts and samples.
+        const { differingKeys: _keys, ...report } = (await api.verify(table, { repair, onProgress: ctx.progress })) as { differingKeys?: unknown };
+        return report;
+      });
     } else {
       const rate = positive('rate');
       const chunkSize = positive('chunk');
