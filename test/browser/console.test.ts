@@ -1,5 +1,3 @@
-/// <reference lib="dom" />
-// Functions passed to page.evaluate run in the browser: they see the DOM.
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { axeViolations, chromiumAvailable, launchBrowser, screenshot, type Browser } from '../helpers/browser.js';
@@ -205,7 +203,7 @@ for (const pair of pairs) {
         expect(violations, `${label}: ${JSON.stringify(violations, null, 2)}`).toEqual([]);
         await shot(`board-${label}`);
         // On a phone the board must not need sideways scrolling.
-        if (label === 'phone') expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1)).toBe(true);
+        if (label === 'phone') expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth + 1')).toBe(true);
       }
       await page.setViewportSize({ width: 1280, height: 900 });
     });
@@ -216,7 +214,7 @@ for (const pair of pairs) {
       let reached = false;
       for (let i = 0; i < 40 && !reached; i++) {
         await page.keyboard.press('Tab');
-        reached = await page.evaluate(() => document.activeElement?.textContent?.includes('Details and actions for kv') ?? false);
+        reached = await page.evaluate("document.activeElement?.textContent?.includes('Details and actions for kv') ?? false");
       }
       expect(reached).toBe(true);
       await page.keyboard.press('Enter');
