@@ -96,7 +96,7 @@ for (const pair of pairs) {
       await page.getByRole('button', { name: 'Sign in' }).click();
       await expect.poll(() => row('people').isVisible(), POLL).toBe(true);
       expect(await row('kv').isVisible()).toBe(true);
-      expect(await page.evaluate(() => sessionStorage.getItem('tandem.adminToken'))).toBe(ADMIN);
+      expect(await page.evaluate("sessionStorage.getItem('tandem.adminToken')")).toBe(ADMIN);
       const people = (await row('people').innerText()).replace(/\s+/g, ' ');
       expect(people).toContain('dual-write');
       expect(people).toContain('0 % / 0 %');
