@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import type { TandemConfig } from './config/schema.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
 import { ensureInternalTables } from './db/internal-tables.js';
@@ -44,6 +44,8 @@ export const VERSION = '0.1.0';
 
 export interface TandemAppOptions {
   logger?: Logger;
+  /** Where the default logger writes (default stdout, JSON lines); the CLI passes pino-pretty on a terminal. */
+  logStream?: DestinationStream;
   /** Runs before policies are checked, with both stores open (the embedded demo creates its tables). */
   prepareStores?: (source: Store, target: Store) => Promise<void>;
 }
@@ -91,7 +93,10 @@ export class TandemApp {
   ) {
     this.logger =
       options.logger ??
-      pino({ level: config.log.level, base: { service: 'tandem', ...(cluster.worker ? { worker: cluster.worker.id } : {}) }, redact: ['authorization', '*.authorization', '*.password'] });
+      makeLogger(
+        { level: config.log.level, base: { service: 'tandem', ...(cluster.worker ? { worker: cluster.worker.id } : {}) }, redact: ['authorization', '*.authorization', '*.password'] },
+        options.logStream,
+      );
     this.events.on((event) => recordEvent(this.metrics, event));
     this.events.on((event) => logEvent(this.logger, event));
   }
@@ -425,6 +430,10 @@ export class TandemApp {
     await Promise.all([this.source?.knex.destroy(), this.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
+}
+
+function makeLogger(options: LoggerOptions, stream: DestinationStream | undefined): Logger {
+  return stream ? pino(options, stream) : pino(options);
 }
 
 function withTimeout<T>(promise: PromiseLike<T>, ms: number): Promise<T> {
