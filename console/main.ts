@@ -293,6 +293,7 @@ function TableDetail(props: DetailProps) {
         <h2 id="detail-title" tabindex="-1" ref=${heading}>${table.table}: details and actions</h2>
         <button type="button" class="secondary" onClick=${props.onClose}>Close<span class="visually-hidden"> the details of ${table.table}</span></button>
       </div>
+      <${Charts} ...${props} />
       <div class="grid">
         <${FlagControls} ...${props} />
         <${Jobs} ...${props} />
@@ -300,7 +301,6 @@ function TableDetail(props: DetailProps) {
         <${DeadRows} ...${props} />
         <${CutoverActions} ...${props} />
       </div>
-      <${Charts} ...${props} />
     </section>
   `;
 }
@@ -451,7 +451,7 @@ function JobProgress({ job }: { job: Job }) {
       <p class="sub job-figures">
         ${job.state === 'running' || !r
           ? `${p.phase}: ${p.done} / ${p.total} rows · ${p.rowsPerSecond} rows/s${p.etaSeconds !== null ? ` · ETA ${p.etaSeconds} s` : ''}`
-          : `done in ${(Number(r['durationMs'] ?? 0) / 1000).toFixed(1)} s · ${String(r['rowsPerSecond'] ?? p.rowsPerSecond)} rows/s`}
+          : `done in ${formatMs(Number(r['durationMs'] ?? 0))} · ${String(r['rowsPerSecond'] ?? p.rowsPerSecond)} rows/s`}
       </p>
       ${job.error ? html`<p class="banner error" role="alert">${job.kind} failed: ${job.error}</p>` : ''}
       ${r && job.kind === 'verify'
@@ -606,6 +606,10 @@ function ConfirmDialog({ confirmation, onClose }: { confirmation: Confirmation; 
       </div>
     </dialog>
   `;
+}
+
+function formatMs(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
 function formatDuration(seconds: number): string {

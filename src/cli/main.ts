@@ -221,7 +221,7 @@ async function serve(values: ServeOptions): Promise<number> {
 /** Readable logs on a terminal (synchronous, so nothing is lost on exit). */
 async function prettyStream(): Promise<DestinationStream> {
   const { default: pretty } = await import('pino-pretty');
-  return pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' });
+  return pretty({ colorize: true, sync: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' });
 }
 
 async function status(values: { url?: string; json?: boolean }): Promise<number> {
