@@ -423,6 +423,9 @@ function Jobs({ table, ask, onAuthError, onError }: DetailProps) {
       },
     });
   const running = job?.state === 'running';
+  const [rate, setRate] = useState('');
+  const rateValue = /^\d+$/.test(rate) && Number(rate) > 0 ? Number(rate) : undefined;
+  const rateId = `backfill-rate-${table.table}`;
   return html`
     <div class="card">
       <h3>Verify and backfill</h3>
@@ -432,8 +435,19 @@ function Jobs({ table, ask, onAuthError, onError }: DetailProps) {
         <button type="button" disabled=${running} onClick=${() =>
           start('verify', { repair: true }, `Verify and repair ${table.table}`, `Compares map(source) with the target and re-enqueues the source image of every differing key (under a row lock), so the outbox worker rewrites those rows in the target.`)}>Verify + repair</button>
         <button type="button" disabled=${running} onClick=${() =>
-          start('backfill', {}, `Backfill ${table.table}`, `Copies the source's existing rows to the target in key order, only keys the target has never received (a live write is never overwritten). Resumes from its checkpoint. Needs dual-write on.`)}>Backfill</button>
+          start(
+            'backfill',
+            rateValue ? { rate: rateValue } : {},
+            `Backfill ${table.table}`,
+            `Copies the source's existing rows to the target in key order, only keys the target has never received (a live write is never overwritten), ${
+              rateValue ? `at most ${rateValue} rows/s` : 'as fast as the stores allow'
+            }. Resumes from its checkpoint. Needs dual-write on.`,
+          )}>Backfill</button>
       </div>
+      <p class="rate-row">
+        <label for=${rateId}>Backfill rate limit (rows/s, empty for none)</label>
+        <input id=${rateId} type="number" min="1" step="1" inputmode="numeric" value=${rate} onInput=${(e: Event) => setRate((e.target as HTMLInputElement).value)} />
+      </p>
       ${job ? html`<${JobProgress} job=${job} />` : html`<p class="sub">No job has run for this table since Tandem started.</p>`}
     </div>
   `;

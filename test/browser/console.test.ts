@@ -155,6 +155,30 @@ for (const pair of pairs) {
       expect(await dead.count()).toBe(0);
     });
 
+    it('runs a throttled backfill and shows its progress bar, rate and ETA while it runs, then its result', async () => {
+      await page.getByLabel('Backfill rate limit (rows/s, empty for none)').fill('500');
+      await page.getByRole('button', { name: 'Backfill', exact: true }).click();
+      const dialog = page.getByRole('dialog');
+      await expect.poll(() => dialog.textContent(), POLL).toContain('at most 500 rows/s');
+      await dialog.getByRole('button', { name: 'Backfill people' }).click();
+      const job = page.locator('.job');
+      // At 500 rows/s the 2,001 rows take about 4 s: the page shows the run while it lasts.
+      await expect.poll(() => job.getAttribute('data-state'), POLL).toBe('running');
+      await expect.poll(() => job.locator('.job-figures').innerText(), POLL).toMatch(/copy: [1-9]\d* \/ 2001 rows · \d+ rows\/s · ETA \d+ s/);
+      const shownRate = Number(/· (\d+) rows\/s/.exec(await job.locator('.job-figures').innerText())?.[1]);
+      expect(shownRate).toBeGreaterThan(0);
+      expect(shownRate).toBeLessThanOrEqual(550); // the rate it keeps under the 500 rows/s limit, not its bursts
+      const midway = Number(await job.locator('progress').getAttribute('value'));
+      expect(midway).toBeGreaterThan(0);
+      expect(midway).toBeLessThan(100);
+      expect(await page.getByRole('button', { name: 'Verify', exact: true }).isDisabled()).toBe(true); // one job at a time
+      await shot('backfill-running');
+      await expect.poll(() => job.getAttribute('data-state'), { timeout: 30_000 }).toBe('succeeded');
+      expect(await job.locator('progress').getAttribute('value')).toBe('100');
+      // Every key is already in the target's ledger (dual-write from the start, the dead row replayed): all skipped, none overwritten.
+      expect(await job.locator('.job-result').innerText()).toMatch(/^Finished: 0 copied, 2001 skipped/);
+    });
+
     it('shows a tripped brake with its signal and threshold, and releases it', async () => {
       await tandem.request.put('/admin/flags/tandem.people.shadow-read').set(admin()).send({ value: 100 }).expect(200);
       await expect.poll(() => row('people').locator('td.reads').textContent(), { timeout: 15_000 }).toBe('100 % / 100 %');
