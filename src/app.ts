@@ -14,6 +14,7 @@ import { EventBus, type TandemEvent } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
 import { flagNames, KILL_SWITCH_FLAG } from './flags/resolve-stage.js';
 import { makeHttpApp } from './http/make-http-app.js';
+import { POLLED_ROUTES } from './http/console/console-routes.js';
 import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.js';
 import { bindPolicy } from './policy/bind-policy.js';
 import { loadPolicyFiles } from './policy/load-policies.js';
@@ -82,7 +83,16 @@ export class TandemApp {
   private brake: SafetyBrake | undefined;
   private accepting = false;
   private history: HistoryRing | undefined;
-  private readonly jobs = new JobRegistry();
+  /** Background verify/backfill started from the admin API (the console); each start and end is logged. */
+  private readonly jobs = new JobRegistry(
+    (job) => this.logger.info({ jobId: job.id, kind: job.kind, table: job.table, options: job.options }, `${job.kind} job started`),
+    (job) =>
+      (job.state === 'failed' ? this.logger.error : this.logger.info).call(
+        this.logger,
+        { jobId: job.id, kind: job.kind, table: job.table, state: job.state, err: job.error ?? undefined, ms: Date.parse(job.finishedAt ?? '') - Date.parse(job.startedAt) },
+        `${job.kind} job ${job.state}`,
+      ),
+  );
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
@@ -470,6 +480,7 @@ function logEvent(logger: Logger, event: TandemEvent): void {
       };
       if (event.status >= 500) logger.error({ ...fields, err: event.error, msg2: event.message }, 'request failed');
       else if (event.route === '/healthz' || event.route === '/readyz' || event.route === '/metrics') logger.debug(fields, 'request');
+      else if (event.method === 'GET' && event.status < 400 && POLLED_ROUTES.has(event.route)) logger.debug(fields, 'request');
       else logger.info(fields, 'request');
       return;
     }

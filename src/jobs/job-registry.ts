@@ -40,6 +40,7 @@ export class JobRegistry {
   private readonly jobs = new Map<string, JobView & { stop: boolean }>();
 
   constructor(
+    private readonly onStart: (job: JobView) => void = () => undefined,
     private readonly onFinish: (job: JobView) => void = () => undefined,
     private readonly keep = 50,
   ) {}
@@ -65,6 +66,7 @@ export class JobRegistry {
       stop: false,
     };
     this.jobs.set(job.id, job);
+    this.onStart(this.view(job));
     let phaseStarted = started;
     const ctx: JobContext = {
       progress: (p) => {

@@ -17,6 +17,20 @@ export const CONSOLE_ASSETS = path.resolve(import.meta.dirname, '..', '..', '..'
 /** Content-Security-Policy of the console: everything from Tandem itself, nothing inline to run. */
 const CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
+/**
+ * Routes an open console polls every few seconds: their request lines are logged at debug,
+ * not info, so a tab left open does not fill the log (they are still counted in metrics).
+ */
+export const POLLED_ROUTES: ReadonlySet<string> = new Set([
+  '/admin/status',
+  '/admin/flags',
+  '/admin/jobs',
+  '/admin/jobs/:id',
+  '/admin/tables/:table/history',
+  '/admin/outbox',
+  '/console/assets',
+]);
+
 /** The page and its assets (public: the page is a sign-in form until a token is given). */
 export function consolePageRoutes(): Router {
   const router = Router();
