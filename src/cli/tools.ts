@@ -11,7 +11,7 @@ import { Applier } from '../write/applier.js';
 import { makeStoreBreaker } from '../write/breaker.js';
 import { listDeadRows, replayDeadRows } from '../write/outbox/dead-rows.js';
 import { OutboxWorker } from '../write/outbox-worker.js';
-import { setFlagInFile } from '../flags/write-flag-file.js';
+import { setFlagInFile } from '../flags/set-flag-in-file.js';
 import { formatTable, makeProgress, styleFor } from './term.js';
 
 /** A CLI usage error: exit code 2 with the message. */

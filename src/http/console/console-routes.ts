@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import express, { Router, type Request } from 'express';
 import { TandemError } from '../../errors.js';
-import { setFlagInFile } from '../../flags/write-flag-file.js';
+import { setFlagInFile } from '../../flags/set-flag-in-file.js';
 import { flagNames, KILL_SWITCH_FLAG } from '../../flags/resolve-stage.js';
 import { JOB_KINDS, type JobKind } from '../../jobs/job-registry.js';
 import { describeFlags, type ConsoleApi } from './console-api.js';
