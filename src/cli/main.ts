@@ -16,12 +16,10 @@ import {
 } from './tools.js';
 import { loadConfig } from '../config/load-config.js';
 import { TandemError } from '../errors.js';
+import { CliError, EXIT, exitCodeOf } from './exit-codes.js';
 import { createDemoSchema } from './demo-schema.js';
 import { runClusterPrimary } from './cluster-primary.js';
 import { formatTable, styleFor } from './term.js';
-
-/** Exit codes: 0 done, 1 drift or an unreachable server, 2 usage or configuration, 3 stopped, 4 failed while running. */
-const EXIT_USAGE = 2;
 
 function positiveInt(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
@@ -231,11 +229,11 @@ async function status(values: { url?: string; json?: boolean }): Promise<number>
     body = await call('GET', '/admin/status');
   } catch (error) {
     process.stderr.write(`tandem status: ${(error as Error).message}\n`);
-    return 1;
+    return EXIT.unreachable;
   }
   if (values.json) {
     process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
-    return 0;
+    return EXIT.ok;
   }
   const style = styleFor(process.stdout);
   const tables = (body['tables'] as Array<Record<string, unknown>>) ?? [];
@@ -263,7 +261,7 @@ async function status(values: { url?: string; json?: boolean }): Promise<number>
     ];
   });
   process.stdout.write(formatTable(['TABLE', 'STAGE', 'TARGET', 'READS/SHADOW', 'PENDING', 'DEAD', 'LAG', 'CONSISTENCY', 'BRAKE', 'LAST VERIFY'], rows, style));
-  return 0;
+  return EXIT.ok;
 }
 
 function finish(code: number): void {
@@ -275,22 +273,21 @@ function fail(error: unknown): void {
   // running exits 4, so scripts can tell it from drift (verify's 1). Driver messages from
   // knex repeat the whole statement with its values: print only the driver's part.
   let message = error instanceof Error ? error.message : String(error);
-  if (!(error instanceof TandemError)) message = message.split(' - ').pop() ?? message;
+  if (!(error instanceof TandemError) && !(error instanceof CliError)) message = message.split(' - ').pop() ?? message;
   process.stderr.write(`tandem: ${message}\n`);
-  process.exitCode =
-    error instanceof TandemError ? (error.status < 100 ? error.status : error.code === 'config_invalid' || error.code === 'policy_invalid' ? EXIT_USAGE : 4) : 4;
+  process.exitCode = exitCodeOf(error);
 }
 
 const argv = process.argv.slice(2);
 const program = makeProgram((result) => Promise.resolve(result).then(finish, fail));
 if (argv.length === 0) {
   program.outputHelp({ error: true });
-  process.exitCode = EXIT_USAGE;
+  process.exitCode = EXIT.usage;
 } else {
   program.parseAsync(argv, { from: 'user' }).catch((error: unknown) => {
     if (error instanceof CommanderError) {
       // Help and version are answers (0); everything else commander refuses is a usage error.
-      process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? 0 : EXIT_USAGE;
+      process.exitCode = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? EXIT.ok : EXIT.usage;
       return;
     }
     fail(error);

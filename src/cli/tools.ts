@@ -1,22 +1,23 @@
-import { EventBus } from '../events.js';
-import { openToolkit, runVerify } from '../app.js';
+import { makeDelivery } from '../compose/make-delivery.js';
+import { openCore as openToolkit, type Core } from '../compose/open-core.js';
 import { loadConfig } from '../config/load-config.js';
 import type { TandemConfig } from '../config/schema.js';
 import { backfillTable } from '../consistency/backfill.js';
+import { runVerify } from '../consistency/run-verify.js';
 import { TandemError } from '../errors.js';
+import { EventBus } from '../events.js';
 import { makeFlagSource } from '../flags/flag-source.js';
 import { flagNames, KILL_SWITCH_FLAG } from '../flags/resolve-stage.js';
-import { featurePercent } from '../read/read-routing.js';
-import { Applier } from '../write/applier.js';
-import { makeStoreBreaker } from '../write/breaker.js';
-import { listDeadRows, replayDeadRows } from '../write/outbox/dead-rows.js';
-import { OutboxWorker } from '../write/outbox-worker.js';
 import { setFlagInFile } from '../flags/set-flag-in-file.js';
+import { listDeadRows } from '../outbox/list-dead-rows.js';
+import { replayDeadRows } from '../outbox/replay-dead-rows.js';
+import { featurePercent } from '../read/read-routing.js';
+import { CliError, EXIT, type ExitCode } from './exit-codes.js';
 import { formatTable, makeProgress, styleFor } from './term.js';
 
 /** A CLI usage error: exit code 2 with the message. */
-export function usage(message: string): TandemError {
-  return new TandemError('bad_request', 2, message);
+function usage(message: string): CliError {
+  return new CliError(EXIT.usage, message);
 }
 
 export interface VerifyCommandOptions {
@@ -25,7 +26,7 @@ export interface VerifyCommandOptions {
   json?: boolean;
 }
 
-export async function verifyCommand(table: string, values: VerifyCommandOptions): Promise<number> {
+export async function verifyCommand(table: string, values: VerifyCommandOptions): Promise<ExitCode> {
   const config = loadConfig();
   const toolkit = await openToolkit(config);
   const json = values.json === true;
@@ -61,33 +62,24 @@ export async function verifyCommand(table: string, values: VerifyCommandOptions)
       if (values.repair) process.stdout.write(`  repaired ${repaired} key(s)\n`);
       if (report.staleCleared) process.stdout.write('  stale mark cleared\n');
     }
-    return report.clean ? 0 : 1;
+    return report.clean ? EXIT.ok : EXIT.drift;
   } finally {
     await toolkit.close();
   }
 }
 
-async function drainLocally(
-  config: Readonly<TandemConfig>,
-  toolkit: Awaited<ReturnType<typeof openToolkit>>,
-  table: string,
-  line: ReturnType<typeof makeProgress>,
-): Promise<void> {
+/**
+ * Applies the re-enqueued images here, with the delivery the server builds (safe beside a
+ * running server: claims skip locked rows and applies are versioned).
+ */
+async function drainLocally(config: Readonly<TandemConfig>, toolkit: Core, table: string, line: ReturnType<typeof makeProgress>): Promise<void> {
   const quiet = { emit: () => undefined };
-  const breaker = makeStoreBreaker('target', { ...config.apply }, quiet);
-  const route = { from: toolkit.source, to: toolkit.target, breaker };
-  const applier = new Applier(toolkit.policies, quiet, {
-    timeoutMs: config.apply.timeoutMs,
-    maxAttempts: config.outbox.maxAttempts,
-    backoffBaseMs: config.outbox.backoffBaseMs,
-    backoffMaxMs: config.outbox.backoffMaxMs,
-  });
-  const worker = new OutboxWorker(route, applier, quiet, { pollIntervalMs: 100, batchSize: config.outbox.batchSize, leaseMs: config.outbox.leaseMs });
+  const { worker, breaker, route } = makeDelivery(config, toolkit.source, toolkit.target, toolkit.policies, quiet, { pollIntervalMs: 100 });
   const deadline = Date.now() + 30_000;
   try {
     while (Date.now() < deadline) {
       const handled = await worker.drainOnce();
-      const [row] = (await toolkit.source.knex('tandem_outbox').count({ n: '*' }).where({ tbl: table, status: 'pending' })) as Array<{ n: number | string }>;
+      const [row] = (await route.primary.knex('tandem_outbox').count({ n: '*' }).where({ tbl: table, status: 'pending' })) as Array<{ n: number | string }>;
       const pending = Number(row?.n ?? 0);
       if (pending === 0) return;
       line.note(`verify ${table}: applying the repairs, ${pending} outbox row(s) pending`);
@@ -105,7 +97,7 @@ export interface BackfillCommandOptions {
   json?: boolean;
 }
 
-export async function backfillCommand(table: string, values: BackfillCommandOptions): Promise<number> {
+export async function backfillCommand(table: string, values: BackfillCommandOptions): Promise<ExitCode> {
   const rate = values.rate;
   const chunkSize = values.chunk;
   const config = loadConfig();
@@ -146,7 +138,7 @@ export async function backfillCommand(table: string, values: BackfillCommandOpti
           (report.finished ? `  next: tandem verify ${table}  (a clean verify clears the stale mark)\n` : ''),
       );
     }
-    return report.finished ? 0 : 3;
+    return report.finished ? EXIT.ok : EXIT.stopped;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -154,7 +146,7 @@ export async function backfillCommand(table: string, values: BackfillCommandOpti
   }
 }
 
-export async function flagsListCommand(values: { json?: boolean }): Promise<number> {
+export async function flagsListCommand(values: { json?: boolean }): Promise<ExitCode> {
   const config = loadConfig();
   const events = new EventBus();
   let lastError: string | undefined;
@@ -203,13 +195,13 @@ export async function flagsListCommand(values: { json?: boolean }): Promise<numb
         ),
       );
     }
-    return out.synchronized ? 0 : 1;
+    return out.synchronized ? EXIT.ok : EXIT.notLoaded;
   } finally {
     source.stop();
   }
 }
 
-export function flagsSetCommand(name: string, setting: string, values: { json?: boolean }): number {
+export function flagsSetCommand(name: string, setting: string, values: { json?: boolean }): ExitCode {
   const config = loadConfig();
   if (config.flags.unleashUrl) throw usage('flags set edits the local flag file; with TANDEM_UNLEASH_URL set, change flags in Unleash');
   let written;
@@ -221,10 +213,10 @@ export function flagsSetCommand(name: string, setting: string, values: { json?: 
   }
   if (values.json) process.stdout.write(`${JSON.stringify({ ...written, file: config.flags.file })}\n`);
   else process.stdout.write(`${name}: ${setting} (written to ${config.flags.file}; Tandem reloads it within ${config.flags.refreshIntervalMs} ms)\n`);
-  return 0;
+  return EXIT.ok;
 }
 
-export async function outboxListCommand(values: { table?: string; limit?: number; json?: boolean }): Promise<number> {
+export async function outboxListCommand(values: { table?: string; limit?: number; json?: boolean }): Promise<ExitCode> {
   const config = loadConfig();
   const toolkit = await openToolkit(config);
   try {
@@ -245,13 +237,13 @@ export async function outboxListCommand(values: { table?: string; limit?: number
         );
       }
     }
-    return 0;
+    return EXIT.ok;
   } finally {
     await toolkit.close();
   }
 }
 
-export async function outboxReplayCommand(values: { table?: string; id?: string[]; json?: boolean }): Promise<number> {
+export async function outboxReplayCommand(values: { table?: string; id?: string[]; json?: boolean }): Promise<ExitCode> {
   const config = loadConfig();
   const toolkit = await openToolkit(config);
   try {
@@ -261,7 +253,7 @@ export async function outboxReplayCommand(values: { table?: string; id?: string[
     const replayed = await replayDeadRows(toolkit.source, { ...(table ? { table } : {}), ...(ids ? { ids } : {}) });
     if (values.json) process.stdout.write(`${JSON.stringify({ replayed })}\n`);
     else process.stdout.write(`${replayed} dead row(s) made pending again; a running Tandem applies them\n`);
-    return 0;
+    return EXIT.ok;
   } finally {
     await toolkit.close();
   }
@@ -274,21 +266,21 @@ export function adminClient(url: string | undefined) {
   const headers: Record<string, string> = config.http.adminToken ? { authorization: `Bearer ${config.http.adminToken}` } : {};
   const call = async (method: string, path: string): Promise<Record<string, unknown>> => {
     const res = await fetch(`${base}${path}`, { method, headers, signal: AbortSignal.timeout(5_000) }).catch((error: unknown) => {
-      throw new TandemError('primary_unavailable', 1, `cannot reach Tandem at ${base}: ${(error as Error).message}`);
+      throw new CliError(EXIT.unreachable, `cannot reach Tandem at ${base}: ${(error as Error).message}`);
     });
     const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
-    if (!res.ok) throw new TandemError('bad_request', 1, `HTTP ${res.status}: ${String(body['detail'] ?? '')}`);
+    if (!res.ok) throw new CliError(EXIT.unreachable, `HTTP ${res.status}: ${String(body['detail'] ?? '')}`);
     return body;
   };
   return { base, call };
 }
 
-export async function brakeReleaseCommand(table: string, values: { url?: string; json?: boolean }): Promise<number> {
+export async function brakeReleaseCommand(table: string, values: { url?: string; json?: boolean }): Promise<ExitCode> {
   const { call } = adminClient(values.url);
   const body = await call('POST', `/admin/tables/${encodeURIComponent(table)}/brake/release`);
   if (values.json) process.stdout.write(`${JSON.stringify(body)}\n`);
   else process.stdout.write(body['released'] ? `brake on ${table} released\n` : `brake on ${table} was not on\n`);
-  return 0;
+  return EXIT.ok;
 }
 
 interface BrakeView {
@@ -299,14 +291,14 @@ interface BrakeView {
   trippedAt: string | null;
 }
 
-export async function brakeStatusCommand(table: string | undefined, values: { url?: string; json?: boolean }): Promise<number> {
+export async function brakeStatusCommand(table: string | undefined, values: { url?: string; json?: boolean }): Promise<ExitCode> {
   const { call } = adminClient(values.url);
   const status = await call('GET', '/admin/status');
   const tables = (status['tables'] as Array<{ table: string; brake: BrakeView | null }>).filter((t) => !table || t.table === table);
   if (table && tables.length === 0) throw usage(`brake: no table named "${table}"`);
   if (values.json) {
     process.stdout.write(`${JSON.stringify(tables.map((t) => ({ table: t.table, brake: t.brake })), null, 2)}\n`);
-    return 0;
+    return EXIT.ok;
   }
   const style = styleFor(process.stdout);
   process.stdout.write(
@@ -323,5 +315,5 @@ export async function brakeStatusCommand(table: string | undefined, values: { ur
       style,
     ),
   );
-  return 0;
+  return EXIT.ok;
 }
