@@ -7,6 +7,9 @@ import { requireBearer } from './auth.js';
 import { dataRoutes, type DataRouteDeps } from './data-routes.js';
 import { problemHandler } from './problem.js';
 import { sqlRoutes, type RunSql } from './sql-routes.js';
+import type { ConsoleApi } from './console/console-api.js';
+import { consoleAdminRoutes, consolePageRoutes } from './console/console-routes.js';
+import { openApiDocument } from './openapi.js';
 
 export interface HttpAppDeps extends DataRouteDeps {
   events: EventSink;
@@ -22,6 +25,8 @@ export interface HttpAppDeps extends DataRouteDeps {
   accepting(): boolean;
   /** POST /v1/sql's runner (absent: the primary is not PostgreSQL). */
   sql?: RunSql;
+  /** The console's admin endpoints (history, jobs, flags); the page itself is always served. */
+  console?: ConsoleApi;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -55,12 +60,20 @@ export function makeHttpApp(deps: HttpAppDeps): Express {
     res.type(contentType).send(body);
   });
 
+  app.get('/openapi.json', (_req, res) => {
+    res.locals['route'] = '/openapi.json';
+    res.json(openApiDocument());
+  });
+  app.use(consolePageRoutes());
+
   const json = express.json({ limit: deps.bodyLimit, strict: false });
   app.use('/v1', requireBearer(deps.apiTokens, 'tandem'), json);
   app.use(dataRoutes(deps));
   app.use(sqlRoutes(deps.sql));
-  app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin'), json);
+  // A data token on the admin API is a 403 (known, not allowed), not a 401.
+  app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin', deps.apiTokens), json);
   app.use(adminRoutes(deps.admin));
+  if (deps.console) app.use(consoleAdminRoutes(deps.console));
 
   app.use((req, res, next) => {
     res.locals['route'] = 'unmatched';
