@@ -47,15 +47,44 @@ export function runnablePairs(pairs: readonly Pair[] = PAIRS): Pair[] {
 /** A scratch database owned by one test file. */
 export interface TestDatabase {
   dialect: Dialect;
+  /** The database name (PostgreSQL, MariaDB) or the file (SQLite): what a failed run prints. */
+  name: string;
   url: string;
   host: string;
   port: number;
   /** A knex handle for assertions and fixtures (not Tandem's pool). */
   knex: Knex;
+  /** Drops the database (keeps it and prints its name when a test of this file failed). */
   drop(): Promise<void>;
 }
 
 let counter = 0;
+
+/**
+ * Test failures seen in this file (set by `test/helpers/setup-file.ts`). When a test failed,
+ * `drop()` keeps the database for inspection and prints its name instead of dropping it.
+ */
+let failedTests = 0;
+export function noteTestFailure(): void {
+  failedTests += 1;
+}
+
+/** Databases created by this file and not dropped (or kept) yet: the leak check reads it. */
+const open = new Map<string, TestDatabase>();
+export function openTestDatabases(): TestDatabase[] {
+  return [...open.values()];
+}
+
+/** Closes the handle; drops the database unless a test of this file failed (then says where it is). */
+async function release(db: TestDatabase, destroy: () => Promise<void>): Promise<void> {
+  if (!open.delete(db.name)) return;
+  await db.knex.destroy();
+  if (failedTests > 0) {
+    console.warn(`[tandem tests] a test failed: KEEPING ${db.dialect} database ${db.name} for inspection (${db.url})`);
+    return;
+  }
+  await destroy();
+}
 
 export async function createTestDatabase(dialect: Dialect, label: string): Promise<TestDatabase> {
   counter += 1;
@@ -64,17 +93,17 @@ export async function createTestDatabase(dialect: Dialect, label: string): Promi
     const dir = mkdtempSync(path.join(tmpdir(), 'tandem-test-'));
     const file = path.join(dir, `${name}.db`);
     const knex = knexFactory({ client: 'better-sqlite3', connection: { filename: file }, useNullAsDefault: true, pool: { min: 1, max: 1, afterCreate: (c: { pragma(s: string): void }, done: (e: Error | null, c: unknown) => void) => { c.pragma('busy_timeout = 10000'); done(null, c); } } });
-    return {
+    const db: TestDatabase = {
       dialect,
+      name: file,
       url: `sqlite:${file}`,
       host: '',
       port: 0,
       knex,
-      drop: async () => {
-        await knex.destroy();
-        rmSync(dir, { recursive: true, force: true });
-      },
+      drop: () => release(db, async () => rmSync(dir, { recursive: true, force: true })),
     };
+    open.set(db.name, db);
+    return db;
   }
   const base = new URL(dialect === 'pg' ? (PG_URL as string) : (MYSQL_URL as string));
   const admin = knexFactory(
@@ -94,14 +123,14 @@ export async function createTestDatabase(dialect: Dialect, label: string): Promi
       ? { client: 'pg', connection: url.toString(), pool: { min: 0, max: 4 } }
       : { client: 'mysql2', connection: { ...mysqlConnection(url), supportBigNumbers: true, bigNumberStrings: true, timezone: 'Z' }, pool: { min: 0, max: 4 } },
   );
-  return {
+  const db: TestDatabase = {
     dialect,
+    name,
     url: url.toString(),
     host: url.hostname,
     port: Number(url.port || (dialect === 'pg' ? 5432 : 3306)),
     knex,
-    drop: async () => {
-      await knex.destroy();
+    drop: () => release(db, async () => {
       const cleanup = knexFactory(
         dialect === 'pg'
           ? { client: 'pg', connection: base.toString(), pool: { min: 0, max: 1 } }
@@ -112,8 +141,10 @@ export async function createTestDatabase(dialect: Dialect, label: string): Promi
       } finally {
         await cleanup.destroy();
       }
-    },
+    }),
   };
+  open.set(db.name, db);
+  return db;
 }
 
 function mysqlConnection(url: URL): Knex.MySql2ConnectionConfig {

@@ -51,6 +51,12 @@ export function writeFlags(file: string, features: Feature[]): void {
   writeFileSync(file, JSON.stringify({ version: 2, features }, null, 2));
 }
 
+/** Harnesses started by this file and not stopped yet: the leak check reads it. */
+const running = new Set<TandemHarness>();
+export function runningTandems(): TandemHarness[] {
+  return [...running];
+}
+
 /** Builds Tandem in-process from real configuration and starts it (no port unless `listen`). */
 export async function startTandem(options: StartTandemOptions): Promise<TandemHarness> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tandem-flags-'));
@@ -71,13 +77,18 @@ export async function startTandem(options: StartTandemOptions): Promise<TandemHa
   const level = process.env['TANDEM_TEST_LOG'] ?? 'silent';
   const app = new TandemApp(config, { logger: pino({ level }) });
   await app.start({ listen: options.listen ?? false });
-  return {
+  const harness: TandemHarness = {
     app,
     request: supertest(options.listen ? `http://127.0.0.1:${app.address().port}` : app.http),
     flagsFile,
     setFlags: (features) => writeFlags(flagsFile, features),
-    stop: () => app.stop(),
+    stop: async () => {
+      await app.stop();
+      running.delete(harness);
+    },
   };
+  running.add(harness);
+  return harness;
 }
 
 function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
