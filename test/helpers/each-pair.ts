@@ -38,6 +38,8 @@ export interface EachPairOptions {
   schema?: (source: TestDatabase, target: TestDatabase, pair: Pair) => Promise<void>;
   /** Extra policy files next to the test policies: file name → YAML. */
   policies?: Record<string, string>;
+  /** Time for the set-up (databases, tables, Tandem), when it seeds much data (default: the hook timeout). */
+  setupTimeoutMs?: number;
   /**
    * Options for `startTandem` beyond the URLs and the policies (default: none), or `false` for
    * a suite that starts Tandem itself. May start helpers first (a fault proxy) and return a
@@ -88,7 +90,7 @@ export function describeEachPair(
         if (options.tandem === false) return;
         const extra = (await options.tandem?.({ pair, source, target, policiesDir, onCleanup: (c) => cleanups.push(c) })) ?? {};
         state.tandem = await startTandem({ source: source.url, target: target.url, policiesDir, ...extra });
-      });
+      }, options.setupTimeoutMs);
 
       // Registered before the suite's own hooks, so it runs after them.
       afterAll(async () => {
