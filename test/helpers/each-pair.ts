@@ -1,4 +1,6 @@
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { createTestDatabase, dialectAvailable, PAIRS, type Pair, type TestDatabase } from './databases.js';
 import { census, leftOver, type Census } from './leaks.js';
@@ -38,6 +40,8 @@ export interface EachPairOptions {
   schema?: (source: TestDatabase, target: TestDatabase, pair: Pair) => Promise<void>;
   /** Extra policy files next to the test policies: file name → YAML. */
   policies?: Record<string, string>;
+  /** Whether the policies folder holds the test policies (people, kv) besides `policies` (default true). */
+  testPolicies?: boolean;
   /** Time for the set-up (databases, tables, Tandem), when it seeds much data (default: the hook timeout). */
   setupTimeoutMs?: number;
   /**
@@ -86,7 +90,7 @@ export function describeEachPair(
         const source = (state.source = await createTestDatabase(pair.source, `${label}src`));
         const target = (state.target = await createTestDatabase(pair.target, `${label}tgt`));
         await (options.schema ?? ((s, t) => createTestTables(s.knex, t.knex)))(source, target, pair);
-        const policiesDir = (state.policiesDir = writeTestPolicies(options.policies));
+        const policiesDir = (state.policiesDir = writePolicies(options.policies ?? {}, options.testPolicies ?? true));
         if (options.tandem === false) return;
         const extra = (await options.tandem?.({ pair, source, target, policiesDir, onCleanup: (c) => cleanups.push(c) })) ?? {};
         state.tandem = await startTandem({ source: source.url, target: target.url, policiesDir, ...extra });
@@ -123,6 +127,13 @@ export function describeEachPair(
       });
     });
   }
+}
+
+function writePolicies(files: Record<string, string>, withTestPolicies: boolean): string {
+  if (withTestPolicies) return writeTestPolicies(files);
+  const dir = mkdtempSync(path.join(tmpdir(), 'tandem-policies-'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
+  return dir;
 }
 
 function need<T>(value: T | undefined, what: string): T {
