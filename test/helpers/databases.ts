@@ -86,9 +86,17 @@ async function release(db: TestDatabase, destroy: () => Promise<void>): Promise<
   await destroy();
 }
 
-export async function createTestDatabase(dialect: Dialect, label: string): Promise<TestDatabase> {
+/** Where scratch databases are created: the test URLs unless the caller (the benchmark) names others. */
+export interface DatabaseServers {
+  pg?: string;
+  mysql?: string;
+  /** First part of the database name (default `tandem_t`). */
+  prefix?: string;
+}
+
+export async function createTestDatabase(dialect: Dialect, label: string, servers: DatabaseServers = {}): Promise<TestDatabase> {
   counter += 1;
-  const name = `tandem_t_${label.replace(/[^a-z0-9]/gi, '').toLowerCase().slice(0, 20)}_${process.pid}_${counter}_${Date.now() % 100000}`;
+  const name = `${servers.prefix ?? 'tandem_t'}_${label.replace(/[^a-z0-9]/gi, '').toLowerCase().slice(0, 20)}_${process.pid}_${counter}_${Date.now() % 100000}`;
   if (dialect === 'sqlite') {
     const dir = mkdtempSync(path.join(tmpdir(), 'tandem-test-'));
     const file = path.join(dir, `${name}.db`);
@@ -105,7 +113,9 @@ export async function createTestDatabase(dialect: Dialect, label: string): Promi
     open.set(db.name, db);
     return db;
   }
-  const base = new URL(dialect === 'pg' ? (PG_URL as string) : (MYSQL_URL as string));
+  const server = dialect === 'pg' ? (servers.pg ?? PG_URL) : (servers.mysql ?? MYSQL_URL);
+  if (!server) throw new Error(`no ${dialect === 'pg' ? 'PostgreSQL' : 'MariaDB/MySQL'} server URL for a scratch database`);
+  const base = new URL(server);
   const admin = knexFactory(
     dialect === 'pg'
       ? { client: 'pg', connection: base.toString(), pool: { min: 0, max: 1 } }
@@ -155,6 +165,20 @@ function mysqlConnection(url: URL): Knex.MySql2ConnectionConfig {
     password: decodeURIComponent(url.password),
     database: decodeURIComponent(url.pathname.replace(/^\//, '')) || undefined,
   } as Knex.MySql2ConnectionConfig;
+}
+
+/** A knex handle on a PostgreSQL or MariaDB/MySQL URL (numbers as strings, UTC), for admin work. */
+export function knexForUrl(url: string, poolMax = 2): Knex {
+  const parsed = new URL(url);
+  if (/^postgres(ql)?:$/i.test(parsed.protocol)) return knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: poolMax } });
+  if (/^(mysql|mariadb):$/i.test(parsed.protocol)) {
+    return knexFactory({
+      client: 'mysql2',
+      connection: { ...mysqlConnection(parsed), timezone: 'Z', supportBigNumbers: true, bigNumberStrings: true },
+      pool: { min: 0, max: poolMax },
+    });
+  }
+  throw new Error(`unsupported database URL ${url}`);
 }
 
 /** The same database reached through another host:port (a fault proxy). */
