@@ -29,6 +29,8 @@ async function insertReturning(db: Knex, dialect: Shape['source'], table: string
   return rows[0] ?? {};
 }
 
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+
 async function startBaseline(mode: 'direct' | 'naive'): Promise<void> {
   const port = Number(process.env['BENCH_PORT'] ?? 8090);
   const poolMax = Number(process.env['BENCH_POOL_MAX'] ?? 10);
@@ -62,7 +64,10 @@ async function startBaseline(mode: 'direct' | 'naive'): Promise<void> {
       return;
     }
     const insert: Record<string, unknown> = {};
-    for (const [column, value] of Object.entries(values)) if (columns.has(column)) insert[column] = value;
+    for (const [column, value] of Object.entries(values)) {
+      // MariaDB refuses ISO 8601 text ("…T…Z") for DATETIME/TIMESTAMP: hand it a Date, as an app would.
+      if (columns.has(column)) insert[column] = shape.source === 'mysql' && typeof value === 'string' && ISO_TIME.test(value) ? new Date(value) : value;
+    }
     try {
       const row = await insertReturning(source, shape.source, shape.table, insert);
       if (target) await target(shape.targetTable).insert(toTargetRow(shape, row));

@@ -2,7 +2,7 @@
  * Tandem's benchmark with its baselines in the same run (DESIGN §12), over every table shape.
  *
  *   npm run bench             full run (10 s per scenario, fixed-rate phase, 20,000-row drain)
- *   npm run bench:smoke       CI smoke run (1 s per scenario, 500-row drain, 5,000-row tools, no fixed-rate phase)
+ *   npm run bench:smoke       CI smoke run (1 s per scenario, 300-row drain, 2,000-row tools, no fixed-rate phase)
  *   npm run bench -- --help   this text
  *
  * For each table shape (bench/shapes.ts: an integer key; a text key with a renamed target
@@ -27,8 +27,8 @@
  *                         (even rounds in reverse order) and report medians (1)
  *   --rate R              open-loop rate of the fixed-rate phase (200 req/s)
  *   --fixed-duration S    seconds of the fixed-rate phase (20: 4,000 requests, so p99 is not one outlier)
- *   --drain-rows N        rows written during the target outage (20,000; smoke 500)
- *   --tool-rows N         rows seeded for backfill and verify (200,000; smoke 5,000)
+ *   --drain-rows N        rows written during the target outage (20,000; smoke 300)
+ *   --tool-rows N         rows seeded for backfill and verify (200,000; smoke 2,000)
  *   --phases a,b          subset of throughput,fixed,drain,tools (all)
  *   --only a,b            throughput scenarios: direct,naive,tandem-source-only,tandem-dual-write
  *   --no-fixed, --no-drain
@@ -116,10 +116,10 @@ const settings = {
   rate: num(args.rate, 200),
   fixedDurationS: num(args['fixed-duration'], 20),
   fixedWarmupS: smoke ? 0 : 2,
-  drainRows: num(args['drain-rows'], smoke ? 500 : 20_000),
+  drainRows: num(args['drain-rows'], smoke ? 300 : 20_000),
   rounds: Math.max(1, num(args.rounds, 1)),
   poolMax: 10,
-  toolRows: num(args['tool-rows'], smoke ? 5_000 : 200_000),
+  toolRows: num(args['tool-rows'], smoke ? 2_000 : 200_000),
   throughput: true,
   fixed: !smoke && !args['no-fixed'],
   drain: !args['no-drain'],
