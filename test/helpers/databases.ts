@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import type { Dialect } from '../../src/db/store.js';
+import { anyTestFailed, openDatabases } from './registry.js';
 
 /** A dialect pair the integration suites run over (DESIGN §11). */
 export interface Pair {
@@ -60,26 +61,19 @@ export interface TestDatabase {
 
 let counter = 0;
 
+/** Registers a scratch database as open (the per-file leak check names what was never dropped). */
+function track(db: TestDatabase): void {
+  openDatabases.set(db.name, { describe: () => `${db.dialect} database ${db.name}`, release: () => db.drop() });
+}
+
 /**
- * Test failures seen in this file (set by `test/helpers/setup-file.ts`). When a test failed,
- * `drop()` keeps the database for inspection and prints its name instead of dropping it.
+ * Closes the handle and drops the database — unless a test of this file failed (see
+ * `test/helpers/setup-file.ts`): then the database is kept for inspection and its name printed.
  */
-let failedTests = 0;
-export function noteTestFailure(): void {
-  failedTests += 1;
-}
-
-/** Databases created by this file and not dropped (or kept) yet: the leak check reads it. */
-const open = new Map<string, TestDatabase>();
-export function openTestDatabases(): TestDatabase[] {
-  return [...open.values()];
-}
-
-/** Closes the handle; drops the database unless a test of this file failed (then says where it is). */
 async function release(db: TestDatabase, destroy: () => Promise<void>): Promise<void> {
-  if (!open.delete(db.name)) return;
+  if (!openDatabases.delete(db.name)) return;
   await db.knex.destroy();
-  if (failedTests > 0) {
+  if (anyTestFailed()) {
     console.warn(`[tandem tests] a test failed: KEEPING ${db.dialect} database ${db.name} for inspection (${db.url})`);
     return;
   }
@@ -110,7 +104,7 @@ export async function createTestDatabase(dialect: Dialect, label: string, server
       knex,
       drop: () => release(db, async () => rmSync(dir, { recursive: true, force: true })),
     };
-    open.set(db.name, db);
+    track(db);
     return db;
   }
   const server = dialect === 'pg' ? (servers.pg ?? PG_URL) : (servers.mysql ?? MYSQL_URL);
@@ -153,7 +147,7 @@ export async function createTestDatabase(dialect: Dialect, label: string, server
       }
     }),
   };
-  open.set(db.name, db);
+  track(db);
   return db;
 }
 

@@ -10,9 +10,8 @@
  *   their databases are dropped (a DROP … WITH (FORCE) would close a leaked connection).
  */
 import { afterAll, beforeAll, beforeEach } from 'vitest';
-import { noteTestFailure, openTestDatabases } from './databases.js';
 import { census, leftOver, type Census } from './leaks.js';
-import { runningTandems } from './tandem.js';
+import { noteTestFailure, openDatabases, runningTandems } from './registry.js';
 
 let baseline: Census = new Map();
 
@@ -26,18 +25,16 @@ beforeEach(({ onTestFailed }) => {
 
 afterAll(async () => {
   const problems: string[] = [];
-  const tandems = runningTandems();
-  if (tandems.length > 0) problems.push(`${tandems.length} Tandem app(s) started by startTandem() were never stopped`);
-  const databases = openTestDatabases();
-  if (databases.length > 0) {
-    problems.push(`scratch database handle(s) never dropped: ${databases.map((d) => `${d.dialect} ${d.name}`).join(', ')}`);
-  }
+  const tandems = [...runningTandems];
+  if (tandems.length > 0) problems.push(`never stopped: ${tandems.map((t) => t.describe()).join(', ')}`);
+  const databases = [...openDatabases.values()];
+  if (databases.length > 0) problems.push(`scratch database handle(s) never dropped: ${databases.map((d) => d.describe()).join(', ')}`);
   const left = await leftOver(baseline);
   if (left.length > 0) problems.push(`resources still open after the file (compared with its start): ${left.join(', ')}`);
   if (problems.length > 0) {
     // Release what can be released so the next file starts clean, then fail this one.
-    await Promise.allSettled(tandems.map((t) => t.stop()));
-    await Promise.allSettled(databases.map((d) => d.drop()));
+    await Promise.allSettled(tandems.map((t) => t.release()));
+    await Promise.allSettled(databases.map((d) => d.release()));
     throw new Error(`leak check: ${problems.join('; ')}`);
   }
 });

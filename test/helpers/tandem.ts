@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import supertest from 'supertest';
 import { TandemApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load-config.js';
+import { runningTandems } from './registry.js';
 
 export interface Feature {
   name: string;
@@ -51,12 +52,6 @@ export function writeFlags(file: string, features: Feature[]): void {
   writeFileSync(file, JSON.stringify({ version: 2, features }, null, 2));
 }
 
-/** Harnesses started by this file and not stopped yet: the leak check reads it. */
-const running = new Set<TandemHarness>();
-export function runningTandems(): TandemHarness[] {
-  return [...running];
-}
-
 /** Builds Tandem in-process from real configuration and starts it (no port unless `listen`). */
 export async function startTandem(options: StartTandemOptions): Promise<TandemHarness> {
   const dir = mkdtempSync(path.join(tmpdir(), 'tandem-flags-'));
@@ -77,6 +72,7 @@ export async function startTandem(options: StartTandemOptions): Promise<TandemHa
   const level = process.env['TANDEM_TEST_LOG'] ?? 'silent';
   const app = new TandemApp(config, { logger: pino({ level }) });
   await app.start({ listen: options.listen ?? false });
+  const held = { describe: () => `Tandem over ${options.source}`, release: () => harness.stop() };
   const harness: TandemHarness = {
     app,
     request: supertest(options.listen ? `http://127.0.0.1:${app.address().port}` : app.http),
@@ -84,10 +80,10 @@ export async function startTandem(options: StartTandemOptions): Promise<TandemHa
     setFlags: (features) => writeFlags(flagsFile, features),
     stop: async () => {
       await app.stop();
-      running.delete(harness);
+      runningTandems.delete(held);
     },
   };
-  running.add(harness);
+  runningTandems.add(held);
   return harness;
 }
 
