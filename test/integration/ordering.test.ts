@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { beforeAll, expect, it } from 'vitest';
-import { decodeImage, encodeImage } from '../../src/write/image-codec.js';
+import { decodeImage, encodeImage } from '../../src/outbox/image-codec.js';
 import type { TestDatabase } from '../helpers/databases.js';
 import { describeEachPair } from '../helpers/each-pair.js';
 import { convergence } from '../helpers/schema.js';
@@ -20,7 +20,11 @@ import { outboxCounts, waitFor, type TandemHarness } from '../helpers/tandem.js'
  * change, Tandem's id would be allocated while it waited — smaller — and the target would
  * keep the older value. SQLite serialises whole transactions, so (2) cannot interleave there.
  */
-describeEachPair('outbox versions follow commit order', { label: 'ord' }, (suite) => {
+describeEachPair(
+  'outbox versions follow commit order',
+  // No statistics round in the middle of the test.
+  { label: 'ord', tandem: () => ({ overrides: { outbox: { housekeepingIntervalMs: 600_000 } } }) },
+  (suite) => {
     const { pair } = suite;
     let source: TestDatabase;
     let target: TestDatabase;
@@ -102,7 +106,8 @@ describeEachPair('outbox versions follow commit order', { label: 'ord' }, (suite
       expect(state.people.actual).toEqual(state.people.expected);
       expect(state.people.actual.find((r) => r['id'] === 1)).toMatchObject({ id: 1, name: 'from-tandem' });
     });
-});
+  },
+);
 
 /**
  * `commit_log`: one row per change of a `people` row, numbered as the changes ran (an AFTER

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, expect, it } from 'vitest';
 import type { VerifyReport } from '../../src/consistency/verify.js';
-import { encodeImage } from '../../src/write/image-codec.js';
+import { encodeImage } from '../../src/outbox/image-codec.js';
 import { PAIRS, type TestDatabase } from '../helpers/databases.js';
 import { describeEachPair } from '../helpers/each-pair.js';
 import { call } from '../helpers/http-client.js';
