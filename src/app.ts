@@ -249,6 +249,7 @@ export class TandemApp {
       reads,
       events,
       bodyLimit: config.http.bodyLimit,
+      requestDeadlineMs: config.http.requestDeadlineMs,
       apiTokens: config.http.apiTokens.length > 0 ? config.http.apiTokens : undefined,
       adminTokens: adminOpen ? undefined : config.http.adminToken ? [config.http.adminToken] : [],
       health: () => this.health(),

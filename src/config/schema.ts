@@ -63,6 +63,12 @@ export const configSchema = strictObject({
         adminToken: z.string().min(8, 'tokens need at least 8 characters').optional(),
         /** Longest a request may take before Tandem answers 503, ms. Default: 30000. */
         requestTimeoutMs: positiveInt.default(30_000),
+        /**
+         * Longest Tandem works on one API request before answering 504 (`timeout`) with
+         * `Retry-After`, whatever the databases do, ms. Keep it above `db.statementTimeoutMs`
+         * + 1 s (each statement's client-side deadline). Default: 15000.
+         */
+        requestDeadlineMs: positiveInt.default(15_000),
       })
       .default({}),
     db: strictObject({

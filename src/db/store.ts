@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import { PG_TYPES } from './pg-types.js';
+import { addQueryDeadline } from './query-deadline.js';
 
 export const DIALECTS = ['pg', 'mysql', 'sqlite'] as const;
 export type Dialect = (typeof DIALECTS)[number];
@@ -69,7 +70,7 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
         keepAlive: true,
         types: PG_TYPES,
       } as Knex.PgConnectionConfig,
-      pool: { min: 0, max: options.poolMax },
+      pool: { min: 0, max: options.poolMax, afterCreate: (conn: unknown, done: (err: Error | null, conn: unknown) => void) => done(null, withDeadline(dialect, conn, options)) },
       acquireConnectionTimeout: options.acquireTimeoutMs,
     };
   }
@@ -109,8 +110,8 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
             conn.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED', (isoErr) => {
               if (isoErr) return done(isoErr, conn);
               conn.query(`SET SESSION max_statement_time = ${statementSeconds}`, (mariaErr) => {
-                if (!mariaErr) return done(null, conn);
-                conn.query(`SET SESSION max_execution_time = ${options.statementTimeoutMs}`, () => done(null, conn));
+                if (!mariaErr) return done(null, withDeadline(dialect, conn, options));
+                conn.query(`SET SESSION max_execution_time = ${options.statementTimeoutMs}`, () => done(null, withDeadline(dialect, conn, options)));
               });
             });
           });
@@ -145,6 +146,12 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
     acquireConnectionTimeout: options.acquireTimeoutMs,
     postProcessResponse: unBigInt,
   };
+}
+
+/** The client-side statement deadline: the server's statement timeout plus a second for its answer to arrive. */
+function withDeadline(dialect: Dialect, conn: unknown, options: StoreOptions): unknown {
+  addQueryDeadline(dialect, conn, options.statementTimeoutMs + 1_000);
+  return conn;
 }
 
 /** SQLite integers arrive as BigInt: numbers when safe, decimal strings beyond 2^53. */

@@ -6,6 +6,7 @@ import { adminRoutes, type AdminApi } from './admin-routes.js';
 import { requireBearer } from './auth.js';
 import { dataRoutes, type DataRouteDeps } from './data-routes.js';
 import { problemHandler } from './problem.js';
+import { requestDeadline } from './request-deadline.js';
 
 export interface HttpAppDeps extends DataRouteDeps {
   events: EventSink;
@@ -19,6 +20,8 @@ export interface HttpAppDeps extends DataRouteDeps {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** False while shutting down: new requests get 503. */
   accepting(): boolean;
+  /** Every data API request is answered within this many ms (504 past it). */
+  requestDeadlineMs?: number;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -30,6 +33,8 @@ export function makeHttpApp(deps: HttpAppDeps): Express {
   app.set('query parser', 'simple');
 
   app.use(requestTracking(deps.events));
+  // The data API only: admin verify and backfill run as long as the table takes.
+  if (deps.requestDeadlineMs) app.use('/v1', requestDeadline(deps.requestDeadlineMs));
   app.use((_req, _res, next) => {
     if (!deps.accepting()) {
       return next(new TandemError('primary_unavailable', 503, 'Tandem is shutting down', { headers: { 'Retry-After': '1', Connection: 'close' } }));

@@ -11,6 +11,8 @@ export interface BreakerOptions {
   rollingWindowMs: number;
   /** Failures in a row that open the breaker whatever the window's success count. */
   consecutiveFailures: number;
+  /** Deadline of the worker's batches (a trial is one); sets how long half-open may last. */
+  batchTimeoutMs?: number;
 }
 
 export interface RunOptions {
@@ -37,6 +39,37 @@ function openError(store: StoreName): Error {
 
 export function isBreakerOpenError(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === 'EOPENBREAKER';
+}
+
+/**
+ * A breaker must always leave half-open. Its trial belongs to the outbox worker; when no
+ * trial is taken (the worker is stuck on something else) or the trial never answers, the
+ * breaker would stay half-open for good, refusing every request's apply. Past `ms` it
+ * opens again, so the reset timer brings a fresh half-open and a fresh poke of the worker.
+ */
+function leaveHalfOpenByDeadline(breaker: CircuitBreaker, store: StoreName, ms: number, events: EventSink): void {
+  let timer: NodeJS.Timeout | undefined;
+  const clear = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  };
+  breaker.on('halfOpen', () => {
+    clear();
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (!breaker.halfOpen) return;
+      events.emit({
+        type: 'background.error',
+        component: 'breaker.trial',
+        error: new Error(`${store}: no trial call answered within ${ms} ms of half-open; opened again`),
+      });
+      breaker.open();
+    }, ms);
+    timer.unref();
+  });
+  breaker.on('close', clear);
+  breaker.on('open', clear);
+  breaker.on('shutdown', clear);
 }
 
 export function makeStoreBreaker(store: StoreName, options: BreakerOptions, events: EventSink): StoreBreaker {
@@ -70,6 +103,7 @@ export function makeStoreBreaker(store: StoreName, options: BreakerOptions, even
   breaker.on('open', () => {
     inARow = 0;
   });
+  leaveHalfOpenByDeadline(breaker, store, Math.max(options.timeoutMs, options.batchTimeoutMs ?? 0) + options.timeoutMs, events);
   return {
     store,
     run: <T>(work: () => Promise<T>, runOptions: RunOptions = {}) => {
