@@ -36,6 +36,9 @@ import { OutboxWorker } from './write/outbox-worker.js';
 import { prepareFolds } from './write/pg-fold.js';
 import { WriteService } from './write/write-service.js';
 import { clusterMetricsClient } from './metrics/cluster-metrics.js';
+import { workerHealth, type WorkerHealth } from './outbox/worker-health.js';
+import { outboxStats } from './write/outbox/outbox-stats.js';
+import type { OutboxTableStats } from './events.js';
 
 export const VERSION = '0.1.0';
 
@@ -197,8 +200,14 @@ export class TandemApp {
         this.metrics.consistency.set({ table: name }, ratio);
         this.metrics.consistencySamples.set({ table: name }, samples);
       }
+      // The lag grows from the oldest pending row even while the primary cannot be counted.
+      const now = Date.now();
+      for (const t of this.housekeeper?.stats() ?? []) this.metrics.lag.set({ table: t.table }, lagOf(t, now));
+      const worker = this.workerHealth();
+      this.metrics.workerStalled.set(worker.stalled ? 1 : 0);
+      this.metrics.workerSinceRound.set(worker.secondsSinceRound);
     };
-    for (const gauge of [this.metrics.readTargetPercent, this.metrics.consistency, this.metrics.consistencySamples]) {
+    for (const gauge of [this.metrics.readTargetPercent, this.metrics.consistency, this.metrics.consistencySamples, this.metrics.lag, this.metrics.workerStalled, this.metrics.workerSinceRound]) {
       (gauge as unknown as { collect?: () => void }).collect = refreshGauges;
     }
     this.events.on((event) => {
@@ -309,11 +318,44 @@ export class TandemApp {
         ? `ok, but the last refresh failed (serving the last flags): ${lastError}`
         : 'ok'
       : `not synchronized${lastError ? `: ${lastError}` : ''}`;
-    return { ready: source === 'ok' && target === 'ok' && this.flags?.synchronized() === true && this.accepting, checks: { source, target, flags } };
+    // Ready = this instance can take writes: the primary answers and flags are loaded. The
+    // secondary's health and the worker's are reported here but are no reason to take a
+    // working Tandem out of a load balancer (writes queue in the outbox meanwhile).
+    const worker = this.workerHealth();
+    const ready = source === 'ok' && this.flags?.synchronized() === true && this.accepting;
+    return { ready, checks: { source, flags, secondary: { target, breaker: this.breakers.get('target')?.state() ?? null }, worker: worker.stalled ? `stalled: ${worker.reason}` : 'ok' } };
+  }
+
+  /** Is the outbox worker making progress? (worker-health.ts) */
+  private workerHealth(): WorkerHealth {
+    const now = Date.now();
+    return workerHealth({
+      now,
+      lastRoundAt: this.worker?.lastRoundAt ?? now,
+      lastProgressAt: this.worker?.lastProgressAt ?? now,
+      tables: this.housekeeper?.stats() ?? [],
+      breaker: this.breakers.get('target')?.state(),
+      stallAfterMs: this.config.outbox.stallAfterMs,
+    });
+  }
+
+  /** Pending, dead and lag counted in the primary's outbox now; the last count (lag still growing) when it does not answer in time. */
+  private async countOutbox(): Promise<{ stats: OutboxTableStats[]; countedAt: number }> {
+    const tables = [...this.policies.keys()];
+    if (this.source) {
+      try {
+        return { stats: await withTimeout(outboxStats(this.source, tables), 2_000), countedAt: Date.now() };
+      } catch {
+        // The primary is slow or away: fall back to the housekeeper's last count.
+      }
+    }
+    return { stats: this.housekeeper?.stats() ?? [], countedAt: this.housekeeper?.countedAt ?? 0 };
   }
 
   async status(): Promise<unknown> {
-    const stats = new Map((this.housekeeper?.stats() ?? []).map((s) => [s.table, s]));
+    const counted = await this.countOutbox();
+    const now = Date.now();
+    const stats = new Map(counted.stats.map((s) => [s.table, s]));
     const flags = this.flags;
     return {
       version: VERSION,
@@ -329,6 +371,7 @@ export class TandemApp {
         lastError: flags?.lastError() ?? null,
         killSwitch: flags?.isEnabled(KILL_SWITCH_FLAG) ?? false,
       },
+      worker: this.workerHealth(),
       tables: [...this.policies.values()].map((policy) => {
         const stage = this.reconciler?.get(policy.name);
         const names = flagNames(policy.name);
@@ -352,7 +395,12 @@ export class TandemApp {
           consistency: this.consistency?.ratio(policy.name) ?? { ratio: 1, samples: 0 },
           brake: this.brake?.status(policy.name) ?? null,
           lastVerify: this.lastVerify.get(policy.name) ?? null,
-          outbox: { pending: outbox?.pending ?? 0, dead: outbox?.dead ?? 0, lagSeconds: outbox?.lagSeconds ?? 0 },
+          outbox: {
+            pending: outbox?.pending ?? 0,
+            dead: outbox?.dead ?? 0,
+            lagSeconds: outbox ? lagOf(outbox, now) : 0,
+            countedAt: counted.countedAt ? new Date(counted.countedAt).toISOString() : null,
+          },
         };
       }),
     };
@@ -402,6 +450,11 @@ export class TandemApp {
     await Promise.all([this.source?.knex.destroy(), this.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
+}
+
+/** Seconds since the oldest pending row was written (grows while the primary cannot be counted). */
+function lagOf(stats: OutboxTableStats, now: number): number {
+  return stats.oldestPendingAt ? Math.max(0, (now - stats.oldestPendingAt) / 1000) : stats.lagSeconds;
 }
 
 function withTimeout<T>(promise: PromiseLike<T>, ms: number): Promise<T> {

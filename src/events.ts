@@ -13,6 +13,8 @@ export interface OutboxTableStats {
   dead: number;
   /** Age of the oldest pending row in seconds, 0 when none. */
   lagSeconds: number;
+  /** When the oldest pending row was written (ms since epoch), null when none: the lag keeps growing from it. */
+  oldestPendingAt?: number | null;
 }
 
 /**

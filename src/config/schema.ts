@@ -118,6 +118,12 @@ export const configSchema = strictObject({
         inlineGraceMs: positiveInt.default(2_000),
         /** Interval of the done-row clean-up and the pending/dead/lag statistics, ms. Default: 1000. */
         housekeepingIntervalMs: positiveInt.default(1_000),
+        /**
+         * The outbox worker counts as stalled (status, `tandem_outbox_worker_stalled`, alert) when
+         * no claim round finished for this long, or rows this old wait while nothing is handled
+         * and the secondary's breaker is not open, ms. Default: 60000.
+         */
+        stallAfterMs: positiveInt.default(60_000),
       })
       .default({}),
     read: strictObject({

@@ -90,6 +90,18 @@ export function makeMetrics() {
       aggregator: 'max',
       registers: [registry],
     }),
+    workerStalled: new Gauge({
+      name: 'tandem_outbox_worker_stalled',
+      help: '1 while the outbox worker makes no progress with nothing to explain it (see /admin/status worker.reason)',
+      aggregator: 'max',
+      registers: [registry],
+    }),
+    workerSinceRound: new Gauge({
+      name: 'tandem_outbox_worker_seconds_since_round',
+      help: 'Seconds since the outbox worker last finished a claim round (an idle poll counts)',
+      aggregator: 'max',
+      registers: [registry],
+    }),
     circuit: new Gauge({
       name: 'tandem_circuit_state',
       help: 'Circuit breaker state per store: 0 closed, 1 half-open, 2 open',
