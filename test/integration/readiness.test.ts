@@ -47,7 +47,7 @@ for (const pair of pairs) {
         const res = await call(base, 'PUT', '/v1/tables/kv/rows/t,7', { values: { val: 7 } });
         return res.status === 201 && res.write === 'queued' ? res : false;
       }, { what: 'a write queued while the target is down' });
-      expect(write.status).toBe(201);
+      expect((write as { status: number }).status).toBe(201);
       const ready = await call(base, 'GET', '/readyz');
       expect(ready.status).toBe(200);
       const body = ready.body as { ready: boolean; source: string; secondary: { target: string; breaker: string } };

@@ -165,7 +165,7 @@ if (stallPair) {
         return w.stalled ? w : false;
       }, { timeoutMs: 10_000, intervalMs: 200, what: 'status to report the stalled worker' });
       const reportedAfter = performance.now() - stuckAt;
-      expect(seen.reason).toMatch(/no claim round finished/);
+      expect((seen as Status['worker']).reason).toMatch(/no claim round finished/);
       expect((await call(base, 'GET', '/metrics')).body).toMatch(/^tandem_outbox_worker_stalled 1$/m);
       const ready = await call(base, 'GET', '/readyz', undefined, 10_000);
       expect(ready.status).toBe(503); // the primary does not answer
