@@ -37,6 +37,8 @@ import { prepareFolds } from './write/pg-fold.js';
 import { WriteService } from './write/write-service.js';
 import { clusterMetricsClient } from './metrics/cluster-metrics.js';
 import { workerHealth, type WorkerHealth } from './outbox/worker-health.js';
+import { orphanStats, restoreOrphans } from './outbox/orphans.js';
+import { describeDbError } from './db/describe-error.js';
 import { outboxStats } from './write/outbox/outbox-stats.js';
 import type { OutboxTableStats } from './events.js';
 
@@ -82,6 +84,8 @@ export class TandemApp {
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
+  /** Tables whose target schema refused their rows, until an apply to them succeeds. */
+  private readonly schemaNotReady = new Map<string, { error: string; since: string }>();
 
   constructor(
     readonly config: Readonly<TandemConfig>,
@@ -92,6 +96,10 @@ export class TandemApp {
       pino({ level: config.log.level, base: { service: 'tandem', ...(cluster.worker ? { worker: cluster.worker.id } : {}) }, redact: ['authorization', '*.authorization', '*.password'] });
     this.events.on((event) => recordEvent(this.metrics, event));
     this.events.on((event) => logEvent(this.logger, event));
+    this.events.on((event) => {
+      if (event.type === 'apply.schema' && !this.schemaNotReady.has(event.table)) this.schemaNotReady.set(event.table, { error: event.error, since: new Date().toISOString() });
+      if (event.type === 'apply' && event.result !== 'failed') this.schemaNotReady.delete(event.table);
+    });
   }
 
   get http(): Express {
@@ -129,6 +137,7 @@ export class TandemApp {
     const tables = [...this.policies.keys()];
     await ensureStateRows(source, tables, 'primary');
     await ensureStateRows(target, tables, 'secondary');
+    await restoreOrphans(source, tables);
 
     const events = this.events;
     const flags = makeFlagSource(
@@ -259,6 +268,7 @@ export class TandemApp {
       events,
       bodyLimit: config.http.bodyLimit,
       requestDeadlineMs: config.http.requestDeadlineMs,
+      maxJsonDepth: config.http.maxJsonDepth,
       apiTokens: config.http.apiTokens.length > 0 ? config.http.apiTokens : undefined,
       adminTokens: adminOpen ? undefined : config.http.adminToken ? [config.http.adminToken] : [],
       health: () => this.health(),
@@ -372,6 +382,8 @@ export class TandemApp {
         killSwitch: flags?.isEnabled(KILL_SWITCH_FLAG) ?? false,
       },
       worker: this.workerHealth(),
+      // Rows of tables that lost their policy: set aside, not applied, not dropped.
+      orphans: this.source ? await withTimeout(orphanStats(this.source), 2_000).catch(() => null) : null,
       tables: [...this.policies.values()].map((policy) => {
         const stage = this.reconciler?.get(policy.name);
         const names = flagNames(policy.name);
@@ -394,6 +406,9 @@ export class TandemApp {
           shadowReadPercent: this.routing?.percent(policy.name, 'shadowRead') ?? 0,
           consistency: this.consistency?.ratio(policy.name) ?? { ratio: 1, samples: 0 },
           brake: this.brake?.status(policy.name) ?? null,
+          targetSchema: this.schemaNotReady.has(policy.name)
+            ? { ready: false, problem: 'the target schema is not ready', ...this.schemaNotReady.get(policy.name) }
+            : { ready: true },
           lastVerify: this.lastVerify.get(policy.name) ?? null,
           outbox: {
             pending: outbox?.pending ?? 0,
@@ -489,7 +504,8 @@ function logEvent(logger: Logger, event: TandemEvent): void {
         ms: Math.round(event.durationMs * 10) / 10,
         ...(event.code ? { code: event.code } : {}),
       };
-      if (event.status >= 500) logger.error({ ...fields, err: event.error, msg2: event.message }, 'request failed');
+      // The cause's text may quote row values (knex prefixes the statement): code and kind only.
+      if (event.status >= 500) logger.error({ ...fields, err: event.error ? describeDbError(event.error.cause ?? event.error) : undefined, msg2: event.message }, 'request failed');
       else if (event.route === '/healthz' || event.route === '/readyz' || event.route === '/metrics') logger.debug(fields, 'request');
       else logger.info(fields, 'request');
       return;
@@ -500,7 +516,7 @@ function logEvent(logger: Logger, event: TandemEvent): void {
       }
       return;
     case 'read':
-      if (event.result === 'fallback') logger.warn({ table: event.table, err: event.error?.message }, 'target read failed; served by the source');
+      if (event.result === 'fallback') logger.warn({ table: event.table, err: event.error ? describeDbError(event.error) : undefined }, 'target read failed; served by the source');
       return;
     case 'brake':
       if (event.active) logger.error({ table: event.table, signal: event.signal, value: event.value, threshold: event.threshold }, `safety brake tripped: ${event.reason}`);
@@ -519,9 +535,15 @@ function logEvent(logger: Logger, event: TandemEvent): void {
     }
     case 'apply.failed':
       logger.warn(
-        { store: event.store, rows: event.rows, path: event.path, willRetry: event.willRetry, err: event.error.message },
+        { store: event.store, rows: event.rows, path: event.path, willRetry: event.willRetry, err: describeDbError(event.error) },
         'apply to secondary failed; rows stay queued',
       );
+      return;
+    case 'apply.schema':
+      logger.error({ table: event.table, err: event.error }, 'the target schema is not ready for this table: its rows wait (longest backoff) until it is fixed');
+      return;
+    case 'outbox.orphaned':
+      logger.error({ table: event.table, rows: event.rows }, 'outbox rows of a table without a policy were set aside (status orphan); they resume when its policy is back');
       return;
     case 'outbox.dead':
       logger.error({ table: event.table, key: event.rowKey, outboxId: event.id, err: event.error }, 'outbox row is dead: replay it after fixing the cause');

@@ -60,6 +60,10 @@ export type TandemEvent =
   | { type: 'apply'; table: string; store: StoreName; result: 'applied' | 'skipped_stale' | 'failed'; count: number }
   | { type: 'apply.failed'; store: StoreName; rows: number; error: Error; willRetry: boolean; path: 'inline' | 'worker' }
   | { type: 'outbox.dead'; table: string; rowKey: string; id: string; error: string }
+  /** The target's schema refused a table's rows (missing table or column, privilege): retried at the longest backoff. */
+  | { type: 'apply.schema'; table: string; error: string }
+  /** Rows of a table without a policy were set aside (status `orphan`). */
+  | { type: 'outbox.orphaned'; table: string; rows: number }
   | { type: 'outbox.stats'; tables: OutboxTableStats[] }
   | { type: 'outbox.drained'; rows: number; ms: number }
   | { type: 'breaker'; store: StoreName; state: BreakerState }

@@ -13,6 +13,8 @@ import { featurePercent } from '../read/read-routing.js';
 import { Applier } from '../write/applier.js';
 import { makeStoreBreaker } from '../write/breaker.js';
 import { listDeadRows, replayDeadRows } from '../write/outbox/dead-rows.js';
+import { isOutboxId } from '../outbox/outbox-id.js';
+import { printable } from './printable.js';
 import { OutboxWorker } from '../write/outbox-worker.js';
 
 /** A CLI usage error: exit code 2 with the message. */
@@ -282,12 +284,13 @@ export async function outboxCommand(args: string[]): Promise<number> {
       if (values.json) process.stdout.write(`${JSON.stringify({ rows }, null, 2)}\n`);
       else {
         process.stdout.write(`${rows.length} dead outbox row(s)\n`);
-        for (const r of rows) process.stdout.write(`  #${r.id} ${r.table} ${r.rowKey} ${r.op} attempts=${r.attempts} ${r.createdAt}: ${r.lastError ?? ''}\n`);
+        // Keys and errors come from the database: escaped, so no stored byte drives the terminal.
+        for (const r of rows) process.stdout.write(`  #${r.id} ${printable(r.table)} ${printable(r.rowKey)} ${r.op} attempts=${r.attempts} ${r.createdAt}: ${printable(r.lastError ?? '')}\n`);
       }
       return 0;
     }
     const ids = values.id?.map((id) => {
-      if (!/^\d+$/.test(id)) throw usage(`--id: expected an outbox row id, got "${id}"`);
+      if (!isOutboxId(id)) throw usage(`--id: expected an outbox row id (1 to 9223372036854775807), got "${printable(id.slice(0, 40))}"`);
       return id;
     });
     const replayed = await replayDeadRows(toolkit.source, { ...(table ? { table } : {}), ...(ids ? { ids } : {}) });

@@ -69,6 +69,8 @@ export const configSchema = strictObject({
          * + 1 s (each statement's client-side deadline). Default: 15000.
          */
         requestDeadlineMs: positiveInt.default(15_000),
+        /** Deepest JSON nesting accepted in a request body (400 past it). Default: 64. */
+        maxJsonDepth: positiveInt.default(64),
       })
       .default({}),
     db: strictObject({

@@ -7,6 +7,7 @@ import { requireBearer } from './auth.js';
 import { dataRoutes, type DataRouteDeps } from './data-routes.js';
 import { problemHandler } from './problem.js';
 import { requestDeadline } from './request-deadline.js';
+import { checkBodyShape } from './body-limits.js';
 
 export interface HttpAppDeps extends DataRouteDeps {
   events: EventSink;
@@ -22,6 +23,8 @@ export interface HttpAppDeps extends DataRouteDeps {
   accepting(): boolean;
   /** Every data API request is answered within this many ms (504 past it). */
   requestDeadlineMs?: number;
+  /** Deepest JSON nesting accepted in a body. Default: 64. */
+  maxJsonDepth?: number;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -58,7 +61,7 @@ export function makeHttpApp(deps: HttpAppDeps): Express {
   });
 
   const json = express.json({ limit: deps.bodyLimit, strict: false });
-  app.use('/v1', requireBearer(deps.apiTokens, 'tandem'), json);
+  app.use('/v1', requireBearer(deps.apiTokens, 'tandem'), json, checkBodyShape(deps.maxJsonDepth ?? 64));
   app.use(dataRoutes(deps));
   app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin'), json);
   app.use(adminRoutes(deps.admin));

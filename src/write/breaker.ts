@@ -1,5 +1,5 @@
 import CircuitBreaker from 'opossum';
-import { classifyDbError, isClientDataError } from '../db/classify-error.js';
+import { classifyDbError, isClientDataError, isSchemaError } from '../db/classify-error.js';
 import type { StoreName } from '../db/store.js';
 import type { BreakerState, EventSink } from '../events.js';
 
@@ -83,8 +83,12 @@ export function makeStoreBreaker(store: StoreName, options: BreakerOptions, even
     volumeThreshold: options.volumeThreshold,
     rollingCountTimeout: options.rollingWindowMs,
     rollingCountBuckets: 10,
-    // A constraint or data error is about the row, not the store: it must not open the breaker.
-    errorFilter: (error: unknown) => isClientDataError(classifyDbError(error)),
+    // A constraint or data error is about the row, a schema error about one table, not the
+    // store: neither may open the breaker (and hold back every other table).
+    errorFilter: (error: unknown) => {
+      const kind = classifyDbError(error);
+      return isClientDataError(kind) || isSchemaError(kind);
+    },
   });
   breaker.on('open', () => events.emit({ type: 'breaker', store, state: 'open' }));
   breaker.on('halfOpen', () => events.emit({ type: 'breaker', store, state: 'half-open' }));

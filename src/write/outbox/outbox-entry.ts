@@ -1,4 +1,4 @@
-import { decodeImage, type Row } from '../image-codec.js';
+import { tryDecodeImage, type Row } from '../image-codec.js';
 
 export const OUTBOX_OPS = ['upsert', 'delete'] as const;
 export type OutboxOp = (typeof OUTBOX_OPS)[number];
@@ -17,6 +17,8 @@ export interface OutboxEntry {
   epoch: number;
   attempts: number;
   createdAt: number;
+  /** Set when the stored image could not be decoded: the row goes dead at once with this reason. */
+  undecodable?: string;
 }
 
 export interface OutboxRecord {
@@ -34,16 +36,21 @@ export interface OutboxRecord {
 }
 
 export function entryFromRecord(r: OutboxRecord): OutboxEntry {
-  return {
+  const entry: OutboxEntry = {
     id: String(r.id),
     table: r.tbl,
     rowKey: r.row_key,
     op: r.op === 'delete' ? 'delete' : 'upsert',
-    image: r.image === null ? null : decodeImage(r.image),
+    image: null,
     epoch: Number(r.epoch),
     attempts: Number(r.attempts),
     createdAt: Number(r.created_at),
   };
+  // One row that cannot be decoded must not fail the claim of every row with it.
+  const decoded = r.image === null ? { image: null } : tryDecodeImage(r.image);
+  if ('reason' in decoded) entry.undecodable = decoded.reason;
+  else entry.image = decoded.image;
+  return entry;
 }
 
 /** Compares versions `(epoch, seq)`; seq compared as a big integer. */
