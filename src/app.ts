@@ -373,7 +373,15 @@ export class TandemApp {
       stores: {
         // The primary has no breaker: a failing primary is the client's answer (503), never queued.
         source: { url: this.source?.displayUrl, dialect: this.source?.dialect, breaker: null, role: 'primary' },
-        target: { url: this.target?.displayUrl, dialect: this.target?.dialect, breaker: this.breakers.get('target')?.state(), role: 'secondary' },
+        target: {
+          url: this.target?.displayUrl,
+          dialect: this.target?.dialect,
+          breaker: this.breakers.get('target')?.state(),
+          role: 'secondary',
+          // Replication sessions (src/db/replication-session.ts): FK checks off, or why not.
+          foreignKeyChecks: this.target?.session.foreignKeyChecks ?? 'unknown',
+          foreignKeyNote: this.target?.session.note ?? null,
+        },
       },
       flags: {
         origin: flags?.origin,

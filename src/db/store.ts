@@ -3,6 +3,7 @@ import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import { PG_TYPES } from './pg-types.js';
 import { addQueryDeadline } from './query-deadline.js';
+import { makeSessionState, startReplicationSession, startSqliteReplicationSession, type SessionState } from './replication-session.js';
 
 export const DIALECTS = ['pg', 'mysql', 'sqlite'] as const;
 export type Dialect = (typeof DIALECTS)[number];
@@ -16,6 +17,8 @@ export interface Store {
   readonly dialect: Dialect;
   readonly knex: Knex;
   readonly displayUrl: string;
+  /** The target's sessions are replication sessions (replication-session.ts): whether its FK checks are off. */
+  readonly session: SessionState;
 }
 
 export interface StoreOptions {
@@ -43,10 +46,11 @@ export function redactUrl(url: string): string {
 export function makeStore(name: StoreName, url: string, options: StoreOptions): Store {
   const dialect = dialectOf(url);
   const onLog = options.onLog ?? (() => undefined);
+  const session = makeSessionState();
   // knex prints its warnings with console.log: route them into Tandem's JSON logs instead,
   // so stdout stays one JSON document per line.
   const knex = knexFactory({
-    ...knexConfig(name, dialect, url, options),
+    ...knexConfig(name, dialect, url, options, session),
     log: {
       warn: (message: unknown) => onLog('warn', String(message)),
       error: (message: unknown) => onLog('error', String(message)),
@@ -54,11 +58,13 @@ export function makeStore(name: StoreName, url: string, options: StoreOptions): 
       debug: () => undefined,
     },
   });
-  return Object.freeze({ name, dialect, knex, displayUrl: redactUrl(url) });
+  return Object.freeze({ name, dialect, knex, displayUrl: redactUrl(url), session });
 }
 
-function knexConfig(name: StoreName, dialect: Dialect, url: string, options: StoreOptions): Knex.Config {
+function knexConfig(name: StoreName, dialect: Dialect, url: string, options: StoreOptions, session: SessionState): Knex.Config {
   const applicationName = `tandem-${name}`;
+  // The target only ever receives replicated rows (a cutover is refused by this build).
+  const replica = name === 'target';
   if (dialect === 'pg') {
     return {
       client: 'pg',
@@ -70,7 +76,14 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
         keepAlive: true,
         types: PG_TYPES,
       } as Knex.PgConnectionConfig,
-      pool: { min: 0, max: options.poolMax, afterCreate: (conn: unknown, done: (err: Error | null, conn: unknown) => void) => done(null, withDeadline(dialect, conn, options)) },
+      pool: {
+        min: 0,
+        max: options.poolMax,
+        afterCreate: (conn: unknown, done: (err: Error | null, conn: unknown) => void) => {
+          if (!replica) return done(null, withDeadline(dialect, conn, options));
+          startReplicationSession(dialect, conn, session, () => done(null, withDeadline(dialect, conn, options)));
+        },
+      },
       acquireConnectionTimeout: options.acquireTimeoutMs,
     };
   }
@@ -110,8 +123,12 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
             conn.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED', (isoErr) => {
               if (isoErr) return done(isoErr, conn);
               conn.query(`SET SESSION max_statement_time = ${statementSeconds}`, (mariaErr) => {
+                if (!mariaErr && replica) return startReplicationSession(dialect, conn, session, () => done(null, withDeadline(dialect, conn, options)));
                 if (!mariaErr) return done(null, withDeadline(dialect, conn, options));
-                conn.query(`SET SESSION max_execution_time = ${options.statementTimeoutMs}`, () => done(null, withDeadline(dialect, conn, options)));
+                conn.query(`SET SESSION max_execution_time = ${options.statementTimeoutMs}`, () => {
+                  if (replica) startReplicationSession(dialect, conn, session, () => done(null, withDeadline(dialect, conn, options)));
+                  else done(null, withDeadline(dialect, conn, options));
+                });
               });
             });
           });
@@ -135,6 +152,7 @@ function knexConfig(name: StoreName, dialect: Dialect, url: string, options: Sto
           conn.pragma('journal_mode = WAL');
           conn.pragma(`busy_timeout = ${options.statementTimeoutMs}`);
           conn.pragma('foreign_keys = ON');
+          if (replica) startSqliteReplicationSession(conn, session);
           // Exact integers beyond 2^53; postProcessResponse turns small ones back into numbers.
           conn.defaultSafeIntegers(true);
           done(null, conn);
