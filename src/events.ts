@@ -57,7 +57,15 @@ export type TandemEvent =
     }
   | { type: 'verify'; report: VerifyReport }
   | { type: 'brake.warn'; table: string; signal: BrakeSignal; value: number; threshold: number }
-  | { type: 'apply'; table: string; store: StoreName; result: 'applied' | 'skipped_stale' | 'failed'; count: number }
+  | {
+      type: 'apply';
+      table: string;
+      store: StoreName;
+      result: 'applied' | 'skipped_stale' | 'failed';
+      count: number;
+      /** A failure that heals by itself once other rows arrive (a child before its parent): no target error for the brake. */
+      ordering?: boolean;
+    }
   | { type: 'apply.failed'; store: StoreName; rows: number; error: Error; willRetry: boolean; path: 'inline' | 'worker' }
   | { type: 'outbox.dead'; table: string; rowKey: string; id: string; error: string }
   /** The target's schema refused a table's rows (missing table or column, privilege): retried at the longest backoff. */

@@ -16,7 +16,7 @@ Usage:
   tandem status [--json] [--url U]       ask a running Tandem (TANDEM_HOST/PORT, TANDEM_ADMIN_TOKEN)
   tandem verify <table> [--repair] [--chunk N] [--json]
                                           compare map(source) with the target; exit 1 on drift
-  tandem backfill <table> [--rate N] [--chunk N] [--restart] [--json]
+  tandem backfill [<table>] [--rate N] [--chunk N] [--restart] [--json]
                                           copy existing rows; resumes from its checkpoint
   tandem flags [--json]                   the effective flags per table
   tandem flags set <flag> on|off|<percent>   edit the local flag file

@@ -6,6 +6,8 @@ import { openToolkit, runVerify } from '../app.js';
 import { loadConfig } from '../config/load-config.js';
 import type { TandemConfig } from '../config/schema.js';
 import { backfillTable } from '../consistency/backfill.js';
+import { foreignKeyOrder } from '../db/foreign-key-order.js';
+import type { Policy } from '../policy/policy.js';
 import { TandemError } from '../errors.js';
 import { makeFlagSource } from '../flags/flag-source.js';
 import { flagNames, KILL_SWITCH_FLAG } from '../flags/resolve-stage.js';
@@ -137,8 +139,8 @@ export async function backfillCommand(args: string[]): Promise<number> {
     restart: { type: 'boolean' },
     json: { type: 'boolean' },
   });
-  const [table, ...extra] = positionals;
-  if (!table || extra.length > 0) throw usage('usage: tandem backfill <table> [--rate N] [--chunk N] [--restart] [--json]');
+  const [only, ...extra] = positionals;
+  if (extra.length > 0) throw usage('usage: tandem backfill [<table>] [--rate N] [--chunk N] [--restart] [--json]');
   const rate = positiveInt('rate', values.rate);
   const chunkSize = positiveInt('chunk', values.chunk);
   const config = loadConfig();
@@ -151,33 +153,50 @@ export async function backfillCommand(args: string[]): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const policy = toolkit.policies.get(table);
-    if (!policy) throw usage(`backfill: no table named "${table}" (tables: ${[...toolkit.policies.keys()].join(', ')})`);
-    const line = progressLine(json);
-    const report = await backfillTable(toolkit.source, toolkit.target, policy, {
-      ...(rate ? { rate } : {}),
-      ...(chunkSize ? { chunkSize } : {}),
-      restart: values.restart === true,
-      shouldStop: () => stop,
-      onProgress: (p) =>
-        line.update(`backfill ${table} ${bar(p.copied + p.skipped, p.total)} ${p.copied} copied, ${p.skipped} skipped, ${p.rowsPerSecond} rows/s${p.etaSeconds !== null ? ` ETA ${p.etaSeconds}s` : ''}`),
-    });
-    line.done();
-    if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-    else {
-      process.stdout.write(
-        `backfill ${table}: ${report.finished ? 'finished' : 'stopped (resume with the same command)'} — ${report.copied} copied, ` +
-          `${report.skipped} skipped (already in the target's ledger), ${report.rowsPerSecond} rows/s` +
-          `${report.resumedFrom ? `, resumed after key ${report.resumedFrom}` : ''}\n` +
-          (report.finished ? `  next: tandem verify ${table}  (a clean verify clears the stale mark)\n` : ''),
-      );
+    if (only !== undefined && !toolkit.policies.has(only)) throw usage(`backfill: no table named "${only}" (tables: ${[...toolkit.policies.keys()].join(', ')})`);
+    // No table: every policy table, parents before children (the source's foreign keys).
+    const bySource = new Map([...toolkit.policies.values()].map((p) => [p.sourceTable, p.name]));
+    const tables = only !== undefined ? [only] : (await foreignKeyOrder(toolkit.source, [...bySource.keys()])).map((t) => bySource.get(t) as string);
+    if (only === undefined && !json) process.stdout.write(`backfill: every table in foreign-key order: ${tables.join(', ')}\n`);
+    for (const table of tables) {
+      const code = await backfillOne(toolkit, table, { rate, chunkSize, restart: values.restart === true, json, stopped: () => stop });
+      if (code !== 0) return code;
     }
-    return report.finished ? 0 : 3;
+    return 0;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await toolkit.close();
   }
+}
+
+async function backfillOne(
+  toolkit: Awaited<ReturnType<typeof openToolkit>>,
+  table: string,
+  o: { rate: number | undefined; chunkSize: number | undefined; restart: boolean; json: boolean; stopped: () => boolean },
+): Promise<number> {
+  const { rate, chunkSize, json } = o;
+  const policy = toolkit.policies.get(table) as Policy;
+  const line = progressLine(json);
+  const report = await backfillTable(toolkit.source, toolkit.target, policy, {
+    ...(rate ? { rate } : {}),
+    ...(chunkSize ? { chunkSize } : {}),
+    restart: o.restart,
+    shouldStop: o.stopped,
+    onProgress: (p) =>
+      line.update(`backfill ${table} ${bar(p.copied + p.skipped, p.total)} ${p.copied} copied, ${p.skipped} skipped, ${p.rowsPerSecond} rows/s${p.etaSeconds !== null ? ` ETA ${p.etaSeconds}s` : ''}`),
+  });
+  line.done();
+  if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else {
+    process.stdout.write(
+      `backfill ${table}: ${report.finished ? 'finished' : 'stopped (resume with the same command)'} — ${report.copied} copied, ` +
+        `${report.skipped} skipped (already in the target's ledger), ${report.rowsPerSecond} rows/s` +
+        `${report.resumedFrom ? `, resumed after key ${report.resumedFrom}` : ''}\n` +
+        (report.finished ? `  next: tandem verify ${table}  (a clean verify clears the stale mark)\n` : ''),
+    );
+  }
+  return report.finished ? 0 : 3;
 }
 
 export async function flagsCommand(args: string[]): Promise<number> {

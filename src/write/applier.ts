@@ -116,7 +116,7 @@ export class Applier {
         willRetry: true,
         path: 'inline',
       });
-      if (!isBreakerOpenError(error)) this.countFailed(route, entries);
+      if (!isBreakerOpenError(error)) this.countFailed(route, entries, classifyDbError(error) === 'foreign_key');
       return false;
     }
   }
@@ -220,7 +220,7 @@ export class Applier {
       };
     });
     if (schema) for (const table of new Set(entries.map((e) => e.table))) this.events.emit({ type: 'apply.schema', table, error: reason });
-    this.countFailed(route, entries);
+    this.countFailed(route, entries, kind === 'foreign_key');
     this.events.emit({
       type: 'apply.failed',
       store: route.to.name,
@@ -246,10 +246,11 @@ export class Applier {
     }
   }
 
-  private countFailed(route: ApplyRoute, entries: readonly OutboxEntry[]): void {
+  /** `ordering`: a foreign-key rejection (a child before its parent, where FK checks stay on) — it heals when the parent arrives. */
+  private countFailed(route: ApplyRoute, entries: readonly OutboxEntry[], ordering = false): void {
     const perTable = new Map<string, number>();
     for (const e of entries) perTable.set(e.table, (perTable.get(e.table) ?? 0) + 1);
-    for (const [table, count] of perTable) this.events.emit({ type: 'apply', table, store: route.to.name, result: 'failed', count });
+    for (const [table, count] of perTable) this.events.emit({ type: 'apply', table, store: route.to.name, result: 'failed', count, ...(ordering ? { ordering } : {}) });
   }
 }
 

@@ -5,6 +5,8 @@
  * already enforced them), so the child landing first is no error and nothing queues.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { foreignKeyOrder } from '../../src/db/foreign-key-order.js';
+import { makeStore } from '../../src/db/store.js';
 import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
 import { createTestTables, writeTestPolicies } from '../helpers/schema.js';
 import { outboxCounts, startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';
@@ -71,6 +73,15 @@ for (const pair of runnablePairs()) {
       expect(del.status, JSON.stringify(del.body)).toBe(200);
       expect(del.headers['tandem-write']).toBe('applied');
       expect(await target.knex('orders').where({ id: 1 }).first()).toBeUndefined();
+    });
+
+    it('`tandem backfill` with no table copies parents first: the foreign-key order of the source', async () => {
+      const store = makeStore('source', source.url, { statementTimeoutMs: 5_000, poolMax: 1, acquireTimeoutMs: 5_000, connectTimeoutMs: 3_000 });
+      try {
+        expect(await foreignKeyOrder(store, ['people', 'order_lines', 'kv', 'orders'])).toEqual(['kv', 'orders', 'order_lines', 'people']);
+      } finally {
+        await store.knex.destroy();
+      }
     });
   });
 }

@@ -93,6 +93,14 @@ describe('safety brake', () => {
     expect(brake.status('people')?.signal).toBe('error_rate');
   });
 
+  it('ordering rejections (a child before its parent) are no target errors', () => {
+    const { brake } = rig();
+    for (let i = 0; i < 100; i++) brake.observe({ type: 'read', table: 'people', store: 'target', result: 'ok' });
+    brake.observe({ type: 'apply', table: 'people', store: 'target', result: 'failed', count: 50, ordering: true });
+    expect(brake.braked('people')).toBe(false);
+    expect(brake.status('people')?.window.targetErrorRate).toBe(0);
+  });
+
   it('forgets samples older than the window', () => {
     const { brake, advance } = rig();
     for (let i = 0; i < 90; i++) brake.observe({ type: 'shadow', table: 'people', result: 'mismatch' });
