@@ -10,6 +10,7 @@ import type { Applier, ApplyRoute } from './applier.js';
 import { decodeImage, encodeImage, toApiRow, type Row } from './image-codec.js';
 import type { OutboxEntry } from './outbox/outbox-entry.js';
 import { insertOutboxRow } from './outbox/insert-outbox-row.js';
+import { explainSqliteFull } from './id-exhausted.js';
 import type { FoldableOp, PgFold } from './pg-fold.js';
 import { deleteRow, insertRow, tableFrozen, updateRow, upsertRow, type PrimaryChange } from './primary-ops.js';
 
@@ -72,7 +73,7 @@ export class WriteService {
         const retryable = kind === 'transient' || (kind === 'unique' && ops.some((o) => o.op === 'upsert'));
         if (retryable && attempt < MAX_TRANSACTION_TRIES && !isConnectionLoss(error)) continue;
         for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'error', op: op.op, ...(requestId ? { requestId } : {}) });
-        throw primaryError(error, ops);
+        throw (await explainSqliteFull(primary, ops, error)) ?? primaryError(error, ops);
       }
     }
     const { results, entries } = written;
