@@ -72,6 +72,7 @@ export function bindPolicy(
       range: columnKind(col.type) === 'integer' ? integerRange(col.type, source.dialect ?? 'pg') : undefined,
       targetName,
       targetKind: targetCol ? columnKind(targetCol.type) : null,
+      targetType: targetCol ? targetCol.type : null,
     });
   }
   const targetPrimaryKey = primaryKey.map((c) => file.target.columns[c] ?? c);

@@ -128,3 +128,11 @@ describe('safety brake', () => {
     expect(brake.braked('people')).toBe(false);
   });
 });
+
+describe('isBlankPadded (char(n) semantics)', () => {
+  it('is true for fixed-length character types only', async () => {
+    const { isBlankPadded } = await import('../../src/policy/column-kind.js');
+    for (const t of ['character', 'char', 'char(10)', 'CHARACTER(20)', 'bpchar', 'nchar(3)']) expect(isBlankPadded(t), t).toBe(true);
+    for (const t of ['character varying', 'varchar', 'varchar(20)', 'text', 'nvarchar(5)', null, '']) expect(isBlankPadded(t), String(t)).toBe(false);
+  });
+});
