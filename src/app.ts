@@ -3,44 +3,38 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { pino, type Logger } from 'pino';
+import { checkHealth } from './compose/health.js';
+import { closeHttp, listenHttp } from './compose/http-server.js';
+import { logEvent } from './compose/log-event.js';
+import { makeDelivery, type Delivery } from './compose/make-delivery.js';
+import { makeReads, type Reads } from './compose/make-reads.js';
+import { refreshMemoryGaugesOnCollect } from './compose/memory-gauges.js';
+import { openCore, type Core } from './compose/open-core.js';
+import { buildStatus, type VerifySummary } from './compose/status.js';
+import { wakeOnRecovery } from './compose/wake-on-recovery.js';
 import type { TandemConfig } from './config/schema.js';
+import { runVerify } from './consistency/run-verify.js';
+import type { VerifyOptions, VerifyReport } from './consistency/verify.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
-import { ensureInternalTables } from './db/internal-tables.js';
-import { describeTable } from './db/introspect.js';
-import { makeStore, type Store } from './db/store.js';
-import { ensureStateRows, readStateForUpdate } from './db/table-state.js';
-import { TandemError, coerceError } from './errors.js';
-import { EventBus, type TandemEvent } from './events.js';
+import type { StoreBreaker } from './db/breaker.js';
+import type { Store } from './db/store.js';
+import { TandemError } from './errors.js';
+import { EventBus } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
-import { flagNames, KILL_SWITCH_FLAG } from './flags/resolve-stage.js';
 import { makeHttpApp } from './http/make-http-app.js';
-import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.js';
-import { bindPolicy } from './policy/bind-policy.js';
-import { loadPolicyFiles } from './policy/load-policies.js';
-import type { Policy } from './policy/policy.js';
-import { ConsistencyWindow } from './read/consistency-window.js';
-import { ReadRouting } from './read/read-routing.js';
-import { ReadService } from './read/read-service.js';
-import { requeueKey } from './consistency/requeue-key.js';
-import { SafetyBrake } from './consistency/safety-brake.js';
-import { verifyTable, type VerifyOptions, type VerifyReport } from './consistency/verify.js';
-import { writeState } from './db/table-state.js';
-import type { KeyValues } from './policy/row-key.js';
-import { PendingKeys } from './write/pending-keys.js';
-import { Applier, type ApplyRoute } from './write/applier.js';
-import { makeStoreBreaker, type StoreBreaker } from './write/breaker.js';
-import { Housekeeper } from './write/housekeeper.js';
-import { listDeadRows, replayDeadRows } from './write/outbox/dead-rows.js';
-import { makePendingRowsDue } from './write/outbox/fail-outbox-rows.js';
-import { OutboxWorker } from './write/outbox-worker.js';
-import { prepareFolds } from './write/pg-fold.js';
-import { WriteService } from './write/write-service.js';
 import { clusterMetricsClient } from './metrics/cluster-metrics.js';
-import { workerHealth, type WorkerHealth } from './outbox/worker-health.js';
+import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.js';
+import { Housekeeper } from './outbox/housekeeper.js';
+import { listDeadRows } from './outbox/list-dead-rows.js';
+import { PendingKeys } from './outbox/pending-keys.js';
+import { replayDeadRows } from './outbox/replay-dead-rows.js';
 import { orphanStats, restoreOrphans } from './outbox/orphans.js';
-import { describeDbError } from './db/describe-error.js';
-import { outboxStats } from './write/outbox/outbox-stats.js';
-import type { OutboxTableStats } from './events.js';
+import { outboxStats } from './outbox/outbox-stats.js';
+import { workerHealth, type WorkerHealth } from './outbox/worker-health.js';
+import { refreshOutboxGaugesOnCollect } from './compose/outbox-gauges.js';
+import { prepareFolds, WriteService } from './write/write-service.js';
+
+export { openCore as openToolkit } from './compose/open-core.js';
 
 export const VERSION = '0.1.0';
 
@@ -57,7 +51,8 @@ export interface StartOptions {
 
 /**
  * The composition root: builds stores, policies, flags, breakers, workers and the HTTP app
- * once, wires events to logs and metrics, and owns start/stop order.
+ * once, wires events to logs and metrics, and owns start/stop order. Behaviour lives in the
+ * modules it wires (src/compose/ for the pieces only a composition needs).
  */
 export class TandemApp {
   readonly events = new EventBus();
@@ -66,24 +61,21 @@ export class TandemApp {
   /** In a cluster worker (TANDEM_WORKERS > 1): the whole cluster's metrics, from the primary. */
   private readonly clusterMetrics = clusterMetricsClient(this.metrics.registry);
 
-  private source: Store | undefined;
-  private target: Store | undefined;
+  private core: Core | undefined;
+  private stores: { source?: Store; target?: Store } = {};
   private flags: FlagSource | undefined;
-  private breakers = new Map<string, StoreBreaker>();
-  private worker: OutboxWorker | undefined;
-  private applier: Applier | undefined;
+  private readonly breakers = new Map<string, StoreBreaker>();
+  private delivery: Delivery | undefined;
   private housekeeper: Housekeeper | undefined;
   private reconciler: StageReconciler | undefined;
+  private read: Reads | undefined;
   private server: Server | undefined;
   private express: Express | undefined;
-  private policies = new Map<string, Policy>();
-  private routing: ReadRouting | undefined;
-  private consistency: ConsistencyWindow | undefined;
-  private brake: SafetyBrake | undefined;
   private accepting = false;
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
+  private readonly lastVerify = new Map<string, VerifySummary>();
   /** Tables whose target schema refused their rows, until an apply to them succeeds. */
   private readonly schemaNotReady = new Map<string, { error: string; since: string }>();
 
@@ -122,149 +114,62 @@ export class TandemApp {
   }
 
   private async doStart(options: StartOptions): Promise<void> {
-    const { config } = this;
-    const driverLog = (store: 'source' | 'target') => (level: 'warn' | 'error' | 'deprecate', message: string) =>
-      this.events.emit({ type: 'driver', store, level, message });
-    const source = makeStore('source', config.source.url, { ...config.db, onLog: driverLog('source') });
-    const target = makeStore('target', config.target.url, { ...config.db, onLog: driverLog('target') });
-    this.source = source;
-    this.target = target;
-    this.events.emit({ type: 'lifecycle', phase: 'starting', detail: { source: source.displayUrl, target: target.displayUrl } });
+    const { config, events } = this;
+    const core = await openCore(config, {
+      onDriverLog: (store, level, message) => events.emit({ type: 'driver', store, level, message }),
+      ...(this.options.prepareStores ? { prepareStores: this.options.prepareStores } : {}),
+      onStores: (source, target) => {
+        this.stores = { source, target };
+        events.emit({ type: 'lifecycle', phase: 'starting', detail: { source: source.displayUrl, target: target.displayUrl } });
+      },
+    });
+    this.core = core;
+    const { source, target, policies } = core;
+    const tables = [...policies.keys()];
 
-    if (this.options.prepareStores) await this.options.prepareStores(source, target);
-    await Promise.all([ensureInternalTables(source), ensureInternalTables(target)]);
-    this.policies = await this.bindPolicies(source, target);
-    const tables = [...this.policies.keys()];
-    await ensureStateRows(source, tables, 'primary');
-    await ensureStateRows(target, tables, 'secondary');
+    // Rows set aside because their table had no policy resume when the policy is back.
     await restoreOrphans(source, tables);
 
-    const events = this.events;
-    const flags = makeFlagSource(
-      {
-        file: config.flags.file,
-        unleashUrl: config.flags.unleashUrl,
-        unleashToken: config.flags.unleashToken,
-        refreshIntervalMs: config.flags.refreshIntervalMs,
-        appName: config.flags.appName,
-        environment: config.flags.environment,
-      },
-      events,
-    );
+    const flags = makeFlagSource({ ...config.flags }, events);
     this.flags = flags;
     await flags.start();
 
-    const breakerOptions = { ...config.apply, timeoutMs: config.apply.timeoutMs };
-    const targetBreaker = makeStoreBreaker('target', breakerOptions, events);
-    this.breakers.set('target', targetBreaker);
-    events.emit({ type: 'breaker', store: 'target', state: 'closed' });
-    const route: ApplyRoute = { from: source, to: target, breaker: targetBreaker };
-
+    // Before cutover the source is every table's primary (DESIGN §5).
     const pending = new PendingKeys(config.read.maxPendingKeys);
-    const applier = new Applier(
-      this.policies,
-      events,
-      {
-        timeoutMs: config.apply.timeoutMs,
-        batchTimeoutMs: config.apply.batchTimeoutMs,
-        maxAttempts: config.outbox.maxAttempts,
-        backoffBaseMs: config.outbox.backoffBaseMs,
-        backoffMaxMs: config.outbox.backoffMaxMs,
-      },
-      (ids) => pending.complete(ids),
-    );
-    this.applier = applier;
-    const writes = new WriteService(() => route, applier, events, {
+    const delivery = makeDelivery(config, source, target, policies, events, { onApplied: (ids) => pending.complete(ids) });
+    this.delivery = delivery;
+    const { route, breaker: targetBreaker } = delivery;
+    this.breakers.set(target.name, targetBreaker);
+    events.emit({ type: 'breaker', store: target.name, state: 'closed' });
+    const writes = new WriteService(() => route, delivery.applier, events, {
       inlineGraceMs: config.outbox.inlineGraceMs,
-      folds: await prepareFolds(source, this.policies.values()),
+      folds: await prepareFolds(route.primary, policies.values()),
       onQueued: (entries) => pending.add(entries),
     });
 
-    const reconciler = new StageReconciler(source, target, [...this.policies.values()], flags, events, config.stages.reconcileIntervalMs);
+    const reconciler = new StageReconciler(source, target, [...policies.values()], flags, events, config.stages.reconcileIntervalMs);
     this.reconciler = reconciler;
     await reconciler.reconcileAll();
     reconciler.start();
 
-    // Shadow reads get breakers of their own (quiet: they are not the stores' health).
-    const quiet = { emit: () => undefined };
-    const shadowBreakers = {
-      source: makeStoreBreaker('source', breakerOptions, quiet),
-      target: makeStoreBreaker('target', breakerOptions, quiet),
-    };
-    this.breakers.set('shadow-source', shadowBreakers.source);
-    this.breakers.set('shadow-target', shadowBreakers.target);
-    const brake = new SafetyBrake([...this.policies.values()], events);
-    this.brake = brake;
-    this.events.on((event) => brake.observe(event));
-    const routing = new ReadRouting({ flags, stage: (t) => reconciler.get(t), targetBreaker, pending, braked: (t) => brake.braked(t) });
-    this.routing = routing;
-    const consistency = new ConsistencyWindow(config.read.consistencySamples, config.read.consistencyWindowMs);
-    this.consistency = consistency;
-    // Figures kept in memory are set when the registry is read (a scrape here, or the
-    // cluster primary collecting from every worker).
-    const refreshGauges = () => {
-      for (const name of this.policies.keys()) {
-        this.metrics.readTargetPercent.set({ table: name }, routing.percent(name, 'readTarget'));
-        const { ratio, samples } = consistency.ratio(name);
-        this.metrics.consistency.set({ table: name }, ratio);
-        this.metrics.consistencySamples.set({ table: name }, samples);
-      }
-      // The lag grows from the oldest pending row even while the primary cannot be counted.
-      const now = Date.now();
-      for (const t of this.housekeeper?.stats() ?? []) this.metrics.lag.set({ table: t.table }, lagOf(t, now));
-      const worker = this.workerHealth();
-      this.metrics.workerStalled.set(worker.stalled ? 1 : 0);
-      this.metrics.workerSinceRound.set(worker.secondsSinceRound);
-    };
-    for (const gauge of [this.metrics.readTargetPercent, this.metrics.consistency, this.metrics.consistencySamples, this.metrics.lag, this.metrics.workerStalled, this.metrics.workerSinceRound]) {
-      (gauge as unknown as { collect?: () => void }).collect = refreshGauges;
-    }
-    this.events.on((event) => {
-      if (event.type !== 'shadow' || event.result === 'error') return;
-      consistency.record(event.table, event.result === 'match');
-      const { ratio, samples } = consistency.ratio(event.table);
-      this.events.emit({ type: 'consistency', table: event.table, ratio, samples });
-    });
-    const reads = new ReadService({
-      source,
-      target,
-      routing,
-      targetBreaker,
-      shadowBreakers,
-      events,
-      repair: async (policy, key) => {
-        await requeueKey(source, policy, key);
-      },
-      options: { targetTimeoutMs: config.read.targetTimeoutMs, shadowTimeoutMs: config.read.shadowTimeoutMs },
-    });
+    const read = makeReads({ config, events, source, target, primary: route.primary, policies, flags, reconciler, targetBreaker, pending });
+    this.breakers.set('shadow-source', read.shadowBreakers.source);
+    this.breakers.set('shadow-target', read.shadowBreakers.target);
+    this.read = read;
+    refreshMemoryGaugesOnCollect(this.metrics, tables, read.routing, read.consistency);
+    refreshOutboxGaugesOnCollect(this.metrics, () => this.housekeeper?.stats() ?? [], () => this.workerHealth());
 
-    this.worker = new OutboxWorker(route, applier, events, {
-      probeTimeoutMs: config.apply.timeoutMs,
-      pollIntervalMs: config.outbox.pollIntervalMs,
-      batchSize: config.outbox.batchSize,
-      concurrency: config.outbox.concurrency,
-      leaseMs: config.outbox.leaseMs,
-    });
-    this.worker.start();
-    // When the secondary is back, rows waiting out their backoff are due at once.
-    this.events.on((event) => {
-      // Requests never take a half-open breaker's trial; the worker takes it at once.
-      if (event.type === 'breaker' && event.state === 'half-open' && event.store === route.to.name) this.worker?.poke();
-      if (event.type === 'breaker' && event.state === 'closed' && event.store === route.to.name && this.worker) {
-        makePendingRowsDue(route.from)
-          .then(() => this.worker?.poke())
-          .catch((error: unknown) => this.events.emit({ type: 'background.error', component: 'outbox.kick', error: coerceError(error) }));
-      }
-    });
-    this.housekeeper = new Housekeeper(source, tables, events, config.outbox.housekeepingIntervalMs, pending);
+    delivery.worker.start();
+    wakeOnRecovery(events, route, delivery.worker);
+    this.housekeeper = new Housekeeper(route.primary, tables, events, config.outbox.housekeepingIntervalMs, pending);
     await this.housekeeper.runOnce();
     this.housekeeper.start();
 
     const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
     this.express = makeHttpApp({
-      policies: this.policies,
+      policies,
       writes,
-      reads,
+      reads: read.reads,
       events,
       bodyLimit: config.http.bodyLimit,
       requestDeadlineMs: config.http.requestDeadlineMs,
@@ -272,176 +177,86 @@ export class TandemApp {
       apiTokens: config.http.apiTokens.length > 0 ? config.http.apiTokens : undefined,
       adminTokens: adminOpen ? undefined : config.http.adminToken ? [config.http.adminToken] : [],
       health: () => this.health(),
-      metrics: async () => {
-        if (this.clusterMetrics) return this.clusterMetrics();
-        return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
-      },
+      metrics: async () => this.clusterMetrics?.() ?? { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() },
       accepting: () => this.accepting,
       admin: {
         status: () => this.status(),
-        listDead: (o) => listDeadRows(source, o),
+        listDead: (o) => listDeadRows(route.primary, o),
         replayDead: async (o) => {
-          const n = await replayDeadRows(source, o);
-          this.worker?.poke();
+          const n = await replayDeadRows(route.primary, o);
+          delivery.worker.poke();
           await this.housekeeper?.runOnce();
           return n;
         },
-        tables: () => new Set(this.policies.keys()),
-        releaseBrake: (table) => brake.release(table),
+        tables: () => new Set(policies.keys()),
+        releaseBrake: (table) => read.brake.release(table),
         verify: (table, o) => this.verify(table, o),
       },
     });
     this.accepting = true;
-
-    if (options.listen !== false) {
-      const server = this.express.listen(config.http.port, config.http.host);
-      this.server = server;
-      server.requestTimeout = config.http.requestTimeoutMs;
-      server.headersTimeout = Math.min(config.http.requestTimeoutMs, 60_000);
-      await new Promise<void>((resolve, reject) => {
-        server.once('listening', resolve);
-        server.once('error', reject);
-      });
-      const { host, port } = this.address();
-      this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { host, port, tables } });
-    }
+    if (options.listen === false) return;
+    this.server = await listenHttp(this.express, config);
+    this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { ...this.address(), tables } });
   }
 
-  private bindPolicies(source: Store, target: Store): Promise<Map<string, Policy>> {
-    return bindAllPolicies(this.config.policiesDir, source, target);
+  health(): Promise<{ ready: boolean; checks: Record<string, unknown> }> {
+    return checkHealth(this.stores, this.flags, this.accepting, { targetBreaker: this.breakers.get('target')?.state(), worker: this.workerHealth() });
   }
 
-  async health(): Promise<{ ready: boolean; checks: Record<string, unknown> }> {
-    const ping = async (store: Store | undefined) => {
-      if (!store) return 'not started';
-      try {
-        await withTimeout(store.knex.raw('SELECT 1'), 1_000);
-        return 'ok';
-      } catch (error) {
-        return `unreachable: ${coerceError(error).message}`;
-      }
-    };
-    const [source, target] = await Promise.all([ping(this.source), ping(this.target)]);
-    const lastError = this.flags?.lastError();
-    const flags = this.flags?.synchronized()
-      ? lastError
-        ? `ok, but the last refresh failed (serving the last flags): ${lastError}`
-        : 'ok'
-      : `not synchronized${lastError ? `: ${lastError}` : ''}`;
-    // Ready = this instance can take writes: the primary answers and flags are loaded. The
-    // secondary's health and the worker's are reported here but are no reason to take a
-    // working Tandem out of a load balancer (writes queue in the outbox meanwhile).
-    const worker = this.workerHealth();
-    const ready = source === 'ok' && this.flags?.synchronized() === true && this.accepting;
-    return { ready, checks: { source, flags, secondary: { target, breaker: this.breakers.get('target')?.state() ?? null }, worker: worker.stalled ? `stalled: ${worker.reason}` : 'ok' } };
-  }
-
-  /** Is the outbox worker making progress? (worker-health.ts) */
+  /** Is the outbox worker making progress? (outbox/worker-health.ts) */
   private workerHealth(): WorkerHealth {
     const now = Date.now();
+    const worker = this.delivery?.worker;
     return workerHealth({
       now,
-      lastRoundAt: this.worker?.lastRoundAt ?? now,
-      lastProgressAt: this.worker?.lastProgressAt ?? now,
+      lastRoundAt: worker?.lastRoundAt ?? now,
+      lastProgressAt: worker?.lastProgressAt ?? now,
       tables: this.housekeeper?.stats() ?? [],
       breaker: this.breakers.get('target')?.state(),
       stallAfterMs: this.config.outbox.stallAfterMs,
     });
   }
 
-  /** Pending, dead and lag counted in the primary's outbox now; the last count (lag still growing) when it does not answer in time. */
-  private async countOutbox(): Promise<{ stats: OutboxTableStats[]; countedAt: number }> {
-    const tables = [...this.policies.keys()];
-    if (this.source) {
-      try {
-        return { stats: await withTimeout(outboxStats(this.source, tables), 2_000), countedAt: Date.now() };
-      } catch {
-        // The primary is slow or away: fall back to the housekeeper's last count.
-      }
-    }
-    return { stats: this.housekeeper?.stats() ?? [], countedAt: this.housekeeper?.countedAt ?? 0 };
-  }
-
   async status(): Promise<unknown> {
-    const counted = await this.countOutbox();
-    const now = Date.now();
-    const stats = new Map(counted.stats.map((s) => [s.table, s]));
-    const flags = this.flags;
-    return {
-      version: VERSION,
-      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
-      stores: {
-        // The primary has no breaker: a failing primary is the client's answer (503), never queued.
-        source: { url: this.source?.displayUrl, dialect: this.source?.dialect, breaker: null, role: 'primary' },
-        target: {
-          url: this.target?.displayUrl,
-          dialect: this.target?.dialect,
-          breaker: this.breakers.get('target')?.state(),
-          role: 'secondary',
-          // Replication sessions (src/db/replication-session.ts): FK checks off, or why not.
-          foreignKeyChecks: this.target?.session.foreignKeyChecks ?? 'unknown',
-          foreignKeyNote: this.target?.session.note ?? null,
-        },
-      },
-      flags: {
-        origin: flags?.origin,
-        synchronized: flags?.synchronized() ?? false,
-        lastError: flags?.lastError() ?? null,
-        killSwitch: flags?.isEnabled(KILL_SWITCH_FLAG) ?? false,
-      },
-      worker: this.workerHealth(),
-      // Rows of tables that lost their policy: set aside, not applied, not dropped.
-      orphans: this.source ? await withTimeout(orphanStats(this.source), 2_000).catch(() => null) : null,
-      tables: [...this.policies.values()].map((policy) => {
-        const stage = this.reconciler?.get(policy.name);
-        const names = flagNames(policy.name);
-        const outbox = stats.get(policy.name);
-        return {
-          table: policy.name,
-          targetTable: policy.targetTable,
-          stage: stage?.stage ?? 'source-only',
-          primary: 'source',
-          epoch: stage?.state?.epoch ?? 1,
-          stale: stage?.state?.stale ?? false,
-          staleReason: stage?.state?.staleReason ?? null,
-          flagConflict: stage?.conflict ?? null,
-          flags: {
-            dualWrite: flags?.isEnabled(names.dualWrite) ?? false,
-            targetPrimary: flags?.isEnabled(names.targetPrimary) ?? false,
-            retireSource: flags?.isEnabled(names.retireSource) ?? false,
-          },
-          readTargetPercent: this.routing?.percent(policy.name, 'readTarget') ?? 0,
-          shadowReadPercent: this.routing?.percent(policy.name, 'shadowRead') ?? 0,
-          consistency: this.consistency?.ratio(policy.name) ?? { ratio: 1, samples: 0 },
-          brake: this.brake?.status(policy.name) ?? null,
-          targetSchema: this.schemaNotReady.has(policy.name)
-            ? { ready: false, problem: 'the target schema is not ready', ...this.schemaNotReady.get(policy.name) }
-            : { ready: true },
-          lastVerify: this.lastVerify.get(policy.name) ?? null,
-          outbox: {
-            pending: outbox?.pending ?? 0,
-            dead: outbox?.dead ?? 0,
-            lagSeconds: outbox ? lagOf(outbox, now) : 0,
-            countedAt: counted.countedAt ? new Date(counted.countedAt).toISOString() : null,
-          },
-        };
+    const primary = this.delivery?.route.primary;
+    const tables = [...(this.core?.policies.keys() ?? [])];
+    // Counted in the primary's outbox now; the housekeeper's last count when it does not answer in time.
+    const fresh = primary ? await withTimeout(outboxStats(primary, tables), 2_000).catch(() => undefined) : undefined;
+    const orphans = primary ? await withTimeout(orphanStats(primary), 2_000).catch(() => null) : null;
+    return Promise.resolve(
+      buildStatus({
+        outboxCount: fresh ? { stats: fresh, countedAt: Date.now() } : { stats: this.housekeeper?.stats() ?? [], countedAt: this.housekeeper?.countedAt ?? 0 },
+        worker: this.workerHealth(),
+        orphans,
+        schemaNotReady: this.schemaNotReady,
+        version: VERSION,
+        startedAt: this.startedAt,
+        source: this.stores.source,
+        target: this.stores.target,
+        breakers: this.breakers,
+        flags: this.flags,
+        policies: this.core?.policies ?? new Map(),
+        reconciler: this.reconciler,
+        routing: this.read?.routing,
+        consistency: this.read?.consistency,
+        brake: this.read?.brake,
+        housekeeper: this.housekeeper,
+        lastVerify: this.lastVerify,
       }),
-    };
+    );
   }
-
-  private readonly lastVerify = new Map<string, Omit<VerifyReport, 'differingKeys'> & { finishedAt: string }>();
 
   /**
    * verify (and --repair) from inside the server: differing keys are re-enqueued under a row
    * lock and the worker applies them. A clean verify of a dual-writing table clears its stale mark.
    */
   async verify(table: string, options: VerifyOptions & { repair?: boolean } = {}): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
-    const policy = this.policies.get(table);
-    if (!policy || !this.source || !this.target) throw new TandemError('unknown_table', 404, `table: no table named "${table.slice(0, 64)}"`, { field: 'table' });
-    const result = await runVerify(this.source, this.target, policy, this.events, options);
+    const policy = this.core?.policies.get(table);
+    if (!policy || !this.core) throw new TandemError('unknown_table', 404, `table: no table named "${table.slice(0, 64)}"`, { field: 'table' });
+    const result = await runVerify(this.core.source, this.core.target, policy, this.events, options);
     const { differingKeys: _keys, ...summary } = result;
     this.lastVerify.set(table, { ...summary, finishedAt: new Date().toISOString() });
-    this.worker?.poke();
+    this.delivery?.worker.poke();
     await this.reconciler?.reconcileSoon();
     return result;
   }
@@ -455,206 +270,23 @@ export class TandemApp {
   private async doStop(): Promise<void> {
     this.events.emit({ type: 'lifecycle', phase: 'stopping' });
     this.accepting = false;
-    const server = this.server;
-    if (server) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), this.config.shutdown.drainTimeoutMs);
-      timer.unref();
-      await closed;
-      clearTimeout(timer);
-    }
+    if (this.server) await closeHttp(this.server, this.config.shutdown.drainTimeoutMs);
     await this.reconciler?.stop();
-    await this.worker?.stop();
-    await this.applier?.flush();
+    await this.delivery?.worker.stop();
+    await this.delivery?.applier.flush();
     await this.housekeeper?.stop();
     for (const breaker of this.breakers.values()) breaker.shutdown();
     this.flags?.stop();
-    await Promise.all([this.source?.knex.destroy(), this.target?.knex.destroy()]);
+    await Promise.all([this.stores.source?.knex.destroy(), this.stores.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
 }
 
-/** Seconds since the oldest pending row was written (grows while the primary cannot be counted). */
-function lagOf(stats: OutboxTableStats, now: number): number {
-  return stats.oldestPendingAt ? Math.max(0, (now - stats.oldestPendingAt) / 1000) : stats.lagSeconds;
-}
-
-function withTimeout<T>(promise: PromiseLike<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
     timer.unref();
-    Promise.resolve(promise).then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(coerceError(e));
-      },
-    );
   });
-}
-
-/** One log line per event worth a line. Values of rows never appear; keys and tables do. */
-function logEvent(logger: Logger, event: TandemEvent): void {
-  switch (event.type) {
-    case 'http.request': {
-      // One event per request: build nothing when the line would not be written.
-      if (event.status < 500 && !logger.isLevelEnabled('info')) return;
-      const fields = {
-        reqId: event.requestId,
-        method: event.method,
-        route: event.route,
-        ...(event.table ? { table: event.table } : {}),
-        status: event.status,
-        ms: Math.round(event.durationMs * 10) / 10,
-        ...(event.code ? { code: event.code } : {}),
-      };
-      // The cause's text may quote row values (knex prefixes the statement): code and kind only.
-      if (event.status >= 500) logger.error({ ...fields, err: event.error ? describeDbError(event.error.cause ?? event.error) : undefined, msg2: event.message }, 'request failed');
-      else if (event.route === '/healthz' || event.route === '/readyz' || event.route === '/metrics') logger.debug(fields, 'request');
-      else logger.info(fields, 'request');
-      return;
-    }
-    case 'shadow':
-      if (event.result === 'mismatch') {
-        logger.warn({ table: event.table, key: event.key, columns: event.columns, shadowStore: event.shadowStore }, 'shadow read mismatch');
-      }
-      return;
-    case 'read':
-      if (event.result === 'fallback') logger.warn({ table: event.table, err: event.error ? describeDbError(event.error) : undefined }, 'target read failed; served by the source');
-      return;
-    case 'brake':
-      if (event.active) logger.error({ table: event.table, signal: event.signal, value: event.value, threshold: event.threshold }, `safety brake tripped: ${event.reason}`);
-      else logger.warn({ table: event.table }, `safety brake released: ${event.reason}`);
-      return;
-    case 'brake.warn':
-      logger.warn({ table: event.table, signal: event.signal, value: event.value, warnAt: event.threshold }, 'safety signal past its warning level');
-      return;
-    case 'verify': {
-      const r = event.report;
-      logger.info(
-        { table: r.table, matching: r.matching, mismatched: r.mismatched, missingInTarget: r.missingInTarget, extraInTarget: r.extraInTarget, ms: r.durationMs, rowsPerSecond: r.rowsPerSecond },
-        r.clean ? 'verify: clean' : 'verify: drift found',
-      );
-      return;
-    }
-    case 'apply.failed':
-      logger.warn(
-        { store: event.store, rows: event.rows, path: event.path, willRetry: event.willRetry, err: describeDbError(event.error) },
-        'apply to secondary failed; rows stay queued',
-      );
-      return;
-    case 'apply.schema':
-      logger.error({ table: event.table, err: event.error }, 'the target schema is not ready for this table: its rows wait (longest backoff) until it is fixed');
-      return;
-    case 'outbox.orphaned':
-      logger.error({ table: event.table, rows: event.rows }, 'outbox rows of a table without a policy were set aside (status orphan); they resume when its policy is back');
-      return;
-    case 'outbox.dead':
-      logger.error({ table: event.table, key: event.rowKey, outboxId: event.id, err: event.error }, 'outbox row is dead: replay it after fixing the cause');
-      return;
-    case 'breaker':
-      (event.state === 'closed' ? logger.info : logger.warn).call(logger, { store: event.store, state: event.state }, 'circuit breaker');
-      return;
-    case 'stage':
-      logger.info({ table: event.table, stage: event.stage, stale: event.stale, reason: event.reason }, 'table stage');
-      return;
-    case 'flags.loaded':
-      logger.info({ origin: event.origin, features: event.features }, 'flags loaded');
-      return;
-    case 'flags.error':
-      logger.error({ origin: event.origin, err: event.error.message }, 'flags could not be refreshed; keeping the last good flags');
-      return;
-    case 'flag.conflict':
-      logger.warn({ table: event.table, reason: event.reason }, 'flag combination refused; keeping the last good stage');
-      return;
-    case 'background.error':
-      logger.error({ component: event.component, err: event.error.message }, 'background task failed; it carries on');
-      return;
-    case 'driver':
-      logger.warn({ store: event.store, driverLevel: event.level }, event.message.slice(0, 500));
-      return;
-    case 'lifecycle':
-      logger.info({ phase: event.phase, ...event.detail }, `tandem ${event.phase}`);
-      return;
-    default:
-      return;
-  }
-}
-
-/**
- * Runs verify, publishes its metrics, repairs when asked (re-enqueue each differing key's
- * source image under a row lock), and clears the stale mark after a clean run while
- * dual-write is on. Shared by the admin endpoint and the CLI.
- */
-export async function runVerify(
-  source: Store,
-  target: Store,
-  policy: Policy,
-  events: EventBus,
-  options: VerifyOptions & { repair?: boolean },
-): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
-  const report = await verifyTable(source, target, policy, options);
-  events.emit({ type: 'verify', report });
-  let repaired = 0;
-  if (options.repair) {
-    for (const key of report.differingKeys as KeyValues[]) if (await requeueKey(source, policy, key)) repaired++;
-  }
-  let staleCleared = false;
-  if (report.clean) {
-    staleCleared = await source.knex.transaction(async (trx) => {
-      const state = await readStateForUpdate(trx, source.dialect, policy.name);
-      if (!state?.dualWrite || !state.stale) return false;
-      await writeState(trx, policy.name, { stale: false, staleReason: null });
-      return true;
-    });
-    if (staleCleared) events.emit({ type: 'stage', table: policy.name, stage: 'dual-write', stale: false, reason: 'a clean verify cleared the stale mark' });
-  }
-  return { ...report, repaired, staleCleared };
-}
-
-/** Stores and bound policies without the server around them: the CLI's tools (verify, backfill). */
-export async function openToolkit(config: Readonly<TandemConfig>): Promise<{
-  source: Store;
-  target: Store;
-  policies: Map<string, Policy>;
-  close(): Promise<void>;
-}> {
-  const source = makeStore('source', config.source.url, { ...config.db });
-  const target = makeStore('target', config.target.url, { ...config.db });
-  const close = async () => {
-    await Promise.all([source.knex.destroy(), target.knex.destroy()]);
-  };
-  try {
-    await Promise.all([ensureInternalTables(source), ensureInternalTables(target)]);
-    const policies = await bindAllPolicies(config.policiesDir, source, target);
-    const names = [...policies.keys()];
-    await ensureStateRows(source, names, 'primary');
-    await ensureStateRows(target, names, 'secondary');
-    return { source, target, policies, close };
-  } catch (error) {
-    await close();
-    throw error;
-  }
-}
-
-export async function bindAllPolicies(dir: string, source: Store, target: Store): Promise<Map<string, Policy>> {
-  const files = loadPolicyFiles(dir);
-  const problems: string[] = [];
-  const out = new Map<string, Policy>();
-  for (const loaded of files) {
-    const [sourceInfo, targetInfo] = await Promise.all([
-      describeTable(source, loaded.file.table),
-      describeTable(target, loaded.file.target.table ?? loaded.file.table),
-    ]);
-    const { policy, problems: found } = bindPolicy(loaded, sourceInfo, targetInfo);
-    problems.push(...found);
-    if (policy) out.set(policy.name, policy);
-  }
-  if (files.length === 0) problems.push(`no policy files (*.yaml) in ${dir}`);
-  if (problems.length > 0) throw new TandemError('policy_invalid', 500, `Invalid policies:\n  - ${problems.join('\n  - ')}`);
-  return out;
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }

@@ -5,6 +5,7 @@ import { TandemApp, VERSION } from '../app.js';
 import { backfillCommand, brakeCommand, flagsCommand, outboxCommand, verifyCommand } from './tools.js';
 import { loadConfig } from '../config/load-config.js';
 import { TandemError } from '../errors.js';
+import { CliError, EXIT, exitCodeOf } from './exit-codes.js';
 import { createDemoSchema } from './demo-schema.js';
 import { runClusterPrimary } from './cluster-primary.js';
 
@@ -31,11 +32,11 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${USAGE}\n`);
-    return command === undefined ? 2 : 0;
+    return command === undefined ? EXIT.usage : EXIT.ok;
   }
   if (command === '--version') {
     process.stdout.write(`${VERSION}\n`);
-    return 0;
+    return EXIT.ok;
   }
   if (command === 'serve') return serve(rest);
   if (command === 'status') return status(rest);
@@ -45,14 +46,14 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'outbox') return outboxCommand(rest);
   if (command === 'brake') return brakeCommand(rest);
   process.stderr.write(`tandem: unknown command "${command}"\n\n${USAGE}\n`);
-  return 2;
+  return EXIT.usage;
 }
 
 function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
   try {
     return parseArgs({ args, options, allowPositionals: false, strict: true });
   } catch (error) {
-    throw new TandemError('bad_request', 2, `${(error as Error).message}\n\n${USAGE}`);
+    throw new CliError(EXIT.usage, `${(error as Error).message}\n\n${USAGE}`);
   }
 }
 
@@ -112,16 +113,16 @@ async function status(args: string[]): Promise<number> {
     headers: config.http.adminToken ? { authorization: `Bearer ${config.http.adminToken}` } : {},
     signal: AbortSignal.timeout(5_000),
   }).catch((error: unknown) => {
-    throw new TandemError('primary_unavailable', 1, `cannot reach Tandem at ${String(base)}: ${(error as Error).message}`);
+    throw new CliError(EXIT.unreachable, `cannot reach Tandem at ${String(base)}: ${(error as Error).message}`);
   });
   const body = (await response.json()) as Record<string, unknown>;
   if (!response.ok) {
     process.stderr.write(`tandem status: HTTP ${response.status}: ${String(body['detail'] ?? '')}\n`);
-    return 1;
+    return EXIT.unreachable;
   }
   if (values.json) {
     process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
-    return 0;
+    return EXIT.ok;
   }
   const tables = (body['tables'] as Array<Record<string, unknown>>) ?? [];
   process.stdout.write(`tandem ${String(body['version'])}, up ${String(body['uptimeSeconds'])} s\n`);
@@ -132,7 +133,7 @@ async function status(args: string[]): Promise<number> {
         `pending=${outbox.pending} dead=${outbox.dead} lag=${outbox.lagSeconds.toFixed(1)}s\n`,
     );
   }
-  return 0;
+  return EXIT.ok;
 }
 
 main(process.argv.slice(2)).then(
@@ -144,8 +145,8 @@ main(process.argv.slice(2)).then(
     // running exits 4, so scripts can tell it from drift (verify's 1). Driver messages from
     // knex repeat the whole statement with its values: print only the driver's part.
     let message = error instanceof Error ? error.message : String(error);
-    if (!(error instanceof TandemError)) message = message.split(' - ').pop() ?? message;
+    if (!(error instanceof TandemError) && !(error instanceof CliError)) message = message.split(' - ').pop() ?? message;
     process.stderr.write(`tandem: ${message}\n`);
-    process.exitCode = error instanceof TandemError ? (error.status < 100 ? error.status : error.code === 'config_invalid' || error.code === 'policy_invalid' ? 2 : 4) : 4;
+    process.exitCode = exitCodeOf(error);
   },
 );

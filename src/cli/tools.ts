@@ -1,27 +1,27 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { EventBus } from '../events.js';
-import { openToolkit, runVerify } from '../app.js';
+import { makeDelivery } from '../compose/make-delivery.js';
+import { openCore as openToolkit, type Core } from '../compose/open-core.js';
 import { loadConfig } from '../config/load-config.js';
 import type { TandemConfig } from '../config/schema.js';
 import { backfillTable } from '../consistency/backfill.js';
 import { foreignKeyOrder } from '../db/foreign-key-order.js';
+import { isOutboxId } from '../outbox/outbox-id.js';
 import type { Policy } from '../policy/policy.js';
-import { TandemError } from '../errors.js';
+import { printable } from './printable.js';
+import { runVerify } from '../consistency/run-verify.js';
+import { EventBus } from '../events.js';
 import { makeFlagSource } from '../flags/flag-source.js';
 import { flagNames, KILL_SWITCH_FLAG } from '../flags/resolve-stage.js';
+import { listDeadRows } from '../outbox/list-dead-rows.js';
+import { replayDeadRows } from '../outbox/replay-dead-rows.js';
 import { featurePercent } from '../read/read-routing.js';
-import { Applier } from '../write/applier.js';
-import { makeStoreBreaker } from '../write/breaker.js';
-import { listDeadRows, replayDeadRows } from '../write/outbox/dead-rows.js';
-import { isOutboxId } from '../outbox/outbox-id.js';
-import { printable } from './printable.js';
-import { OutboxWorker } from '../write/outbox-worker.js';
+import { CliError, EXIT, type ExitCode } from './exit-codes.js';
 
 /** A CLI usage error: exit code 2 with the message. */
-function usage(message: string): TandemError {
-  return new TandemError('bad_request', 2, message);
+function usage(message: string): CliError {
+  return new CliError(EXIT.usage, message);
 }
 
 function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
@@ -58,7 +58,7 @@ function bar(done: number, total: number): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}%`;
 }
 
-export async function verifyCommand(args: string[]): Promise<number> {
+export async function verifyCommand(args: string[]): Promise<ExitCode> {
   const { values, positionals } = parse(args, { repair: { type: 'boolean' }, json: { type: 'boolean' }, chunk: { type: 'string' } });
   const [table, ...extra] = positionals;
   if (!table || extra.length > 0) throw usage('usage: tandem verify <table> [--repair] [--chunk N] [--json]');
@@ -102,28 +102,24 @@ export async function verifyCommand(args: string[]): Promise<number> {
       if (values.repair) process.stdout.write(`  repaired ${repaired} key(s)\n`);
       if (report.staleCleared) process.stdout.write('  stale mark cleared\n');
     }
-    return report.clean ? 0 : 1;
+    return report.clean ? EXIT.ok : EXIT.drift;
   } finally {
     await toolkit.close();
   }
 }
 
-async function drainLocally(config: Readonly<TandemConfig>, toolkit: Awaited<ReturnType<typeof openToolkit>>, table: string): Promise<void> {
+/**
+ * Applies the re-enqueued images here, with the delivery the server builds (safe beside a
+ * running server: claims skip locked rows and applies are versioned).
+ */
+async function drainLocally(config: Readonly<TandemConfig>, toolkit: Core, table: string): Promise<void> {
   const quiet = { emit: () => undefined };
-  const breaker = makeStoreBreaker('target', { ...config.apply }, quiet);
-  const route = { from: toolkit.source, to: toolkit.target, breaker };
-  const applier = new Applier(toolkit.policies, quiet, {
-    timeoutMs: config.apply.timeoutMs,
-    maxAttempts: config.outbox.maxAttempts,
-    backoffBaseMs: config.outbox.backoffBaseMs,
-    backoffMaxMs: config.outbox.backoffMaxMs,
-  });
-  const worker = new OutboxWorker(route, applier, quiet, { pollIntervalMs: 100, batchSize: config.outbox.batchSize, leaseMs: config.outbox.leaseMs });
+  const { worker, breaker, route } = makeDelivery(config, toolkit.source, toolkit.target, toolkit.policies, quiet, { pollIntervalMs: 100 });
   const deadline = Date.now() + 30_000;
   try {
     while (Date.now() < deadline) {
       const handled = await worker.drainOnce();
-      const [row] = (await toolkit.source.knex('tandem_outbox').count({ n: '*' }).where({ tbl: table, status: 'pending' })) as Array<{ n: number | string }>;
+      const [row] = (await route.primary.knex('tandem_outbox').count({ n: '*' }).where({ tbl: table, status: 'pending' })) as Array<{ n: number | string }>;
       if (Number(row?.n ?? 0) === 0) return;
       if (handled === 0) await new Promise((r) => setTimeout(r, 100));
     }
@@ -132,7 +128,7 @@ async function drainLocally(config: Readonly<TandemConfig>, toolkit: Awaited<Ret
   }
 }
 
-export async function backfillCommand(args: string[]): Promise<number> {
+export async function backfillCommand(args: string[]): Promise<ExitCode> {
   const { values, positionals } = parse(args, {
     rate: { type: 'string' },
     chunk: { type: 'string' },
@@ -160,9 +156,9 @@ export async function backfillCommand(args: string[]): Promise<number> {
     if (only === undefined && !json) process.stdout.write(`backfill: every table in foreign-key order: ${tables.join(', ')}\n`);
     for (const table of tables) {
       const code = await backfillOne(toolkit, table, { rate, chunkSize, restart: values.restart === true, json, stopped: () => stop });
-      if (code !== 0) return code;
+      if (code !== EXIT.ok) return code;
     }
-    return 0;
+    return EXIT.ok;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -174,7 +170,7 @@ async function backfillOne(
   toolkit: Awaited<ReturnType<typeof openToolkit>>,
   table: string,
   o: { rate: number | undefined; chunkSize: number | undefined; restart: boolean; json: boolean; stopped: () => boolean },
-): Promise<number> {
+): Promise<ExitCode> {
   const { rate, chunkSize, json } = o;
   const policy = toolkit.policies.get(table) as Policy;
   const line = progressLine(json);
@@ -196,10 +192,10 @@ async function backfillOne(
         (report.finished ? `  next: tandem verify ${table}  (a clean verify clears the stale mark)\n` : ''),
     );
   }
-  return report.finished ? 0 : 3;
+  return report.finished ? EXIT.ok : EXIT.stopped;
 }
 
-export async function flagsCommand(args: string[]): Promise<number> {
+export async function flagsCommand(args: string[]): Promise<ExitCode> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } });
   const config = loadConfig();
   if (positionals[0] === 'set') {
@@ -208,7 +204,7 @@ export async function flagsCommand(args: string[]): Promise<number> {
     if (config.flags.unleashUrl) throw usage('flags set edits the local flag file; with TANDEM_UNLEASH_URL set, change flags in Unleash');
     setFlagInFile(config.flags.file, name, setting);
     process.stdout.write(`${name}: ${setting} (written to ${config.flags.file}; Tandem reloads it within ${config.flags.refreshIntervalMs} ms)\n`);
-    return 0;
+    return EXIT.ok;
   }
   if (positionals.length > 0) throw usage('usage: tandem flags [--json] | tandem flags set <flag> on|off|<percent>');
   const events = new EventBus();
@@ -253,7 +249,7 @@ export async function flagsCommand(args: string[]): Promise<number> {
         );
       }
     }
-    return out.synchronized ? 0 : 1;
+    return out.synchronized ? EXIT.ok : EXIT.notLoaded;
   } finally {
     source.stop();
   }
@@ -282,7 +278,7 @@ export function setFlagInFile(file: string, name: string, setting: string): void
   writeFileSync(file, isJson ? `${JSON.stringify(out, null, 2)}\n` : stringifyYaml(out));
 }
 
-export async function outboxCommand(args: string[]): Promise<number> {
+export async function outboxCommand(args: string[]): Promise<ExitCode> {
   const { values, positionals } = parse(args, {
     table: { type: 'string' },
     limit: { type: 'string' },
@@ -306,7 +302,7 @@ export async function outboxCommand(args: string[]): Promise<number> {
         // Keys and errors come from the database: escaped, so no stored byte drives the terminal.
         for (const r of rows) process.stdout.write(`  #${r.id} ${printable(r.table)} ${printable(r.rowKey)} ${r.op} attempts=${r.attempts} ${r.createdAt}: ${printable(r.lastError ?? '')}\n`);
       }
-      return 0;
+      return EXIT.ok;
     }
     const ids = values.id?.map((id) => {
       if (!isOutboxId(id)) throw usage(`--id: expected an outbox row id (1 to 9223372036854775807), got "${printable(id.slice(0, 40))}"`);
@@ -315,13 +311,13 @@ export async function outboxCommand(args: string[]): Promise<number> {
     const replayed = await replayDeadRows(toolkit.source, { ...(table ? { table } : {}), ...(ids ? { ids } : {}) });
     if (values.json) process.stdout.write(`${JSON.stringify({ replayed })}\n`);
     else process.stdout.write(`${replayed} dead row(s) made pending again; a running Tandem applies them\n`);
-    return 0;
+    return EXIT.ok;
   } finally {
     await toolkit.close();
   }
 }
 
-export async function brakeCommand(args: string[]): Promise<number> {
+export async function brakeCommand(args: string[]): Promise<ExitCode> {
   const { values, positionals } = parse(args, { url: { type: 'string' }, json: { type: 'boolean' } });
   const [action, table, ...extra] = positionals;
   if (!(action === 'status' || action === 'release') || (action === 'release' && !table) || extra.length > 0) {
@@ -332,21 +328,21 @@ export async function brakeCommand(args: string[]): Promise<number> {
   const headers: Record<string, string> = config.http.adminToken ? { authorization: `Bearer ${config.http.adminToken}` } : {};
   const call = async (method: string, path: string) => {
     const res = await fetch(`${base}${path}`, { method, headers, signal: AbortSignal.timeout(5_000) }).catch((error: unknown) => {
-      throw new TandemError('primary_unavailable', 1, `cannot reach Tandem at ${base}: ${(error as Error).message}`);
+      throw new CliError(EXIT.unreachable, `cannot reach Tandem at ${base}: ${(error as Error).message}`);
     });
     const body = (await res.json()) as Record<string, unknown>;
-    if (!res.ok) throw new TandemError('bad_request', 1, `HTTP ${res.status}: ${String(body['detail'] ?? '')}`);
+    if (!res.ok) throw new CliError(EXIT.unreachable, `HTTP ${res.status}: ${String(body['detail'] ?? '')}`);
     return body;
   };
   if (action === 'release') {
     const body = await call('POST', `/admin/tables/${encodeURIComponent(table as string)}/brake/release`);
     if (values.json) process.stdout.write(`${JSON.stringify(body)}\n`);
     else process.stdout.write(body['released'] ? `brake on ${table} released\n` : `brake on ${table} was not on\n`);
-    return 0;
+    return EXIT.ok;
   }
   const status = await call('GET', '/admin/status');
   const tables = (status['tables'] as Array<{ table: string; brake: unknown }>).filter((t) => !table || t.table === table);
   if (values.json) process.stdout.write(`${JSON.stringify(tables.map((t) => ({ table: t.table, brake: t.brake })), null, 2)}\n`);
   else for (const t of tables) process.stdout.write(`  ${t.table.padEnd(24)} ${JSON.stringify(t.brake)}\n`);
-  return 0;
+  return EXIT.ok;
 }

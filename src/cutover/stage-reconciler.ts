@@ -4,15 +4,9 @@ import { coerceError } from '../errors.js';
 import type { EventSink, Stage } from '../events.js';
 import type { FlagSource } from '../flags/flag-source.js';
 import { flagNames, resolveStage } from '../flags/resolve-stage.js';
+import type { TableStage } from '../flags/table-stage.js';
 import type { Policy } from '../policy/policy.js';
 
-export interface TableStage {
-  table: string;
-  stage: Stage;
-  state: TableState | undefined;
-  /** The flags ask for something this replica refuses; the stage above is kept. */
-  conflict: string | undefined;
-}
 
 /**
  * Turns flags (desired state) into each table's recorded state in `tandem_state` on the
@@ -146,7 +140,7 @@ export class StageReconciler {
       }
     }
     const result = await this.source.knex.transaction(async (trx) => {
-      const state = await readStateForUpdate(trx, this.source.dialect, policy.name);
+      const state = await readStateForUpdate(trx, this.source.adapter, policy.name);
       if (!state || state.dualWrite === on) return { state, reason: undefined };
       let reason: string;
       let stale: boolean;

@@ -1,5 +1,4 @@
-import type { Dialect } from './store.js';
-import { destroyConnection } from './store.js';
+import type { Dialect } from './dialects/dialect.js';
 
 /** Thrown when a statement got no answer within its deadline; its connection was cut. */
 export class QueryDeadlineError extends Error {
@@ -21,19 +20,19 @@ type Callback = (error: unknown, ...results: unknown[]) => void;
  * connection (knex sees the destroyed socket when it validates it). `ms` sits above the server's statement timeout, so a slow statement still
  * ends with the server's own error code.
  */
-export function addQueryDeadline(dialect: Dialect, connection: unknown, ms: number): void {
+export function addQueryDeadline(dialect: Dialect, connection: unknown, ms: number, destroy: (connection: unknown) => void): void {
   if (dialect === 'sqlite') return; // in-process: no network to lose
   const conn = connection as { query: (...args: unknown[]) => unknown };
   const original = conn.query.bind(conn);
   conn.query = (...args: unknown[]) => {
     const at = args.findIndex((a) => typeof a === 'function');
-    if (at < 0) return withPromiseDeadline(dialect, connection, ms, original(...args));
+    if (at < 0) return withPromiseDeadline(connection, ms, original(...args), destroy);
     const callback = args[at] as Callback;
     let settled = false;
     // Answered here, not by the driver: a destroyed mysql2 connection never calls back.
     const timer = setTimeout(() => {
       settled = true;
-      destroyConnection(dialect, connection);
+      destroy(connection);
       callback(new QueryDeadlineError(ms));
     }, ms);
     timer.unref();
@@ -48,12 +47,12 @@ export function addQueryDeadline(dialect: Dialect, connection: unknown, ms: numb
 }
 
 /** pg's promise-style query (the folded write path): the same deadline, as a race. */
-function withPromiseDeadline(dialect: Dialect, connection: unknown, ms: number, result: unknown): unknown {
+function withPromiseDeadline(connection: unknown, ms: number, result: unknown, destroy: (connection: unknown) => void): unknown {
   if (!result || typeof (result as PromiseLike<unknown>).then !== 'function') return result; // a stream
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      destroyConnection(dialect, connection);
+      destroy(connection);
       reject(new QueryDeadlineError(ms));
     }, ms);
     timer.unref();

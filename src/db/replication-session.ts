@@ -1,4 +1,4 @@
-import type { Dialect } from './store.js';
+import type { Dialect } from './dialects/dialect.js';
 
 /**
  * The secondary's sessions are replication sessions: its foreign-key checks are off, as

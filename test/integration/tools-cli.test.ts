@@ -6,7 +6,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VerifyReport } from '../../src/consistency/verify.js';
-import { encodeImage } from '../../src/write/image-codec.js';
+import { encodeImage } from '../../src/outbox/image-codec.js';
 import { createTestDatabase, PAIRS, runnablePairs, type TestDatabase } from '../helpers/databases.js';
 import { call } from '../helpers/http-client.js';
 import { convergence, createTestTables, writeTestPolicies } from '../helpers/schema.js';
