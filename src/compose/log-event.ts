@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { TandemEvent } from '../events.js';
 import { describeDbError } from '../db/describe-error.js';
+import { POLLED_ROUTES } from '../http/console/console-routes.js';
 
 /** One log line per event worth a line. Values of rows never appear; keys and tables do. */
 export function logEvent(logger: Logger, event: TandemEvent): void {
@@ -20,6 +21,7 @@ export function logEvent(logger: Logger, event: TandemEvent): void {
       // The cause's text may quote row values (knex prefixes the statement): code and kind only.
       if (event.status >= 500) logger.error({ ...fields, err: event.error ? describeDbError(event.error.cause ?? event.error) : undefined, msg2: event.message }, 'request failed');
       else if (event.route === '/healthz' || event.route === '/readyz' || event.route === '/metrics') logger.debug(fields, 'request');
+      else if (event.method === 'GET' && event.status < 400 && POLLED_ROUTES.has(event.route)) logger.debug(fields, 'request');
       else logger.info(fields, 'request');
       return;
     }

@@ -8,6 +8,9 @@ import { dataRoutes, type DataRouteDeps } from './data-routes.js';
 import { problemHandler } from './problem.js';
 import { requestDeadline } from './request-deadline.js';
 import { checkBodyShape } from './body-limits.js';
+import type { ConsoleApi } from './console/console-api.js';
+import { consoleAdminRoutes, consolePageRoutes } from './console/console-routes.js';
+import { openApiDocument } from './openapi.js';
 
 export interface HttpAppDeps extends DataRouteDeps {
   events: EventSink;
@@ -25,6 +28,8 @@ export interface HttpAppDeps extends DataRouteDeps {
   requestDeadlineMs?: number;
   /** Deepest JSON nesting accepted in a body. Default: 64. */
   maxJsonDepth?: number;
+  /** The console's admin endpoints (history, jobs, flags); the page itself is always served. */
+  console?: ConsoleApi;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -60,11 +65,19 @@ export function makeHttpApp(deps: HttpAppDeps): Express {
     res.type(contentType).send(body);
   });
 
+  app.get('/openapi.json', (_req, res) => {
+    res.locals['route'] = '/openapi.json';
+    res.json(openApiDocument());
+  });
+  app.use(consolePageRoutes());
+
   const json = express.json({ limit: deps.bodyLimit, strict: false });
   app.use('/v1', requireBearer(deps.apiTokens, 'tandem'), json, checkBodyShape(deps.maxJsonDepth ?? 64));
   app.use(dataRoutes(deps));
-  app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin'), json);
+  // A data token on the admin API is a 403 (known, not allowed), not a 401.
+  app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin', deps.apiTokens), json);
   app.use(adminRoutes(deps.admin));
+  if (deps.console) app.use(consoleAdminRoutes(deps.console));
 
   app.use((req, res, next) => {
     res.locals['route'] = 'unmatched';
