@@ -6,6 +6,8 @@ import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'p
 import { checkHealth } from './compose/health.js';
 import { closeHttp, listenHttp } from './compose/http-server.js';
 import { logEvent } from './compose/log-event.js';
+import { makeSqlFront, type SqlFrontParts } from './compose/make-sql-front.js';
+import { makeSqlMetrics } from './compose/sql-metrics.js';
 import { makeDelivery, type Delivery } from './compose/make-delivery.js';
 import { makeReads, type Reads } from './compose/make-reads.js';
 import { refreshMemoryGaugesOnCollect } from './compose/memory-gauges.js';
@@ -88,6 +90,8 @@ export class TandemApp {
         `${job.kind} job ${job.state}`,
       ),
   );
+  private sql: SqlFrontParts | undefined;
+  private readonly sqlMetrics = makeSqlMetrics(this.metrics.registry);
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
@@ -116,6 +120,12 @@ export class TandemApp {
   get http(): Express {
     if (!this.express) throw new Error('TandemApp.start() has not finished');
     return this.express;
+  }
+
+  /** Where the SQL front listens (when `sql.port` is set). */
+  sqlAddress(): { host: string; port: number } {
+    if (!this.sql?.front) throw new Error('the SQL front is off (sql.port is not set)');
+    return this.sql.front.address();
   }
 
   address(): { host: string; port: number } {
@@ -189,6 +199,19 @@ export class TandemApp {
     this.history = history;
     events.on((event) => history.observe(event));
     history.start();
+    // The SQL front (DESIGN §13): PostgreSQL primaries only.
+    this.sql = await makeSqlFront({
+      config,
+      source,
+      target,
+      policies,
+      reconciler,
+      routing: read.routing,
+      poke: () => delivery.worker.poke(),
+      metrics: this.sqlMetrics,
+      logger: this.logger,
+    });
+    const sql = this.sql;
 
     const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
     this.express = makeHttpApp({
@@ -204,6 +227,7 @@ export class TandemApp {
       health: () => this.health(),
       metrics: async () => this.clusterMetrics?.() ?? { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() },
       accepting: () => this.accepting,
+      ...(sql ? { sql: sql.runHttp } : {}),
       admin: {
         status: () => this.status(),
         listDead: (o) => listDeadRows(route.primary, o),
@@ -234,6 +258,10 @@ export class TandemApp {
       },
     });
     this.accepting = true;
+    if (sql?.front) {
+      await sql.front.start();
+      this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { sql: sql.front.address() } });
+    }
     if (options.listen === false) return;
     this.server = await listenHttp(this.express, config);
     this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { ...this.address(), tables } });
@@ -313,12 +341,14 @@ export class TandemApp {
     if (this.server) await closeHttp(this.server, this.config.shutdown.drainTimeoutMs);
     this.jobs.stopAll();
     this.history?.stop();
+    await this.sql?.front?.stop();
     await this.reconciler?.stop();
     await this.delivery?.worker.stop();
     await this.delivery?.applier.flush();
     await this.housekeeper?.stop();
     for (const breaker of this.breakers.values()) breaker.shutdown();
     this.flags?.stop();
+    await this.sql?.close();
     await Promise.all([this.stores.source?.knex.destroy(), this.stores.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }

@@ -8,6 +8,7 @@ import { dataRoutes, type DataRouteDeps } from './data-routes.js';
 import { problemHandler } from './problem.js';
 import { requestDeadline } from './request-deadline.js';
 import { checkBodyShape } from './body-limits.js';
+import { sqlRoutes, type RunSql } from './sql-routes.js';
 import type { ConsoleApi } from './console/console-api.js';
 import { consoleAdminRoutes, consolePageRoutes } from './console/console-routes.js';
 import { openApiDocument } from './openapi.js';
@@ -28,6 +29,8 @@ export interface HttpAppDeps extends DataRouteDeps {
   requestDeadlineMs?: number;
   /** Deepest JSON nesting accepted in a body. Default: 64. */
   maxJsonDepth?: number;
+  /** POST /v1/sql's runner (absent: the primary is not PostgreSQL). */
+  sql?: RunSql;
   /** The console's admin endpoints (history, jobs, flags); the page itself is always served. */
   console?: ConsoleApi;
 }
@@ -74,6 +77,7 @@ export function makeHttpApp(deps: HttpAppDeps): Express {
   const json = express.json({ limit: deps.bodyLimit, strict: false });
   app.use('/v1', requireBearer(deps.apiTokens, 'tandem'), json, checkBodyShape(deps.maxJsonDepth ?? 64));
   app.use(dataRoutes(deps));
+  app.use(sqlRoutes(deps.sql));
   // A data token on the admin API is a 403 (known, not allowed), not a 401.
   app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin', deps.apiTokens), json);
   app.use(adminRoutes(deps.admin));
