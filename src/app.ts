@@ -33,6 +33,10 @@ import { Housekeeper } from './outbox/housekeeper.js';
 import { listDeadRows } from './outbox/list-dead-rows.js';
 import { PendingKeys } from './outbox/pending-keys.js';
 import { replayDeadRows } from './outbox/replay-dead-rows.js';
+import { orphanStats, restoreOrphans } from './outbox/orphans.js';
+import { outboxStats } from './outbox/outbox-stats.js';
+import { workerHealth, type WorkerHealth } from './outbox/worker-health.js';
+import { refreshOutboxGaugesOnCollect } from './compose/outbox-gauges.js';
 import { prepareFolds, WriteService } from './write/write-service.js';
 
 export { openCore as openToolkit } from './compose/open-core.js';
@@ -92,6 +96,8 @@ export class TandemApp {
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
   private readonly lastVerify = new Map<string, VerifySummary>();
+  /** Tables whose target schema refused their rows, until an apply to them succeeds. */
+  private readonly schemaNotReady = new Map<string, { error: string; since: string }>();
 
   constructor(
     readonly config: Readonly<TandemConfig>,
@@ -105,6 +111,10 @@ export class TandemApp {
       );
     this.events.on((event) => recordEvent(this.metrics, event));
     this.events.on((event) => logEvent(this.logger, event));
+    this.events.on((event) => {
+      if (event.type === 'apply.schema' && !this.schemaNotReady.has(event.table)) this.schemaNotReady.set(event.table, { error: event.error, since: new Date().toISOString() });
+      if (event.type === 'apply' && event.result !== 'failed') this.schemaNotReady.delete(event.table);
+    });
   }
 
   get http(): Express {
@@ -146,6 +156,9 @@ export class TandemApp {
     const { source, target, policies } = core;
     const tables = [...policies.keys()];
 
+    // Rows set aside because their table had no policy resume when the policy is back.
+    await restoreOrphans(source, tables);
+
     const flags = makeFlagSource({ ...config.flags }, events);
     this.flags = flags;
     await flags.start();
@@ -173,6 +186,7 @@ export class TandemApp {
     this.breakers.set('shadow-target', read.shadowBreakers.target);
     this.read = read;
     refreshMemoryGaugesOnCollect(this.metrics, tables, read.routing, read.consistency);
+    refreshOutboxGaugesOnCollect(this.metrics, () => this.housekeeper?.stats() ?? [], () => this.workerHealth());
 
     delivery.worker.start();
     wakeOnRecovery(events, route, delivery.worker);
@@ -206,6 +220,8 @@ export class TandemApp {
       reads: read.reads,
       events,
       bodyLimit: config.http.bodyLimit,
+      requestDeadlineMs: config.http.requestDeadlineMs,
+      maxJsonDepth: config.http.maxJsonDepth,
       apiTokens: config.http.apiTokens.length > 0 ? config.http.apiTokens : undefined,
       adminTokens: adminOpen ? undefined : config.http.adminToken ? [config.http.adminToken] : [],
       health: () => this.health(),
@@ -252,12 +268,35 @@ export class TandemApp {
   }
 
   health(): Promise<{ ready: boolean; checks: Record<string, unknown> }> {
-    return checkHealth(this.stores, this.flags, this.accepting);
+    return checkHealth(this.stores, this.flags, this.accepting, { targetBreaker: this.breakers.get('target')?.state(), worker: this.workerHealth() });
   }
 
-  status(): Promise<unknown> {
+  /** Is the outbox worker making progress? (outbox/worker-health.ts) */
+  private workerHealth(): WorkerHealth {
+    const now = Date.now();
+    const worker = this.delivery?.worker;
+    return workerHealth({
+      now,
+      lastRoundAt: worker?.lastRoundAt ?? now,
+      lastProgressAt: worker?.lastProgressAt ?? now,
+      tables: this.housekeeper?.stats() ?? [],
+      breaker: this.breakers.get('target')?.state(),
+      stallAfterMs: this.config.outbox.stallAfterMs,
+    });
+  }
+
+  async status(): Promise<unknown> {
+    const primary = this.delivery?.route.primary;
+    const tables = [...(this.core?.policies.keys() ?? [])];
+    // Counted in the primary's outbox now; the housekeeper's last count when it does not answer in time.
+    const fresh = primary ? await withTimeout(outboxStats(primary, tables), 2_000).catch(() => undefined) : undefined;
+    const orphans = primary ? await withTimeout(orphanStats(primary), 2_000).catch(() => null) : null;
     return Promise.resolve(
       buildStatus({
+        outboxCount: fresh ? { stats: fresh, countedAt: Date.now() } : { stats: this.housekeeper?.stats() ?? [], countedAt: this.housekeeper?.countedAt ?? 0 },
+        worker: this.workerHealth(),
+        orphans,
+        schemaNotReady: this.schemaNotReady,
         version: VERSION,
         startedAt: this.startedAt,
         source: this.stores.source,
@@ -313,6 +352,15 @@ export class TandemApp {
     await Promise.all([this.stores.source?.knex.destroy(), this.stores.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
 function makeLogger(options: LoggerOptions, stream: DestinationStream | undefined): Logger {

@@ -63,6 +63,14 @@ export const configSchema = strictObject({
         adminToken: z.string().min(8, 'tokens need at least 8 characters').optional(),
         /** Longest a request may take before Tandem answers 503, ms. Default: 30000. */
         requestTimeoutMs: positiveInt.default(30_000),
+        /**
+         * Longest Tandem works on one API request before answering 504 (`timeout`) with
+         * `Retry-After`, whatever the databases do, ms. Keep it above `db.statementTimeoutMs`
+         * + 1 s (each statement's client-side deadline). Default: 15000.
+         */
+        requestDeadlineMs: positiveInt.default(15_000),
+        /** Deepest JSON nesting accepted in a request body (400 past it). Default: 64. */
+        maxJsonDepth: positiveInt.default(64),
       })
       .default({}),
     db: strictObject({
@@ -112,6 +120,12 @@ export const configSchema = strictObject({
         inlineGraceMs: positiveInt.default(2_000),
         /** Interval of the pending/dead/lag statistics and of forgetting keys other replicas applied (read-your-writes), ms. Default: 1000. */
         housekeepingIntervalMs: positiveInt.default(1_000),
+        /**
+         * The outbox worker counts as stalled (status, `tandem_outbox_worker_stalled`, alert) when
+         * no claim round finished for this long, or rows this old wait while nothing is handled
+         * and the secondary's breaker is not open, ms. Default: 60000.
+         */
+        stallAfterMs: positiveInt.default(60_000),
       })
       .default({}),
     read: strictObject({

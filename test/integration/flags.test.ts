@@ -287,6 +287,22 @@ describeEachPair('flags reconcile into stages', { pairs: [SQLITE], label: 'flagc
       expect(await tableStatus(tandem)).toMatchObject({ stage: 'dual-write' });
     });
 
+    it('a deleted flag file keeps the last good flags: no stage changes, an error in status and the metric', async () => {
+      const before = await tableStatus(tandem);
+      expect(before.stage).toBe('dual-write');
+      const errorsBefore = sample(await metrics(tandem), 'tandem_flags_errors_total') ?? 0;
+      rmSync(tandem.flagsFile);
+      await waitFor(async () => /missing/.test((await status(tandem)).flags.lastError ?? ''), { timeoutMs: 5_000, what: 'the missing flag file to be reported' });
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      expect(await tableStatus(tandem)).toMatchObject({ stage: 'dual-write', stale: before.stale, flags: { dualWrite: true } });
+      expect(await tableStatus(tandem, 'kv')).toMatchObject({ stage: 'dual-write' });
+      expect(sample(await metrics(tandem), 'tandem_flags_errors_total')).toBeGreaterThan(errorsBefore);
+      expect((await tandem.request.get('/readyz')).status).toBe(200);
+      expect((await insertPerson(tandem, 'no-file@example.com', 'No File')).write).toBe('applied');
+      tandem.setFlags(DUAL_WRITE_ALL);
+      await waitFor(async () => (await status(tandem)).flags.lastError === null, { timeoutMs: 5_000, what: 'the flag error to clear' });
+    });
+
     it('target-primary (not supported by this build) is refused: the stage stays dual-write', async () => {
       const conflictsBefore = sample(await metrics(tandem), 'tandem_flag_conflicts_total') ?? 0;
       tandem.setFlags([...DUAL_WRITE_ALL, on('tandem.people.target-primary')]);

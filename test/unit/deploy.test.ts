@@ -226,6 +226,7 @@ describe('deploy/: dashboard and alert rules', () => {
     expect(find(/^increase\(tandem_flags_errors_total\[5m\]\) > 0$/)).toHaveLength(1);
     expect(find(/tandem_verify_drift_rows\) > 0$/)).toHaveLength(1);
     expect(find(/^up\{job="tandem"\} == 0$/)).toHaveLength(1);
+    expect(find(/^tandem_outbox_worker_stalled == 1$/)).toHaveLength(1);
   });
 
   it('example Prometheus config scrapes /metrics as job tandem and loads the rules', () => {
