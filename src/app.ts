@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import { checkHealth } from './compose/health.js';
 import { closeHttp, listenHttp } from './compose/http-server.js';
 import { logEvent } from './compose/log-event.js';
@@ -13,6 +13,7 @@ import { openCore, type Core } from './compose/open-core.js';
 import { buildStatus, type VerifySummary } from './compose/status.js';
 import { wakeOnRecovery } from './compose/wake-on-recovery.js';
 import type { TandemConfig } from './config/schema.js';
+import { backfillTable } from './consistency/backfill.js';
 import { runVerify } from './consistency/run-verify.js';
 import type { VerifyOptions, VerifyReport } from './consistency/verify.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
@@ -21,7 +22,9 @@ import type { Store } from './db/store.js';
 import { TandemError } from './errors.js';
 import { EventBus } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
+import { HistoryRing } from './history/history-ring.js';
 import { makeHttpApp } from './http/make-http-app.js';
+import { JobRegistry } from './jobs/job-registry.js';
 import { clusterMetricsClient } from './metrics/cluster-metrics.js';
 import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.js';
 import { Housekeeper } from './outbox/housekeeper.js';
@@ -36,6 +39,8 @@ export const VERSION = '0.1.0';
 
 export interface TandemAppOptions {
   logger?: Logger;
+  /** Where the default logger writes (default stdout, JSON lines); the CLI passes pino-pretty on a terminal. */
+  logStream?: DestinationStream;
   /** Runs before policies are checked, with both stores open (the embedded demo creates its tables). */
   prepareStores?: (source: Store, target: Store) => Promise<void>;
 }
@@ -68,6 +73,17 @@ export class TandemApp {
   private server: Server | undefined;
   private express: Express | undefined;
   private accepting = false;
+  private history: HistoryRing | undefined;
+  /** Background verify/backfill started from the admin API (the console); each start and end is logged. */
+  private readonly jobs = new JobRegistry(
+    (job) => this.logger.info({ jobId: job.id, kind: job.kind, table: job.table, options: job.options }, `${job.kind} job started`),
+    (job) =>
+      (job.state === 'failed' ? this.logger.error : this.logger.info).call(
+        this.logger,
+        { jobId: job.id, kind: job.kind, table: job.table, state: job.state, err: job.error ?? undefined, ms: Date.parse(job.finishedAt ?? '') - Date.parse(job.startedAt) },
+        `${job.kind} job ${job.state}`,
+      ),
+  );
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
@@ -79,7 +95,10 @@ export class TandemApp {
   ) {
     this.logger =
       options.logger ??
-      pino({ level: config.log.level, base: { service: 'tandem', ...(cluster.worker ? { worker: cluster.worker.id } : {}) }, redact: ['authorization', '*.authorization', '*.password'] });
+      makeLogger(
+        { level: config.log.level, base: { service: 'tandem', ...(cluster.worker ? { worker: cluster.worker.id } : {}) }, redact: ['authorization', '*.authorization', '*.password'] },
+        options.logStream,
+      );
     this.events.on((event) => recordEvent(this.metrics, event));
     this.events.on((event) => logEvent(this.logger, event));
   }
@@ -151,6 +170,12 @@ export class TandemApp {
     await this.housekeeper.runOnce();
     this.housekeeper.start();
 
+    // The console's charts: an hour of samples in memory, from the same events as the metrics.
+    const history = new HistoryRing(tables);
+    this.history = history;
+    events.on((event) => history.observe(event));
+    history.start();
+
     const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
     this.express = makeHttpApp({
       policies,
@@ -175,6 +200,21 @@ export class TandemApp {
         tables: () => new Set(policies.keys()),
         releaseBrake: (table) => read.brake.release(table),
         verify: (table, o) => this.verify(table, o),
+      },
+      console: {
+        tables: () => new Set(policies.keys()),
+        history,
+        jobs: this.jobs,
+        flags,
+        flagsFile: config.flags.file,
+        unleashUrl: config.flags.unleashUrl,
+        capabilities: { cutover: false, rollback: false },
+        verify: (table, o) => this.verify(table, o),
+        backfill: (table, o) => {
+          const policy = policies.get(table);
+          if (!policy) throw new TandemError('unknown_table', 404, `table: no table named "${table.slice(0, 64)}"`, { field: 'table' });
+          return backfillTable(source, target, policy, o);
+        },
       },
     });
     this.accepting = true;
@@ -232,6 +272,8 @@ export class TandemApp {
     this.events.emit({ type: 'lifecycle', phase: 'stopping' });
     this.accepting = false;
     if (this.server) await closeHttp(this.server, this.config.shutdown.drainTimeoutMs);
+    this.jobs.stopAll();
+    this.history?.stop();
     await this.reconciler?.stop();
     await this.delivery?.worker.stop();
     await this.delivery?.applier.flush();
@@ -241,4 +283,8 @@ export class TandemApp {
     await Promise.all([this.stores.source?.knex.destroy(), this.stores.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
+}
+
+function makeLogger(options: LoggerOptions, stream: DestinationStream | undefined): Logger {
+  return stream ? pino(options, stream) : pino(options);
 }

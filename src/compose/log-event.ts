@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { TandemEvent } from '../events.js';
+import { POLLED_ROUTES } from '../http/console/console-routes.js';
 
 /** One log line per event worth a line. Values of rows never appear; keys and tables do. */
 export function logEvent(logger: Logger, event: TandemEvent): void {
@@ -18,6 +19,7 @@ export function logEvent(logger: Logger, event: TandemEvent): void {
       };
       if (event.status >= 500) logger.error({ ...fields, err: event.error, msg2: event.message }, 'request failed');
       else if (event.route === '/healthz' || event.route === '/readyz' || event.route === '/metrics') logger.debug(fields, 'request');
+      else if (event.method === 'GET' && event.status < 400 && POLLED_ROUTES.has(event.route)) logger.debug(fields, 'request');
       else logger.info(fields, 'request');
       return;
     }

@@ -89,6 +89,12 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
     await source.knex(BACKFILL_TABLE)
       .where({ tbl: policy.name })
       .update({ last_key: formatKey(after), copied, skipped, updated_at: Date.now() });
+    if (options.rate && options.rate > 0) {
+      const minMs = (rows.length * 1000) / options.rate;
+      const spent = Date.now() - chunkStarted;
+      if (spent < minMs) await new Promise((r) => setTimeout(r, minMs - spent));
+    }
+    // After the throttle's pause, so a throttled run reports the rate it keeps, not its bursts.
     const elapsed = Math.max(1, Date.now() - started);
     const rate = ((copied + skipped - atStart) * 1000) / elapsed;
     options.onProgress?.({
@@ -98,11 +104,6 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
       rowsPerSecond: Math.round(rate),
       etaSeconds: rate > 0 ? Math.max(0, Math.round((total - copied - skipped) / rate)) : null,
     });
-    if (options.rate && options.rate > 0) {
-      const minMs = (rows.length * 1000) / options.rate;
-      const spent = Date.now() - chunkStarted;
-      if (spent < minMs) await new Promise((r) => setTimeout(r, minMs - spent));
-    }
     if (rows.length < chunkSize) break;
   }
   await source.knex(BACKFILL_TABLE).where({ tbl: policy.name }).update({ finished_at: Date.now(), updated_at: Date.now() });
