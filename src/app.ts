@@ -1,19 +1,19 @@
-import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
-import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import type { DestinationStream, Logger } from 'pino';
+import { makeConsoleApi, makeJobRegistry } from './compose/console-wiring.js';
 import { checkHealth } from './compose/health.js';
 import { closeHttp, listenHttp } from './compose/http-server.js';
 import { logEvent } from './compose/log-event.js';
 import { makeDelivery, type Delivery } from './compose/make-delivery.js';
+import { makeAppLogger } from './compose/make-logger.js';
 import { makeReads, type Reads } from './compose/make-reads.js';
 import { refreshMemoryGaugesOnCollect } from './compose/memory-gauges.js';
 import { openCore, type Core } from './compose/open-core.js';
 import { buildStatus, type VerifySummary } from './compose/status.js';
 import { wakeOnRecovery } from './compose/wake-on-recovery.js';
 import type { TandemConfig } from './config/schema.js';
-import { backfillTable } from './consistency/backfill.js';
 import { runVerify } from './consistency/run-verify.js';
 import type { VerifyOptions, VerifyReport } from './consistency/verify.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
@@ -22,9 +22,9 @@ import type { Store } from './db/store.js';
 import { TandemError } from './errors.js';
 import { EventBus } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
-import { HistoryRing } from './history/history-ring.js';
+import type { HistoryRing } from './history/history-ring.js';
 import { makeHttpApp } from './http/make-http-app.js';
-import { JobRegistry } from './jobs/job-registry.js';
+import type { JobRegistry } from './jobs/job-registry.js';
 import { clusterMetricsClient } from './metrics/cluster-metrics.js';
 import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.js';
 import { Housekeeper } from './outbox/housekeeper.js';
@@ -74,16 +74,8 @@ export class TandemApp {
   private express: Express | undefined;
   private accepting = false;
   private history: HistoryRing | undefined;
-  /** Background verify/backfill started from the admin API (the console); each start and end is logged. */
-  private readonly jobs = new JobRegistry(
-    (job) => this.logger.info({ jobId: job.id, kind: job.kind, table: job.table, options: job.options }, `${job.kind} job started`),
-    (job) =>
-      (job.state === 'failed' ? this.logger.error : this.logger.info).call(
-        this.logger,
-        { jobId: job.id, kind: job.kind, table: job.table, state: job.state, err: job.error ?? undefined, ms: Date.parse(job.finishedAt ?? '') - Date.parse(job.startedAt) },
-        `${job.kind} job ${job.state}`,
-      ),
-  );
+  /** Background verify/backfill started from the admin API (the console). */
+  private readonly jobs: JobRegistry;
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
@@ -93,12 +85,8 @@ export class TandemApp {
     readonly config: Readonly<TandemConfig>,
     private readonly options: TandemAppOptions = {},
   ) {
-    this.logger =
-      options.logger ??
-      makeLogger(
-        { level: config.log.level, base: { service: 'tandem', ...(cluster.worker ? { worker: cluster.worker.id } : {}) }, redact: ['authorization', '*.authorization', '*.password'] },
-        options.logStream,
-      );
+    this.logger = options.logger ?? makeAppLogger(config, options.logStream);
+    this.jobs = makeJobRegistry(this.logger);
     this.events.on((event) => recordEvent(this.metrics, event));
     this.events.on((event) => logEvent(this.logger, event));
   }
@@ -170,11 +158,8 @@ export class TandemApp {
     await this.housekeeper.runOnce();
     this.housekeeper.start();
 
-    // The console's charts: an hour of samples in memory, from the same events as the metrics.
-    const history = new HistoryRing(tables);
-    this.history = history;
-    events.on((event) => history.observe(event));
-    history.start();
+    const consoleWiring = makeConsoleApi({ config, events, source, target, policies, flags, jobs: this.jobs, verify: (table, o) => this.verify(table, o) });
+    this.history = consoleWiring.history;
 
     const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
     this.express = makeHttpApp({
@@ -201,21 +186,7 @@ export class TandemApp {
         releaseBrake: (table) => read.brake.release(table),
         verify: (table, o) => this.verify(table, o),
       },
-      console: {
-        tables: () => new Set(policies.keys()),
-        history,
-        jobs: this.jobs,
-        flags,
-        flagsFile: config.flags.file,
-        unleashUrl: config.flags.unleashUrl,
-        capabilities: { cutover: false, rollback: false },
-        verify: (table, o) => this.verify(table, o),
-        backfill: (table, o) => {
-          const policy = policies.get(table);
-          if (!policy) throw new TandemError('unknown_table', 404, `table: no table named "${table.slice(0, 64)}"`, { field: 'table' });
-          return backfillTable(source, target, policy, o);
-        },
-      },
+      console: consoleWiring.api,
     });
     this.accepting = true;
     if (options.listen === false) return;
@@ -228,22 +199,11 @@ export class TandemApp {
   }
 
   status(): Promise<unknown> {
+    const { stores, read } = this;
+    const parts = { source: stores.source, target: stores.target, routing: read?.routing, consistency: read?.consistency, brake: read?.brake };
+    const policies = this.core?.policies ?? new Map();
     return Promise.resolve(
-      buildStatus({
-        version: VERSION,
-        startedAt: this.startedAt,
-        source: this.stores.source,
-        target: this.stores.target,
-        breakers: this.breakers,
-        flags: this.flags,
-        policies: this.core?.policies ?? new Map(),
-        reconciler: this.reconciler,
-        routing: this.read?.routing,
-        consistency: this.read?.consistency,
-        brake: this.read?.brake,
-        housekeeper: this.housekeeper,
-        lastVerify: this.lastVerify,
-      }),
+      buildStatus({ ...parts, version: VERSION, startedAt: this.startedAt, breakers: this.breakers, flags: this.flags, policies, reconciler: this.reconciler, housekeeper: this.housekeeper, lastVerify: this.lastVerify }),
     );
   }
 
@@ -283,8 +243,4 @@ export class TandemApp {
     await Promise.all([this.stores.source?.knex.destroy(), this.stores.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
-}
-
-function makeLogger(options: LoggerOptions, stream: DestinationStream | undefined): Logger {
-  return stream ? pino(options, stream) : pino(options);
 }
