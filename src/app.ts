@@ -2,24 +2,26 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { DestinationStream, Logger } from 'pino';
+import { httpTokens, makeAdminApi } from './compose/admin-api.js';
 import { makeConsoleApi, makeJobRegistry } from './compose/console-wiring.js';
 import { checkHealth } from './compose/health.js';
 import { closeHttp, listenHttp } from './compose/http-server.js';
 import { logEvent } from './compose/log-event.js';
+import { makeSqlFront, type SqlFrontParts } from './compose/make-sql-front.js';
+import { makeSqlMetrics } from './compose/sql-metrics.js';
 import { makeDelivery, type Delivery } from './compose/make-delivery.js';
 import { makeAppLogger } from './compose/make-logger.js';
 import { makeReads, type Reads } from './compose/make-reads.js';
 import { refreshMemoryGaugesOnCollect } from './compose/memory-gauges.js';
 import { openCore, type Core } from './compose/open-core.js';
+import { verifyInServer } from './compose/server-verify.js';
 import { buildStatus, type VerifySummary } from './compose/status.js';
 import { wakeOnRecovery } from './compose/wake-on-recovery.js';
 import type { TandemConfig } from './config/schema.js';
-import { runVerify } from './consistency/run-verify.js';
 import type { VerifyOptions, VerifyReport } from './consistency/verify.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
 import type { StoreBreaker } from './db/breaker.js';
 import type { Store } from './db/store.js';
-import { TandemError } from './errors.js';
 import { EventBus } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
 import type { HistoryRing } from './history/history-ring.js';
@@ -28,9 +30,7 @@ import type { JobRegistry } from './jobs/job-registry.js';
 import { clusterMetricsClient } from './metrics/cluster-metrics.js';
 import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.js';
 import { Housekeeper } from './outbox/housekeeper.js';
-import { listDeadRows } from './outbox/list-dead-rows.js';
 import { PendingKeys } from './outbox/pending-keys.js';
-import { replayDeadRows } from './outbox/replay-dead-rows.js';
 import { prepareFolds, WriteService } from './write/write-service.js';
 
 export { openCore as openToolkit } from './compose/open-core.js';
@@ -76,6 +76,8 @@ export class TandemApp {
   private history: HistoryRing | undefined;
   /** Background verify/backfill started from the admin API (the console). */
   private readonly jobs: JobRegistry;
+  private sql: SqlFrontParts | undefined;
+  private readonly sqlMetrics = makeSqlMetrics(this.metrics.registry);
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
@@ -94,6 +96,12 @@ export class TandemApp {
   get http(): Express {
     if (!this.express) throw new Error('TandemApp.start() has not finished');
     return this.express;
+  }
+
+  /** Where the SQL front listens (when `sql.port` is set). */
+  sqlAddress(): { host: string; port: number } {
+    if (!this.sql?.front) throw new Error('the SQL front is off (sql.port is not set)');
+    return this.sql.front.address();
   }
 
   address(): { host: string; port: number } {
@@ -160,35 +168,36 @@ export class TandemApp {
 
     const consoleWiring = makeConsoleApi({ config, events, source, target, policies, flags, jobs: this.jobs, verify: (table, o) => this.verify(table, o) });
     this.history = consoleWiring.history;
+    // The SQL front (DESIGN §13): PostgreSQL primaries only.
+    const sqlDeps = { config, source, target, policies, reconciler, routing: read.routing, metrics: this.sqlMetrics, logger: this.logger };
+    const sql = (this.sql = await makeSqlFront({ ...sqlDeps, poke: () => delivery.worker.poke() }));
 
-    const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
     this.express = makeHttpApp({
       policies,
       writes,
       reads: read.reads,
       events,
       bodyLimit: config.http.bodyLimit,
-      apiTokens: config.http.apiTokens.length > 0 ? config.http.apiTokens : undefined,
-      adminTokens: adminOpen ? undefined : config.http.adminToken ? [config.http.adminToken] : [],
+      ...httpTokens(config),
       health: () => this.health(),
       metrics: async () => this.clusterMetrics?.() ?? { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() },
       accepting: () => this.accepting,
-      admin: {
+      ...(sql ? { sql: sql.runHttp } : {}),
+      admin: makeAdminApi({
+        route,
+        tables,
         status: () => this.status(),
-        listDead: (o) => listDeadRows(route.primary, o),
-        replayDead: async (o) => {
-          const n = await replayDeadRows(route.primary, o);
-          delivery.worker.poke();
-          await this.housekeeper?.runOnce();
-          return n;
-        },
-        tables: () => new Set(policies.keys()),
-        releaseBrake: (table) => read.brake.release(table),
         verify: (table, o) => this.verify(table, o),
-      },
+        releaseBrake: (table) => read.brake.release(table),
+        afterReplay: async () => (delivery.worker.poke(), await this.housekeeper?.runOnce()),
+      }),
       console: consoleWiring.api,
     });
     this.accepting = true;
+    if (sql?.front) {
+      await sql.front.start();
+      this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { sql: sql.front.address() } });
+    }
     if (options.listen === false) return;
     this.server = await listenHttp(this.express, config);
     this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { ...this.address(), tables } });
@@ -207,19 +216,9 @@ export class TandemApp {
     );
   }
 
-  /**
-   * verify (and --repair) from inside the server: differing keys are re-enqueued under a row
-   * lock and the worker applies them. A clean verify of a dual-writing table clears its stale mark.
-   */
-  async verify(table: string, options: VerifyOptions & { repair?: boolean } = {}): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
-    const policy = this.core?.policies.get(table);
-    if (!policy || !this.core) throw new TandemError('unknown_table', 404, `table: no table named "${table.slice(0, 64)}"`, { field: 'table' });
-    const result = await runVerify(this.core.source, this.core.target, policy, this.events, options);
-    const { differingKeys: _keys, ...summary } = result;
-    this.lastVerify.set(table, { ...summary, finishedAt: new Date().toISOString() });
-    this.delivery?.worker.poke();
-    await this.reconciler?.reconcileSoon();
-    return result;
+  /** verify (and --repair) from inside the server (src/compose/server-verify.ts). */
+  verify(table: string, options: VerifyOptions & { repair?: boolean } = {}): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
+    return verifyInServer(this.core, table, this.events, this.lastVerify, options, async () => (this.delivery?.worker.poke(), await this.reconciler?.reconcileSoon()));
   }
 
   /** Drains requests, stops workers, shuts breakers, the flag client and the pools. Safe to call twice. */
@@ -234,12 +233,14 @@ export class TandemApp {
     if (this.server) await closeHttp(this.server, this.config.shutdown.drainTimeoutMs);
     this.jobs.stopAll();
     this.history?.stop();
+    await this.sql?.front?.stop();
     await this.reconciler?.stop();
     await this.delivery?.worker.stop();
     await this.delivery?.applier.flush();
     await this.housekeeper?.stop();
     for (const breaker of this.breakers.values()) breaker.shutdown();
     this.flags?.stop();
+    await this.sql?.close();
     await Promise.all([this.stores.source?.knex.destroy(), this.stores.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }

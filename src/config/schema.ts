@@ -136,6 +136,26 @@ export const configSchema = strictObject({
         drainTimeoutMs: positiveInt.default(10_000),
       })
       .default({}),
+    sql: strictObject({
+        /** PostgreSQL-protocol listener port (0 picks a free one). Default: none (the SQL front is off). */
+        port: z.number().int().min(0).max(65535).optional(),
+        /** Listen address of the SQL front. Default: `127.0.0.1`. */
+        host: z.string().min(1).default('127.0.0.1'),
+        /**
+         * Users allowed to connect, authenticated with SCRAM-SHA-256. Default: none, which
+         * means no password check and is refused off loopback.
+         */
+        users: z.array(strictObject({ name: z.string().min(1).max(63), password: z.string().min(8, 'passwords need at least 8 characters') })).default([]),
+        /** Client sessions at once; one more is refused with SQLSTATE 53300. Default: 100. */
+        maxSessions: positiveInt.default(100),
+        /** Connections to the primary shared by all sessions. Default: 10. */
+        poolMax: positiveInt.default(10),
+        /** Statement timeout on the primary for SQL-front statements, ms. Default: 30000. */
+        statementTimeoutMs: positiveInt.default(30_000),
+        /** Largest protocol message accepted from a client, bytes; larger is refused with 54000. Default: 1048576. */
+        maxMessageBytes: positiveInt.default(1_048_576),
+      })
+      .default({}),
     log: strictObject({
         /** pino level. Default: `info`. */
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

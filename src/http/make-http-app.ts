@@ -6,6 +6,7 @@ import { adminRoutes, type AdminApi } from './admin-routes.js';
 import { requireBearer } from './auth.js';
 import { dataRoutes, type DataRouteDeps } from './data-routes.js';
 import { problemHandler } from './problem.js';
+import { sqlRoutes, type RunSql } from './sql-routes.js';
 import type { ConsoleApi } from './console/console-api.js';
 import { consoleAdminRoutes, consolePageRoutes } from './console/console-routes.js';
 import { openApiDocument } from './openapi.js';
@@ -22,6 +23,8 @@ export interface HttpAppDeps extends DataRouteDeps {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** False while shutting down: new requests get 503. */
   accepting(): boolean;
+  /** POST /v1/sql's runner (absent: the primary is not PostgreSQL). */
+  sql?: RunSql;
   /** The console's admin endpoints (history, jobs, flags); the page itself is always served. */
   console?: ConsoleApi;
 }
@@ -66,6 +69,7 @@ export function makeHttpApp(deps: HttpAppDeps): Express {
   const json = express.json({ limit: deps.bodyLimit, strict: false });
   app.use('/v1', requireBearer(deps.apiTokens, 'tandem'), json);
   app.use(dataRoutes(deps));
+  app.use(sqlRoutes(deps.sql));
   // A data token on the admin API is a 403 (known, not allowed), not a 401.
   app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin', deps.apiTokens), json);
   app.use(adminRoutes(deps.admin));
