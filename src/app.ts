@@ -1,36 +1,35 @@
-import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
-import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import type { DestinationStream, Logger } from 'pino';
+import { httpTokens, makeAdminApi } from './compose/admin-api.js';
+import { makeConsoleApi, makeJobRegistry } from './compose/console-wiring.js';
 import { checkHealth } from './compose/health.js';
 import { closeHttp, listenHttp } from './compose/http-server.js';
 import { logEvent } from './compose/log-event.js';
 import { makeSqlFront, type SqlFrontParts } from './compose/make-sql-front.js';
 import { makeSqlMetrics } from './compose/sql-metrics.js';
 import { makeDelivery, type Delivery } from './compose/make-delivery.js';
+import { makeAppLogger } from './compose/make-logger.js';
 import { makeReads, type Reads } from './compose/make-reads.js';
 import { refreshMemoryGaugesOnCollect } from './compose/memory-gauges.js';
 import { openCore, type Core } from './compose/open-core.js';
+import { verifyInServer } from './compose/server-verify.js';
 import { buildStatus, type VerifySummary } from './compose/status.js';
 import { wakeOnRecovery } from './compose/wake-on-recovery.js';
 import type { TandemConfig } from './config/schema.js';
-import { backfillTable } from './consistency/backfill.js';
-import { runVerify } from './consistency/run-verify.js';
 import type { VerifyOptions, VerifyReport } from './consistency/verify.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
 import type { StoreBreaker } from './db/breaker.js';
 import type { Store } from './db/store.js';
-import { TandemError } from './errors.js';
 import { EventBus } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
-import { HistoryRing } from './history/history-ring.js';
+import type { HistoryRing } from './history/history-ring.js';
 import { makeHttpApp } from './http/make-http-app.js';
-import { JobRegistry } from './jobs/job-registry.js';
+import type { JobRegistry } from './jobs/job-registry.js';
 import { clusterMetricsClient } from './metrics/cluster-metrics.js';
 import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.js';
 import { Housekeeper } from './outbox/housekeeper.js';
-import { listDeadRows } from './outbox/list-dead-rows.js';
 import { PendingKeys } from './outbox/pending-keys.js';
 import { replayDeadRows } from './outbox/replay-dead-rows.js';
 import { orphanStats, restoreOrphans } from './outbox/orphans.js';
@@ -80,16 +79,8 @@ export class TandemApp {
   private express: Express | undefined;
   private accepting = false;
   private history: HistoryRing | undefined;
-  /** Background verify/backfill started from the admin API (the console); each start and end is logged. */
-  private readonly jobs = new JobRegistry(
-    (job) => this.logger.info({ jobId: job.id, kind: job.kind, table: job.table, options: job.options }, `${job.kind} job started`),
-    (job) =>
-      (job.state === 'failed' ? this.logger.error : this.logger.info).call(
-        this.logger,
-        { jobId: job.id, kind: job.kind, table: job.table, state: job.state, err: job.error ?? undefined, ms: Date.parse(job.finishedAt ?? '') - Date.parse(job.startedAt) },
-        `${job.kind} job ${job.state}`,
-      ),
-  );
+  /** Background verify/backfill started from the admin API (the console). */
+  private readonly jobs: JobRegistry;
   private sql: SqlFrontParts | undefined;
   private readonly sqlMetrics = makeSqlMetrics(this.metrics.registry);
   private startPromise: Promise<void> | undefined;
@@ -103,12 +94,8 @@ export class TandemApp {
     readonly config: Readonly<TandemConfig>,
     private readonly options: TandemAppOptions = {},
   ) {
-    this.logger =
-      options.logger ??
-      makeLogger(
-        { level: config.log.level, base: { service: 'tandem', ...(cluster.worker ? { worker: cluster.worker.id } : {}) }, redact: ['authorization', '*.authorization', '*.password'] },
-        options.logStream,
-      );
+    this.logger = options.logger ?? makeAppLogger(config, options.logStream);
+    this.jobs = makeJobRegistry(this.logger);
     this.events.on((event) => recordEvent(this.metrics, event));
     this.events.on((event) => logEvent(this.logger, event));
     this.events.on((event) => {
@@ -194,26 +181,12 @@ export class TandemApp {
     await this.housekeeper.runOnce();
     this.housekeeper.start();
 
-    // The console's charts: an hour of samples in memory, from the same events as the metrics.
-    const history = new HistoryRing(tables);
-    this.history = history;
-    events.on((event) => history.observe(event));
-    history.start();
+    const consoleWiring = makeConsoleApi({ config, events, source, target, policies, flags, jobs: this.jobs, verify: (table, o) => this.verify(table, o) });
+    this.history = consoleWiring.history;
     // The SQL front (DESIGN §13): PostgreSQL primaries only.
-    this.sql = await makeSqlFront({
-      config,
-      source,
-      target,
-      policies,
-      reconciler,
-      routing: read.routing,
-      poke: () => delivery.worker.poke(),
-      metrics: this.sqlMetrics,
-      logger: this.logger,
-    });
-    const sql = this.sql;
+    const sqlDeps = { config, source, target, policies, reconciler, routing: read.routing, metrics: this.sqlMetrics, logger: this.logger };
+    const sql = (this.sql = await makeSqlFront({ ...sqlDeps, poke: () => delivery.worker.poke() }));
 
-    const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
     this.express = makeHttpApp({
       policies,
       writes,
@@ -222,40 +195,20 @@ export class TandemApp {
       bodyLimit: config.http.bodyLimit,
       requestDeadlineMs: config.http.requestDeadlineMs,
       maxJsonDepth: config.http.maxJsonDepth,
-      apiTokens: config.http.apiTokens.length > 0 ? config.http.apiTokens : undefined,
-      adminTokens: adminOpen ? undefined : config.http.adminToken ? [config.http.adminToken] : [],
+      ...httpTokens(config),
       health: () => this.health(),
       metrics: async () => this.clusterMetrics?.() ?? { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() },
       accepting: () => this.accepting,
       ...(sql ? { sql: sql.runHttp } : {}),
-      admin: {
+      admin: makeAdminApi({
+        route,
+        tables,
         status: () => this.status(),
-        listDead: (o) => listDeadRows(route.primary, o),
-        replayDead: async (o) => {
-          const n = await replayDeadRows(route.primary, o);
-          delivery.worker.poke();
-          await this.housekeeper?.runOnce();
-          return n;
-        },
-        tables: () => new Set(policies.keys()),
+        verify: (table, o) => this.verify(table, o),
         releaseBrake: (table) => read.brake.release(table),
-        verify: (table, o) => this.verify(table, o),
-      },
-      console: {
-        tables: () => new Set(policies.keys()),
-        history,
-        jobs: this.jobs,
-        flags,
-        flagsFile: config.flags.file,
-        unleashUrl: config.flags.unleashUrl,
-        capabilities: { cutover: false, rollback: false },
-        verify: (table, o) => this.verify(table, o),
-        backfill: (table, o) => {
-          const policy = policies.get(table);
-          if (!policy) throw new TandemError('unknown_table', 404, `table: no table named "${table.slice(0, 64)}"`, { field: 'table' });
-          return backfillTable(source, target, policy, o);
-        },
-      },
+        afterReplay: async () => (delivery.worker.poke(), await this.housekeeper?.runOnce()),
+      }),
+      console: consoleWiring.api,
     });
     this.accepting = true;
     if (sql?.front) {
@@ -314,19 +267,9 @@ export class TandemApp {
     );
   }
 
-  /**
-   * verify (and --repair) from inside the server: differing keys are re-enqueued under a row
-   * lock and the worker applies them. A clean verify of a dual-writing table clears its stale mark.
-   */
-  async verify(table: string, options: VerifyOptions & { repair?: boolean } = {}): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
-    const policy = this.core?.policies.get(table);
-    if (!policy || !this.core) throw new TandemError('unknown_table', 404, `table: no table named "${table.slice(0, 64)}"`, { field: 'table' });
-    const result = await runVerify(this.core.source, this.core.target, policy, this.events, options);
-    const { differingKeys: _keys, ...summary } = result;
-    this.lastVerify.set(table, { ...summary, finishedAt: new Date().toISOString() });
-    this.delivery?.worker.poke();
-    await this.reconciler?.reconcileSoon();
-    return result;
+  /** verify (and --repair) from inside the server (src/compose/server-verify.ts). */
+  verify(table: string, options: VerifyOptions & { repair?: boolean } = {}): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
+    return verifyInServer(this.core, table, this.events, this.lastVerify, options, async () => (this.delivery?.worker.poke(), await this.reconciler?.reconcileSoon()));
   }
 
   /** Drains requests, stops workers, shuts breakers, the flag client and the pools. Safe to call twice. */
@@ -363,6 +306,3 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
-function makeLogger(options: LoggerOptions, stream: DestinationStream | undefined): Logger {
-  return stream ? pino(options, stream) : pino(options);
-}

@@ -19,10 +19,11 @@ export function bindRow(primary: Store, route: TableRoute, values: Row): Row {
   return out;
 }
 
-export function keyWhere(route: TableRoute, key: KeyValues): Row {
+/** The key as a WHERE on the primary, each value bound like a value of its column (an ISO timestamp for MariaDB, say). */
+export function keyWhere(primary: Store, route: TableRoute, key: KeyValues): Row {
   const where: Row = {};
   route.primary.key.forEach((col, i) => {
-    where[col] = key[i];
+    where[col] = primary.adapter.bind(key[i], route.primary.kinds.get(col) ?? null);
   });
   return where;
 }
@@ -61,7 +62,7 @@ export async function updateRow(
   keyField: string,
 ): Promise<PrimaryChange> {
   const set = bindRow(primary, route, updateChanges(route, key, values, field));
-  const row = await primary.adapter.updateReturning(trx, route.primary, keyWhere(route, key), set);
+  const row = await primary.adapter.updateReturning(trx, route.primary, keyWhere(primary, route, key), set);
   if (!row) throw notFound(route, keyField);
   return { status: 200, key: storedKey(route, row), row };
 }
@@ -69,9 +70,9 @@ export async function updateRow(
 /** Insert or update by key (PUT). The key comes from the URL; values may repeat it. */
 export async function upsertRow(trx: Knex.Transaction, primary: Store, route: TableRoute, key: KeyValues, values: Row, field: string): Promise<PrimaryChange> {
   const changes = withoutKey(route, key, values, field);
-  const existing = await primary.adapter.lockRow(trx, route.primary, keyWhere(route, key));
+  const existing = await primary.adapter.lockRow(trx, route.primary, keyWhere(primary, route, key));
   if (!existing) {
-    const change = await insertRow(trx, primary, route, { ...changes, ...keyWhere(route, key) }, field);
+    const change = await insertRow(trx, primary, route, { ...changes, ...keyWhere(primary, route, key) }, field);
     return { ...change, status: 201 };
   }
   if (Object.keys(changes).length === 0) return { status: 200, key: storedKey(route, existing), row: existing };
@@ -81,7 +82,7 @@ export async function upsertRow(trx: Knex.Transaction, primary: Store, route: Ta
 
 /** DELETE by key; 404 when absent. */
 export async function deleteRow(trx: Knex.Transaction, primary: Store, route: TableRoute, key: KeyValues, keyField: string): Promise<PrimaryChange> {
-  const gone = await primary.adapter.deleteReturning(trx, route.primary, keyWhere(route, key));
+  const gone = await primary.adapter.deleteReturning(trx, route.primary, keyWhere(primary, route, key));
   if (!gone) throw notFound(route, keyField);
   return { status: 204, key: storedKey(route, gone), row: undefined };
 }

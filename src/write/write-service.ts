@@ -218,7 +218,7 @@ export async function prepareFolds(primary: Store, policies: Iterable<Policy>): 
   const folds = new Map<string, FoldedWriter>();
   for (const policy of policies) {
     const route: TableRoute = tableRoute(policy, primary.name);
-    const fold = await primary.adapter.prepareFold(primary.knex, route.primary, route.primary.kinds, formatKey);
+    const fold = await primary.adapter.prepareFold(primary.knex, route.primary, formatKey);
     if (fold) folds.set(policy.name, fold);
   }
   return folds;

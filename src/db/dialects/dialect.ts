@@ -155,7 +155,7 @@ export interface DialectAdapter {
   /** Reads one row by key, locked for the transaction where the engine locks rows. */
   lockRow(trx: Knex.Transaction, side: TableSide, where: Row): Promise<Row | undefined>;
   /** The folded single-statement write, where the engine allows one; undefined elsewhere. */
-  prepareFold(knex: Knex, side: TableSide, kinds: ReadonlyMap<string, ColumnKind | null>, formatKey: (key: KeyValues) => string): Promise<FoldedWriter | undefined>;
+  prepareFold(knex: Knex, side: TableSide, formatKey: (key: KeyValues) => string): Promise<FoldedWriter | undefined>;
 
   // --- outbox (primary) ------------------------------------------------------------------
   /** Inserts one outbox row in the writer's transaction, AFTER the change; returns its id. */

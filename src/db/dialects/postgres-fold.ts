@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { TandemError } from '../../errors.js';
-import type { ColumnKind } from '../../shared/column-kind.js';
 import type { KeyValues, Row } from '../../shared/row.js';
 import { OUTBOX_TABLE, STATE_TABLE } from '../internal-tables.js';
 import { PG_TEXT_IMAGE_PREFIX } from './pg-types.js';
@@ -103,12 +102,7 @@ export class PgFold implements FoldedWriter {
   ) {}
 
   /** Reads the table's column types; undefined when the table is not there. */
-  static async prepare(
-    knex: Knex,
-    side: TableSide,
-    _kinds: ReadonlyMap<string, ColumnKind | null>,
-    formatKey: (key: KeyValues) => string,
-  ): Promise<PgFold | undefined> {
+  static async prepare(knex: Knex, side: TableSide, formatKey: (key: KeyValues) => string): Promise<PgFold | undefined> {
     const result = (await knex.raw(
       // format_type(…, NULL) of char(n) is "character" — char(1) — and of bit(n) "bit": casts
       // to them truncate ('f1'::character = 'f'). bpchar and varbit without a length do not.

@@ -82,7 +82,7 @@ export const postgresAdapter: DialectAdapter = {
   async lockRow(trx, side, where) {
     return (await trx(side.table).select('*').where(where).first().forUpdate()) as Row | undefined;
   },
-  prepareFold: (knex, side, kinds, formatKey) => PgFold.prepare(knex, side, kinds, formatKey),
+  prepareFold: (knex, side, formatKey) => PgFold.prepare(knex, side, formatKey),
 
   async insertOutbox(trx, record) {
     const [inserted] = (await trx(OUTBOX_TABLE).insert({ ...record, status: 'pending', attempts: 0 }).returning('id')) as Array<{ id: number | string }>;

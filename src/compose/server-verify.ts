@@ -1,0 +1,28 @@
+import { runVerify } from '../consistency/run-verify.js';
+import type { VerifyOptions, VerifyReport } from '../consistency/verify.js';
+import { TandemError } from '../errors.js';
+import type { EventSink } from '../events.js';
+import type { Core } from './open-core.js';
+import type { VerifySummary } from './status.js';
+
+/**
+ * verify (and --repair) from inside the server: differing keys are re-enqueued under a row
+ * lock and the worker applies them (`after` wakes it); a clean verify of a dual-writing
+ * table clears its stale mark. The summary is kept for `/admin/status`.
+ */
+export async function verifyInServer(
+  core: Core | undefined,
+  table: string,
+  events: EventSink,
+  lastVerify: Map<string, VerifySummary>,
+  options: VerifyOptions & { repair?: boolean },
+  after: () => Promise<void>,
+): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
+  const policy = core?.policies.get(table);
+  if (!policy || !core) throw new TandemError('unknown_table', 404, `table: no table named "${table.slice(0, 64)}"`, { field: 'table' });
+  const result = await runVerify(core.source, core.target, policy, events, options);
+  const { differingKeys: _keys, ...summary } = result;
+  lastVerify.set(table, { ...summary, finishedAt: new Date().toISOString() });
+  await after();
+  return result;
+}
