@@ -1,9 +1,14 @@
 import cluster from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
+import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { pino, type Logger } from 'pino';
 import type { TandemConfig } from './config/schema.js';
+import { PrimaryDirectory } from './cutover/primary-directory.js';
+import { PrimarySwitch } from './cutover/primary-switch.js';
+import { policyFor, reversePolicy } from './cutover/reverse-policy.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
 import { ensureInternalTables } from './db/internal-tables.js';
 import { describeTable } from './db/introspect.js';
@@ -66,6 +71,12 @@ export class TandemApp {
   private flags: FlagSource | undefined;
   private breakers = new Map<string, StoreBreaker>();
   private worker: OutboxWorker | undefined;
+  /** Drains the target's outbox into the source while the target is primary. */
+  private reverseWorker: OutboxWorker | undefined;
+  private reverseHousekeeper: Housekeeper | undefined;
+  private directory: PrimaryDirectory | undefined;
+  /** This process's id as the owner of a primary switch. */
+  readonly replicaId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   private applier: Applier | undefined;
   private housekeeper: Housekeeper | undefined;
   private reconciler: StageReconciler | undefined;
@@ -147,6 +158,15 @@ export class TandemApp {
     this.breakers.set('target', targetBreaker);
     events.emit({ type: 'breaker', store: 'target', state: 'closed' });
     const route: ApplyRoute = { from: source, to: target, breaker: targetBreaker };
+    // The reverse direction (target primary after a cutover): the same apply with the
+    // policies seen from the target, writing the inverse mapping into the source.
+    const sourceBreaker = makeStoreBreaker('source', breakerOptions, events);
+    this.breakers.set('source', sourceBreaker);
+    const reversed = new Map([...this.policies].map(([name, policy]) => [name, reversePolicy(policy)]));
+    const reverseRoute: ApplyRoute = { from: target, to: source, breaker: sourceBreaker, policies: reversed };
+    const directory = new PrimaryDirectory(source, target);
+    this.directory = directory;
+    for (const table of tables) await directory.refresh(table);
 
     const pending = new PendingKeys(config.read.maxPendingKeys);
     const applier = new Applier(
@@ -162,13 +182,63 @@ export class TandemApp {
       (ids) => pending.complete(ids),
     );
     this.applier = applier;
-    const writes = new WriteService(() => route, applier, events, {
-      inlineGraceMs: config.outbox.inlineGraceMs,
-      folds: await prepareFolds(source, this.policies.values()),
-      onQueued: (entries) => pending.add(entries),
+    const writes = new WriteService(
+      (table) => {
+        const primary = directory.primary(table);
+        return primary === 'source' ? route : primary === 'target' ? reverseRoute : undefined;
+      },
+      applier,
+      events,
+      {
+        inlineGraceMs: config.outbox.inlineGraceMs,
+        folds: await prepareFolds(source, this.policies.values()),
+        onQueued: (entries) => pending.add(entries),
+        orient: (primary, policy) => policyFor(primary.name, policy),
+        refresh: (table) => directory.refresh(table),
+        holdMs: config.cutover.holdMs,
+      },
+    );
+
+    const workerOptions = {
+      probeTimeoutMs: config.apply.timeoutMs,
+      pollIntervalMs: config.outbox.pollIntervalMs,
+      batchSize: config.outbox.batchSize,
+      concurrency: config.outbox.concurrency,
+      leaseMs: config.outbox.leaseMs,
+    };
+    // One worker per direction, each claiming from its own primary's outbox. Both run
+    // before the first reconcile: a switch resumed at start drains through them.
+    this.worker = new OutboxWorker(route, applier, events, workerOptions);
+    this.worker.start();
+    this.reverseWorker = new OutboxWorker(reverseRoute, applier, events, workerOptions);
+    this.reverseWorker.start();
+    let lastHurry = 0;
+    const switcher = new PrimarySwitch({
+      source,
+      target,
+      events,
+      replicaId: this.replicaId,
+      options: {
+        leaseMs: config.cutover.leaseMs,
+        drainTimeoutMs: config.cutover.drainTimeoutMs,
+        pauseAtStep: config.cutover.pauseAtStep,
+        pauseMs: config.cutover.pauseMs,
+      },
+      hurryDrain: async (from) => {
+        await applier.flush();
+        // Rows waiting out a backoff or their inline grace are made due, at most twice a second.
+        if (Date.now() - lastHurry > 500) {
+          lastHurry = Date.now();
+          await makePendingRowsDue(from === 'source' ? source : target);
+        }
+        (from === 'source' ? this.worker : this.reverseWorker)?.poke();
+      },
     });
 
-    const reconciler = new StageReconciler(source, target, [...this.policies.values()], flags, events, config.stages.reconcileIntervalMs);
+    const reconciler = new StageReconciler(source, target, [...this.policies.values()], flags, events, config.stages.reconcileIntervalMs, {
+      directory,
+      switcher,
+    });
     this.reconciler = reconciler;
     await reconciler.reconcileAll();
     reconciler.start();
@@ -215,32 +285,39 @@ export class TandemApp {
       shadowBreakers,
       events,
       repair: async (policy, key) => {
-        await requeueKey(source, policy, key);
+        // Read-repair re-enqueues the source image: only while the source is primary.
+        if (directory.primary(policy.name) === 'source') await requeueKey(source, policy, key);
       },
       options: { targetTimeoutMs: config.read.targetTimeoutMs, shadowTimeoutMs: config.read.shadowTimeoutMs },
     });
 
-    this.worker = new OutboxWorker(route, applier, events, {
-      probeTimeoutMs: config.apply.timeoutMs,
-      pollIntervalMs: config.outbox.pollIntervalMs,
-      batchSize: config.outbox.batchSize,
-      concurrency: config.outbox.concurrency,
-      leaseMs: config.outbox.leaseMs,
-    });
-    this.worker.start();
     // When the secondary is back, rows waiting out their backoff are due at once.
     this.events.on((event) => {
-      // Requests never take a half-open breaker's trial; the worker takes it at once.
-      if (event.type === 'breaker' && event.state === 'half-open' && event.store === route.to.name) this.worker?.poke();
-      if (event.type === 'breaker' && event.state === 'closed' && event.store === route.to.name && this.worker) {
-        makePendingRowsDue(route.from)
-          .then(() => this.worker?.poke())
-          .catch((error: unknown) => this.events.emit({ type: 'background.error', component: 'outbox.kick', error: coerceError(error) }));
+      if (event.type !== 'breaker') return;
+      for (const [r, worker] of [
+        [route, this.worker],
+        [reverseRoute, this.reverseWorker],
+      ] as const) {
+        if (event.store !== r.to.name || !worker) continue;
+        // Requests never take a half-open breaker's trial; the worker takes it at once.
+        if (event.state === 'half-open') worker.poke();
+        if (event.state === 'closed') {
+          makePendingRowsDue(r.from)
+            .then(() => worker.poke())
+            .catch((error: unknown) => this.events.emit({ type: 'background.error', component: 'outbox.kick', error: coerceError(error) }));
+        }
       }
     });
     this.housekeeper = new Housekeeper(source, tables, events, config.outbox.housekeepingIntervalMs, pending);
     await this.housekeeper.runOnce();
     this.housekeeper.start();
+    // The target's outbox (reverse replication): its figures are the reverse lag.
+    const reverseEvents = {
+      emit: (event: TandemEvent) => events.emit(event.type === 'outbox.stats' ? { type: 'reverse.stats', tables: event.tables } : event),
+    };
+    this.reverseHousekeeper = new Housekeeper(target, tables, reverseEvents, config.outbox.housekeepingIntervalMs);
+    await this.reverseHousekeeper.runOnce();
+    this.reverseHousekeeper.start();
 
     const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
     this.express = makeHttpApp({
@@ -261,8 +338,9 @@ export class TandemApp {
         status: () => this.status(),
         listDead: (o) => listDeadRows(source, o),
         replayDead: async (o) => {
-          const n = await replayDeadRows(source, o);
+          const n = (await replayDeadRows(source, o)) + (await replayDeadRows(target, o));
           this.worker?.poke();
+          this.reverseWorker?.poke();
           await this.housekeeper?.runOnce();
           return n;
         },
@@ -313,14 +391,16 @@ export class TandemApp {
 
   async status(): Promise<unknown> {
     const stats = new Map((this.housekeeper?.stats() ?? []).map((s) => [s.table, s]));
+    const reverseStats = new Map((this.reverseHousekeeper?.stats() ?? []).map((s) => [s.table, s]));
     const flags = this.flags;
     return {
       version: VERSION,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       stores: {
         // The primary has no breaker: a failing primary is the client's answer (503), never queued.
-        source: { url: this.source?.displayUrl, dialect: this.source?.dialect, breaker: null, role: 'primary' },
-        target: { url: this.target?.displayUrl, dialect: this.target?.dialect, breaker: this.breakers.get('target')?.state(), role: 'secondary' },
+        // Roles are per table (tables[].primary); a store's breaker guards applies to it as a secondary.
+        source: { url: this.source?.displayUrl, dialect: this.source?.dialect, breaker: this.breakers.get('source')?.state() ?? null, role: this.storeRole('source') },
+        target: { url: this.target?.displayUrl, dialect: this.target?.dialect, breaker: this.breakers.get('target')?.state(), role: this.storeRole('target') },
       },
       flags: {
         origin: flags?.origin,
@@ -332,12 +412,14 @@ export class TandemApp {
         const stage = this.reconciler?.get(policy.name);
         const names = flagNames(policy.name);
         const outbox = stats.get(policy.name);
+        const view = this.directory?.get(policy.name);
+        const reverse = reverseStats.get(policy.name);
         return {
           table: policy.name,
           targetTable: policy.targetTable,
           stage: stage?.stage ?? 'source-only',
-          primary: 'source',
-          epoch: stage?.state?.epoch ?? 1,
+          primary: view ? (view.primary ?? null) : 'source',
+          epoch: view?.epoch ?? stage?.state?.epoch ?? 1,
           stale: stage?.state?.stale ?? false,
           staleReason: stage?.state?.staleReason ?? null,
           flagConflict: stage?.conflict ?? null,
@@ -346,6 +428,9 @@ export class TandemApp {
             targetPrimary: flags?.isEnabled(names.targetPrimary) ?? false,
             retireSource: flags?.isEnabled(names.retireSource) ?? false,
           },
+          switch: view?.switching ? { ...view.switching, elapsedMs: Date.now() - view.switching.startedAt } : null,
+          lastSwitchMs: view?.lastSwitchMs ?? 0,
+          reverse: { pending: reverse?.pending ?? 0, dead: reverse?.dead ?? 0, lagSeconds: reverse?.lagSeconds ?? 0 },
           readTargetPercent: this.routing?.percent(policy.name, 'readTarget') ?? 0,
           shadowReadPercent: this.routing?.percent(policy.name, 'shadowRead') ?? 0,
           consistency: this.consistency?.ratio(policy.name) ?? { ratio: 1, samples: 0 },
@@ -355,6 +440,13 @@ export class TandemApp {
         };
       }),
     };
+  }
+
+  /** `primary` / `secondary` when every table agrees, else `mixed` (see tables[].primary). */
+  private storeRole(store: 'source' | 'target'): string {
+    const primaries = new Set([...this.policies.keys()].map((t) => this.directory?.primary(t) ?? 'source'));
+    if (primaries.size !== 1) return 'mixed';
+    return primaries.has(store) ? 'primary' : 'secondary';
   }
 
   private readonly lastVerify = new Map<string, Omit<VerifyReport, 'differingKeys'> & { finishedAt: string }>();
@@ -394,8 +486,10 @@ export class TandemApp {
     }
     await this.reconciler?.stop();
     await this.worker?.stop();
+    await this.reverseWorker?.stop();
     await this.applier?.flush();
     await this.housekeeper?.stop();
+    await this.reverseHousekeeper?.stop();
     for (const breaker of this.breakers.values()) breaker.shutdown();
     this.flags?.stop();
     await Promise.all([this.source?.knex.destroy(), this.target?.knex.destroy()]);
@@ -483,6 +577,21 @@ function logEvent(logger: Logger, event: TandemEvent): void {
       return;
     case 'flags.error':
       logger.error({ origin: event.origin, err: event.error.message }, 'flags could not be refreshed; keeping the last good flags');
+      return;
+    case 'cutover.step':
+      logger.warn({ table: event.table, from: event.from, to: event.to, step: event.step, phase: event.phase, replica: event.replica, ...(event.ms !== undefined ? { ms: event.ms } : {}) }, `primary switch: ${event.step}`);
+      return;
+    case 'cutover.switched':
+      logger.warn({ table: event.table, primary: event.to, epoch: event.epoch, ms: event.ms }, `primary switched to the ${event.to}`);
+      return;
+    case 'cutover.identity':
+      logger.info({ table: event.table, store: event.store, oldMax: event.oldMax, movedTo: event.movedTo }, 'identity counter moved past the old primary');
+      return;
+    case 'cutover.refused':
+      logger.error({ table: event.table, to: event.to, reason: event.reason }, 'primary switch refused');
+      return;
+    case 'cutover.abandoned':
+      logger.error({ table: event.table, from: event.from, reason: event.reason }, 'primary switch abandoned before its commit point; the old primary takes writes again');
       return;
     case 'flag.conflict':
       logger.warn({ table: event.table, reason: event.reason }, 'flag combination refused; keeping the last good stage');

@@ -1,17 +1,39 @@
-import type { Store } from '../db/store.js';
+import type { Store, StoreName } from '../db/store.js';
 import { readAllStates, readStateForUpdate, writeState, type TableState } from '../db/table-state.js';
 import { coerceError } from '../errors.js';
 import type { EventSink, Stage } from '../events.js';
 import type { FlagSource } from '../flags/flag-source.js';
 import { flagNames, resolveStage } from '../flags/resolve-stage.js';
 import type { Policy } from '../policy/policy.js';
+import { describePrimary, type PrimaryDirectory, type TablePrimary } from './primary-directory.js';
+import type { PrimarySwitch } from './primary-switch.js';
 
 export interface TableStage {
   table: string;
   stage: Stage;
+  /** The source's state row (dual-write, staleness of the target). */
   state: TableState | undefined;
+  /** Both state rows: which store is primary, the epoch, a switch in progress. */
+  primary?: TablePrimary | undefined;
   /** The flags ask for something this replica refuses; the stage above is kept. */
   conflict: string | undefined;
+}
+
+/** Moves primaries when `target-primary` flips (absent: this replica never switches). */
+export interface CutoverControl {
+  directory: PrimaryDirectory;
+  switcher: PrimarySwitch;
+  /** Why a switch to the target must not start now (brake held, say), or undefined. */
+  refuseForward?: (table: string) => string | undefined;
+}
+
+/** The stage the state rows describe. */
+export function stageOf(view: TablePrimary | undefined, previous: Stage | undefined): Stage {
+  if (!view) return previous ?? 'source-only';
+  const primary = view.primary ?? view.switching?.from ?? null;
+  if (primary === 'target') return 'target-primary';
+  if (primary === null) return previous ?? 'dual-write';
+  return view.source.dualWrite ? 'dual-write' : 'source-only';
 }
 
 /**
@@ -33,7 +55,11 @@ export class StageReconciler {
     private readonly flags: FlagSource,
     private readonly events: EventSink,
     private readonly intervalMs: number,
+    private readonly cutover?: CutoverControl,
   ) {}
+
+  /** Switch refusals already reported per table (each reason logged once). */
+  private readonly refused = new Map<string, string>();
 
   start(): void {
     if (this.timer) return;
@@ -83,7 +109,15 @@ export class StageReconciler {
     }
     for (const policy of this.policies) {
       try {
-        await this.reconcileTable(policy, states.get(policy.name));
+        if (this.cutover) await this.reconcilePrimary(policy);
+        const view = this.cutover?.directory.get(policy.name);
+        // While the target is primary (or a switch holds the table) dual-write stays as it is:
+        // target-primary requires it, and the reverse direction depends on it.
+        if (view && view.primary !== 'source') {
+          this.setStage(policy, view.source, view, undefined, this.stages.get(policy.name)?.conflict);
+          continue;
+        }
+        await this.reconcileTable(policy, view?.source ?? states.get(policy.name), view);
       } catch (error) {
         this.events.emit({ type: 'background.error', component: 'stage.reconcile', error: coerceError(error) });
       }
@@ -95,8 +129,9 @@ export class StageReconciler {
       for (const state of await readAllStates(this.source.knex)) {
         if (!this.policies.some((p) => p.name === state.table)) continue;
         const before = this.stages.get(state.table);
-        const stage: Stage = state.dualWrite ? 'dual-write' : 'source-only';
-        this.stages.set(state.table, { table: state.table, stage, state, conflict: before?.conflict });
+        const view = this.cutover ? await this.cutover.directory.refresh(state.table).catch(() => this.cutover?.directory.get(state.table)) : undefined;
+        const stage: Stage = view ? stageOf(view, before?.stage) : state.dualWrite ? 'dual-write' : 'source-only';
+        this.stages.set(state.table, { table: state.table, stage, state, primary: view, conflict: before?.conflict });
         if (!before) this.events.emit({ type: 'stage', table: state.table, stage, stale: state.stale, reason: 'recorded stage (flags not loaded yet)' });
       }
     } catch (error) {
@@ -104,7 +139,61 @@ export class StageReconciler {
     }
   }
 
-  private async reconcileTable(policy: Policy, state: TableState | undefined): Promise<void> {
+  /** The flags' wish for the table's primary, and the switch that makes it so. */
+  private async reconcilePrimary(policy: Policy): Promise<void> {
+    const control = this.cutover as CutoverControl;
+    let view = await control.directory.refresh(policy.name);
+    if (!view) return;
+    const before = this.stages.get(policy.name);
+    const names = flagNames(policy.name);
+    const decision = resolveStage(
+      {
+        dualWrite: this.flags.isEnabled(names.dualWrite),
+        targetPrimary: this.flags.isEnabled(names.targetPrimary),
+        retireSource: this.flags.isEnabled(names.retireSource),
+      },
+      stageOf(view, before?.stage),
+    );
+    const want: StoreName = decision.stage === 'target-primary' || decision.stage === 'target-only' ? 'target' : 'source';
+    if (view.primary === want && !view.switching) {
+      this.refused.delete(policy.name);
+      return;
+    }
+    const refuse = () => {
+      if (want !== 'target') return undefined;
+      const forward = control.refuseForward?.(policy.name);
+      if (forward) return forward;
+      const source = (view as TablePrimary).source;
+      if (source.stale) return `the target is stale (${source.staleReason ?? 'it may lack rows'}): backfill and verify before the cutover`;
+      return undefined;
+    };
+    const outcome = await control.switcher.run(policy, want, { refuse });
+    if (outcome.result === 'refused' || outcome.result === 'abandoned') {
+      if (this.refused.get(policy.name) !== outcome.reason) {
+        this.refused.set(policy.name, outcome.reason);
+        this.events.emit({ type: 'cutover.refused', table: policy.name, to: want, reason: outcome.reason });
+        this.events.emit({ type: 'flag.conflict', table: policy.name, reason: `switch to the ${want} not done: ${outcome.reason}` });
+      }
+    } else this.refused.delete(policy.name);
+    view = (await control.directory.refresh(policy.name)) ?? view;
+    if (outcome.result === 'done') {
+      const stage = stageOf(view, before?.stage);
+      this.setStage(policy, view.source, view, `primary switched to the ${outcome.to} (epoch ${outcome.epoch}, ${outcome.ms} ms)`, decision.conflict);
+      this.events.emit({ type: 'cutover.switched', table: policy.name, to: outcome.to, epoch: outcome.epoch, ms: outcome.ms, stage });
+    }
+  }
+
+  private setStage(policy: Policy, state: TableState | undefined, view: TablePrimary | undefined, reason: string | undefined, conflict: string | undefined): void {
+    const before = this.stages.get(policy.name);
+    const stage = stageOf(view, before?.stage);
+    const refusal = this.refused.get(policy.name);
+    this.stages.set(policy.name, { table: policy.name, stage, state, primary: view, conflict: refusal ?? conflict });
+    if (!before || reason || before.stage !== stage) {
+      this.events.emit({ type: 'stage', table: policy.name, stage, stale: state?.stale ?? false, reason: reason ?? (before ? 'state changed' : 'started') });
+    }
+  }
+
+  private async reconcileTable(policy: Policy, state: TableState | undefined, view?: TablePrimary): Promise<void> {
     const names = flagNames(policy.name);
     const previous: Stage = state?.dualWrite ? 'dual-write' : 'source-only';
     const decision = resolveStage(
@@ -121,14 +210,19 @@ export class StageReconciler {
     }
     let current = state;
     let reason: string | undefined;
-    const wantDual = decision.stage === 'dual-write';
+    // A refused switch forward keeps dual-write (target-primary asks for it).
+    const wantDual = decision.stage === 'dual-write' || decision.stage === 'target-primary' || decision.stage === 'target-only';
     if (state && state.dualWrite !== wantDual) ({ state: current, reason } = await this.switchDualWrite(policy, wantDual));
-    this.stages.set(policy.name, { table: policy.name, stage: decision.stage, state: current, conflict: decision.conflict });
-    if (!before || reason || before.stage !== decision.stage || before.state?.stale !== current?.stale) {
+    const shown: Stage = decision.stage === 'target-primary' || decision.stage === 'target-only' ? (current?.dualWrite ? 'dual-write' : 'source-only') : decision.stage;
+    const primary = view && current ? { ...view, ...describePrimary(current, view.target) } : view;
+    const conflict = this.refused.get(policy.name) ?? decision.conflict;
+    this.stages.set(policy.name, { table: policy.name, stage: shown, state: current, primary, conflict });
+    if (primary) this.cutover?.directory.set(policy.name, primary);
+    if (!before || reason || before.stage !== shown || before.state?.stale !== current?.stale) {
       this.events.emit({
         type: 'stage',
         table: policy.name,
-        stage: decision.stage,
+        stage: shown,
         stale: current?.stale ?? false,
         reason: reason ?? (before ? 'state changed' : 'started') + (current?.staleReason ? `; ${current.staleReason}` : ''),
       });

@@ -27,6 +27,12 @@ export interface ApplyRoute {
   from: Store;
   to: Store;
   breaker: StoreBreaker;
+  /**
+   * The policies as this direction applies them. Target → source (after a cutover) uses the
+   * reversed view (src/cutover/reverse-policy.ts): the same apply writes the inverse mapping.
+   * Default: the applier's policies (source → target).
+   */
+  policies?: ReadonlyMap<string, Policy>;
 }
 
 export interface ApplierOptions {
@@ -97,7 +103,7 @@ export class Applier {
     try {
       // Never the trial of a half-open breaker: that is the worker's, so no request waits on a
       // store that has just failed.
-      const result = await route.breaker.run(() => applyEntries(route.to, this.policies, entries, this.options.timeoutMs), {
+      const result = await route.breaker.run(() => applyEntries(route.to, route.policies ?? this.policies, entries, this.options.timeoutMs), {
         trial: false,
       });
       this.report(route, result);
@@ -126,7 +132,7 @@ export class Applier {
   async applyClaimed(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<'done' | 'too-big'> {
     try {
       const deadline = Math.max(this.options.timeoutMs, this.options.batchTimeoutMs ?? this.options.timeoutMs);
-      const result = await route.breaker.run(() => applyEntries(route.to, this.policies, entries, deadline));
+      const result = await route.breaker.run(() => applyEntries(route.to, route.policies ?? this.policies, entries, deadline));
       this.report(route, result);
       this.onApplied(result.ids);
       // Marked before the next claim, not grouped like the inline path's marks: with grouped

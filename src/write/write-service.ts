@@ -4,6 +4,7 @@ import type { Store } from '../db/store.js';
 import { readStateForShare, type TableState } from '../db/table-state.js';
 import { TandemError } from '../errors.js';
 import type { EventSink } from '../events.js';
+import { mapBackward, mapForward } from '../policy/mapping.js';
 import type { Policy } from '../policy/policy.js';
 import { formatKey, type KeyValues } from '../policy/row-key.js';
 import type { Applier, ApplyRoute } from './applier.js';
@@ -39,6 +40,15 @@ export interface WriteServiceOptions {
   inlineGraceMs: number;
   /** PostgreSQL primaries: each table's folded write statement (see PgFold). */
   folds?: ReadonlyMap<string, PgFold>;
+  /**
+   * The table's policy as its primary sees it (the target-side view while the target is
+   * primary: src/cutover/reverse-policy.ts). Default: the policy itself.
+   */
+  orient?: (primary: Store, policy: Policy) => Policy;
+  /** Reads a table's state rows again after its primary refused a write (a stale view). */
+  refresh?: (table: string) => Promise<unknown>;
+  /** How long a write waits while its table switches its primary, then 503, ms. Default 0. */
+  holdMs?: number;
 }
 
 const MAX_TRANSACTION_TRIES = 3;
@@ -50,15 +60,58 @@ const MAX_TRANSACTION_TRIES = 3;
  */
 export class WriteService {
   constructor(
-    private readonly route: () => ApplyRoute,
+    /** The route whose `from` is the table's primary; undefined while a switch holds the table frozen. */
+    private readonly route: (table: string) => ApplyRoute | undefined,
     private readonly applier: Applier,
     private readonly events: EventSink,
     private readonly options: WriteServiceOptions,
   ) {}
 
+  /**
+   * Picks the primary from this replica's view and writes there. The state row read inside
+   * the transaction is the authority: while the table is frozen (a switch) or when the view
+   * was stale (another replica switched it), the write is refused before it changes
+   * anything, the view is read again and the write retried, for up to `holdMs`.
+   */
   async write(ops: readonly WriteOp[], requestId?: string): Promise<WriteOutcome> {
-    const route = this.route();
+    const holdUntil = Date.now() + (this.options.holdMs ?? 0);
+    for (;;) {
+      const route = this.routeOf(ops);
+      if (route) {
+        try {
+          return await this.writeOn(route, ops, requestId);
+        } catch (error) {
+          if (!(error instanceof TandemError) || error.code !== 'table_frozen') throw error;
+          if (Date.now() >= holdUntil) throw error;
+        }
+      } else if (Date.now() >= holdUntil) {
+        throw tableFrozen(ops[0]?.policy.name ?? '');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      const tables = [...new Set(ops.map((o) => o.policy.name))];
+      await Promise.all(tables.map((t) => this.options.refresh?.(t))).catch(() => undefined);
+    }
+  }
+
+  /** One route for every op of the request; a batch over tables with different primaries is refused. */
+  private routeOf(ops: readonly WriteOp[]): ApplyRoute | undefined {
+    let chosen: ApplyRoute | undefined;
+    for (const op of ops) {
+      const route = this.route(op.policy.name);
+      if (!route) return undefined;
+      if (chosen && chosen.from !== route.from) {
+        throw new TandemError('bad_request', 400, `ops: a batch must stay on one primary; ${op.policy.name} has its primary on the ${route.from.name}`, { field: 'ops' });
+      }
+      chosen = route;
+    }
+    return chosen;
+  }
+
+  private async writeOn(route: ApplyRoute, givenOps: readonly WriteOp[], requestId?: string): Promise<WriteOutcome> {
     const primary = route.from;
+    const orient = this.options.orient;
+    // The ops as the primary sees them: on the target, its table and column names.
+    const ops = orient ? givenOps.map((op) => orientOp(op, orient(primary, op.policy))) : givenOps;
     let written: Written;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -75,7 +128,9 @@ export class WriteService {
         throw primaryError(error, ops);
       }
     }
-    const { results, entries } = written;
+    const { entries } = written;
+    // Responses are always source-shaped: rows written on the target are mapped back.
+    const results = ops === givenOps ? written.results : written.results.map((r, i) => (r.row ? { ...r, row: mapBackward((givenOps[i] as WriteOp).policy, r.row) } : r));
     for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'ok', op: op.op, ...(requestId ? { requestId } : {}) });
     if (entries.length === 0) return { results, disposition: 'primary-only' };
     this.options.onQueued?.(entries);
@@ -163,6 +218,17 @@ interface Written {
 
 function resultOf(change: PrimaryChange): OpResult {
   return change.row === undefined ? { status: change.status } : { status: change.status, row: toApiRow(change.row) };
+}
+
+/**
+ * An op in the primary's shape. Values are renamed to the target's columns; a value for a
+ * column the target excludes has nowhere to go while the target is primary and is dropped
+ * (README: excluded columns after cutover).
+ */
+function orientOp(op: WriteOp, oriented: Policy): WriteOp {
+  if (oriented === op.policy) return op;
+  if (op.op === 'delete') return { ...op, policy: oriented };
+  return { ...op, policy: oriented, values: mapForward(op.policy, op.values) };
 }
 
 function keyFieldOf(op: WriteOp): string {

@@ -74,27 +74,29 @@ describe('resolveStage with every stage supported', () => {
 });
 
 describe('resolveStage with this build’s supported stages', () => {
-  it('supports source-only and dual-write only', () => {
-    expect([...SUPPORTED_STAGES]).toEqual(['source-only', 'dual-write']);
+  it('supports source-only, dual-write and target-primary', () => {
+    expect([...SUPPORTED_STAGES]).toEqual(['source-only', 'dual-write', 'target-primary']);
   });
 
   it('uses SUPPORTED_STAGES by default', () => {
     expect(resolveStage(PRIMARY, 'dual-write')).toEqual(resolveStage(PRIMARY, 'dual-write', SUPPORTED_STAGES));
     expect(resolveStage(DUAL, 'source-only')).toEqual({ stage: 'dual-write' });
+    expect(resolveStage(PRIMARY, 'dual-write')).toEqual({ stage: 'target-primary' });
   });
 
   it('falls back from unsupported target-primary to dual-write with a conflict message', () => {
     for (const previous of ['source-only', 'dual-write'] as const) {
-      const decision = resolveStage(PRIMARY, previous);
+      const decision = resolveStage(PRIMARY, previous, ['source-only', 'dual-write']);
       expect(decision.stage).toBe('dual-write');
       expect(decision.conflict).toBe('stage target-primary is not supported by this version of Tandem');
     }
   });
 
-  it('falls back from unsupported target-only to dual-write with a conflict message', () => {
+  it('falls back from unsupported target-only to target-primary with a conflict message', () => {
     const decision = resolveStage(RETIRE, 'dual-write');
-    expect(decision.stage).toBe('dual-write');
+    expect(decision.stage).toBe('target-primary');
     expect(decision.conflict).toMatch(/stage target-only is not supported/);
+    expect(resolveStage(RETIRE, 'dual-write', ['source-only', 'dual-write']).stage).toBe('dual-write');
   });
 
   it('keeps the previous stage when even dual-write is unsupported', () => {
