@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { classifyDbError, isConnectionLoss } from '../db/classify-error.js';
-import type { Store } from '../db/store.js';
+import type { Store, StoreName } from '../db/store.js';
 import { readStateForShare, type TableState } from '../db/table-state.js';
 import { TandemError } from '../errors.js';
 import type { EventSink } from '../events.js';
@@ -31,6 +31,8 @@ export type WriteDisposition = 'applied' | 'queued' | 'primary-only';
 export interface WriteOutcome {
   results: OpResult[];
   disposition: WriteDisposition;
+  /** The store whose commit acknowledged the write (header `Tandem-Primary`). */
+  primary: StoreName;
 }
 
 export interface WriteServiceOptions {
@@ -132,10 +134,10 @@ export class WriteService {
     // Responses are always source-shaped: rows written on the target are mapped back.
     const results = ops === givenOps ? written.results : written.results.map((r, i) => (r.row ? { ...r, row: mapBackward((givenOps[i] as WriteOp).policy, r.row) } : r));
     for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'ok', op: op.op, ...(requestId ? { requestId } : {}) });
-    if (entries.length === 0) return { results, disposition: 'primary-only' };
+    if (entries.length === 0) return { results, disposition: 'primary-only', primary: primary.name };
     this.options.onQueued?.(entries);
     const applied = await this.applier.applyInline(route, entries);
-    return { results, disposition: applied ? 'applied' : 'queued' };
+    return { results, disposition: applied ? 'applied' : 'queued', primary: primary.name };
   }
 
   /** One try on the primary: the folded statement when it applies, else the classic transaction. */
