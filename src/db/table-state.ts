@@ -80,6 +80,12 @@ export async function ensureStateRows(store: Store, tables: readonly string[], r
  * blocks new ones. SQLite has one writer at a time; the lock is implicit there.
  */
 export async function readStateForShare(trx: Knex.Transaction, dialect: Dialect, table: string): Promise<TableState | undefined> {
+  // SQLite: take the write lock first. A deferred transaction that reads and then writes
+  // fails at once with SQLITE_BUSY_SNAPSHOT when another process (a second Tandem replica)
+  // committed in between, without waiting on busy_timeout; a write statement as the first
+  // one waits for the lock instead. It matches no row and changes nothing.
+  // @see https://www.sqlite.org/isolation.html
+  if (dialect === 'sqlite') await trx.raw(`UPDATE ${STATE_TABLE} SET tbl = tbl WHERE 0`);
   let query = trx(STATE_TABLE).where({ tbl: table }).first();
   if (dialect !== 'sqlite') query = query.forShare();
   const row = (await query) as StateRecord | undefined;
@@ -88,6 +94,7 @@ export async function readStateForShare(trx: Knex.Transaction, dialect: Dialect,
 
 /** Reads and exclusively locks a table's state row (stage changes, cutover). */
 export async function readStateForUpdate(trx: Knex.Transaction, dialect: Dialect, table: string): Promise<TableState | undefined> {
+  if (dialect === 'sqlite') await trx.raw(`UPDATE ${STATE_TABLE} SET tbl = tbl WHERE 0`);
   let query = trx(STATE_TABLE).where({ tbl: table }).first();
   if (dialect !== 'sqlite') query = query.forUpdate();
   const row = (await query) as StateRecord | undefined;
