@@ -196,6 +196,9 @@ export class TandemApp {
         orient: (primary, policy) => policyFor(primary.name, policy),
         refresh: (table) => directory.refresh(table),
         holdMs: config.cutover.holdMs,
+        // The target as primary gets a deadline: a black-holed target answers 503 instead of
+        // pinning requests (and the brake can see the failures).
+        primaryDeadlineMs: (primary) => (primary.name === 'target' ? config.db.statementTimeoutMs : undefined),
       },
     );
 
@@ -235,9 +238,19 @@ export class TandemApp {
       },
     });
 
+    const brake = new SafetyBrake([...this.policies.values()], events, Date.now, (table) => directory.primary(table) === 'target');
+    this.brake = brake;
+    this.events.on((event) => brake.observe(event));
     const reconciler = new StageReconciler(source, target, [...this.policies.values()], flags, events, config.stages.reconcileIntervalMs, {
       directory,
       switcher,
+      holdSource: (table) => brake.holdsSource(table),
+      refuseForward: (table) => (brake.braked(table) ? 'the safety brake is active: release it before switching to the target' : undefined),
+    });
+    // An automatic rollback starts now, not at the next reconcile tick.
+    this.events.on((event) => {
+      if (event.type === 'brake' && event.active && brake.holdsSource(event.table)) void reconciler.reconcileSoon();
+      if (event.type === 'brake' && !event.active) void reconciler.reconcileSoon();
     });
     this.reconciler = reconciler;
     await reconciler.reconcileAll();
@@ -251,9 +264,6 @@ export class TandemApp {
     };
     this.breakers.set('shadow-source', shadowBreakers.source);
     this.breakers.set('shadow-target', shadowBreakers.target);
-    const brake = new SafetyBrake([...this.policies.values()], events);
-    this.brake = brake;
-    this.events.on((event) => brake.observe(event));
     const routing = new ReadRouting({ flags, stage: (t) => reconciler.get(t), targetBreaker, pending, braked: (t) => brake.braked(t) });
     this.routing = routing;
     const consistency = new ConsistencyWindow(config.read.consistencySamples, config.read.consistencyWindowMs);

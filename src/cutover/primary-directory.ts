@@ -1,5 +1,7 @@
 import type { Store, StoreName } from '../db/store.js';
-import { readState, type TableState } from '../db/table-state.js';
+import { STATE_TABLE } from '../db/internal-tables.js';
+import { fromStateRecord, type StateRecord, type TableState } from '../db/table-state.js';
+import { withDeadlineQuery } from '../db/with-deadline.js';
 
 /** What one replica believes about one table's primary (refreshed from both state rows). */
 export interface TablePrimary {
@@ -52,7 +54,14 @@ export class PrimaryDirectory {
   constructor(
     private readonly source: Store,
     private readonly target: Store,
+    /** Deadline of one state-row read (an unreachable store must not stall routing), ms. */
+    private readonly readDeadlineMs = 2_000,
   ) {}
+
+  private async read(store: Store, table: string): Promise<TableState | undefined> {
+    const row = await withDeadlineQuery<StateRecord | undefined>(store, this.readDeadlineMs, (knex) => knex(STATE_TABLE).where({ tbl: table }).first());
+    return row ? fromStateRecord(row) : undefined;
+  }
 
   get(table: string): TablePrimary | undefined {
     return this.tables.get(table);
@@ -69,7 +78,7 @@ export class PrimaryDirectory {
     let running = this.inflight.get(table);
     if (!running) {
       running = (async () => {
-        const [s, t] = await Promise.allSettled([readState(this.source.knex, table), readState(this.target.knex, table)]);
+        const [s, t] = await Promise.allSettled([this.read(this.source, table), this.read(this.target, table)]);
         const previous = this.tables.get(table);
         // One store unreachable: at most one state row says primary at any moment (the new
         // primary is promoted only while the old one is frozen), so the readable row decides

@@ -1,4 +1,6 @@
+import type { Knex } from 'knex';
 import { OUTBOX_TABLE } from '../db/internal-tables.js';
+import { withDeadlineQuery, withDeadlineTransaction } from '../db/with-deadline.js';
 import type { Store, StoreName } from '../db/store.js';
 import { readStateForUpdate, writeState, type TableState } from '../db/table-state.js';
 import type { EventSink } from '../events.js';
@@ -60,6 +62,11 @@ class LeaseLost extends Error {}
 export class PrimarySwitch {
   constructor(private readonly deps: PrimarySwitchDeps) {}
 
+  /** State-row work on one store, cut off after the lease: a black-holed store fails the step instead of hanging it. */
+  private tx<T>(store: Store, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+    return withDeadlineTransaction(store, this.deps.options.leaseMs, work);
+  }
+
   private store(name: StoreName): Store {
     return name === 'source' ? this.deps.source : this.deps.target;
   }
@@ -94,7 +101,7 @@ export class PrimarySwitch {
     // A switch recorded on either row (this direction or the other) is resumed first.
     for (const name of [from, to] as const) {
       const store = this.store(name);
-      const resumed = await store.knex.transaction(async (trx) => {
+      const resumed = await this.tx(store, async (trx) => {
         const state = await readStateForUpdate(trx, store.dialect, policy.name);
         if (!state || state.role !== 'frozen' || !state.switchTo) return undefined;
         if (state.switchOwner !== replicaId && state.switchLeaseUntil > now) return { busy: state.switchOwner };
@@ -109,7 +116,7 @@ export class PrimarySwitch {
     }
     const fromStore = this.store(from);
     const why = refuse?.();
-    const started = await fromStore.knex.transaction(async (trx): Promise<{ refused: string } | { state: TableState } | undefined> => {
+    const started = await this.tx(fromStore, async (trx): Promise<{ refused: string } | { state: TableState } | undefined> => {
       const state = await readStateForUpdate(trx, fromStore.dialect, policy.name);
       if (!state || state.role !== 'primary') return undefined;
       if (why) return { refused: why };
@@ -158,7 +165,7 @@ export class PrimarySwitch {
     if (step === 'identity') {
       await this.renew(policy, from);
       const toStore = this.store(to);
-      await toStore.knex.transaction(async (trx) => {
+      await this.tx(toStore, async (trx) => {
         const current = await readStateForUpdate(trx, toStore.dialect, policy.name);
         if (!current) throw new Error(`no state row for ${policy.name} in the ${to}`);
         if (current.role === 'primary' && current.epoch >= newEpoch) return;
@@ -180,7 +187,7 @@ export class PrimarySwitch {
     // Release: the old primary becomes the secondary of the new epoch.
     const fromStore = this.store(from);
     const ms = Date.now() - startedAt;
-    await fromStore.knex.transaction(async (trx) => {
+    await this.tx(fromStore, async (trx) => {
       const current = await readStateForUpdate(trx, fromStore.dialect, policy.name);
       if (!current || current.role !== 'frozen' || current.switchOwner !== this.deps.replicaId) throw new LeaseLost('released by another replica');
       await writeState(trx, policy.name, {
@@ -202,12 +209,9 @@ export class PrimarySwitch {
     const store = this.store(from);
     const deadline = Date.now() + this.deps.options.drainTimeoutMs;
     for (;;) {
-      const rows = (await store.knex(OUTBOX_TABLE)
-        .select('status')
-        .count({ n: '*' })
-        .where({ tbl: policy.name })
-        .whereIn('status', ['pending', 'dead'])
-        .groupBy('status')) as Array<{ status: string; n: number | string }>;
+      const rows = await withDeadlineQuery<Array<{ status: string; n: number | string }>>(store, this.deps.options.leaseMs, (knex) =>
+        knex(OUTBOX_TABLE).select('status').count({ n: '*' }).where({ tbl: policy.name }).whereIn('status', ['pending', 'dead']).groupBy('status'),
+      );
       const count = (status: string) => Number(rows.find((r) => r.status === status)?.n ?? 0);
       if (count('dead') > 0) return `outbox rows of ${policy.name} became dead during the drain: replay them, then flip again`;
       if (count('pending') === 0) return true;
@@ -221,7 +225,7 @@ export class PrimarySwitch {
   /** Gives up before the commit point: the old primary takes writes again, nothing else changed. */
   private async abandon(policy: Policy, from: StoreName, reason: string): Promise<void> {
     const store = this.store(from);
-    await store.knex.transaction(async (trx) => {
+    await this.tx(store, async (trx) => {
       const current = await readStateForUpdate(trx, store.dialect, policy.name);
       if (!current || current.role !== 'frozen' || current.switchOwner !== this.deps.replicaId) return;
       await writeState(trx, policy.name, { role: 'primary', switchTo: null, switchStep: null, switchOwner: null, switchLeaseUntil: 0 });
@@ -240,7 +244,7 @@ export class PrimarySwitch {
   private async renew(policy: Policy, from: StoreName, step?: SwitchStep): Promise<void> {
     const store = this.store(from);
     const { replicaId, options } = this.deps;
-    const held = await store.knex.transaction(async (trx) => {
+    const held = await this.tx(store, async (trx) => {
       const current = await readStateForUpdate(trx, store.dialect, policy.name);
       if (!current || current.role !== 'frozen' || current.switchOwner !== replicaId) return false;
       await writeState(trx, policy.name, { switchLeaseUntil: Date.now() + options.leaseMs, ...(step ? { switchStep: step } : {}) });

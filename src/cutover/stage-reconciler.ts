@@ -25,6 +25,8 @@ export interface CutoverControl {
   switcher: PrimarySwitch;
   /** Why a switch to the target must not start now (brake held, say), or undefined. */
   refuseForward?: (table: string) => string | undefined;
+  /** True while an automatic rollback holds the primary on the source, whatever the flags say. */
+  holdSource?: (table: string) => boolean;
 }
 
 /** The stage the state rows describe. */
@@ -154,9 +156,17 @@ export class StageReconciler {
       },
       stageOf(view, before?.stage),
     );
-    const want: StoreName = decision.stage === 'target-primary' || decision.stage === 'target-only' ? 'target' : 'source';
+    let want: StoreName = decision.stage === 'target-primary' || decision.stage === 'target-only' ? 'target' : 'source';
+    if (want === 'target' && control.holdSource?.(policy.name)) {
+      want = 'source';
+      const reason = 'the safety brake rolled the primary back to the source; release the brake to switch forward again';
+      if (this.refused.get(policy.name) !== reason) {
+        this.refused.set(policy.name, reason);
+        this.events.emit({ type: 'flag.conflict', table: policy.name, reason });
+      }
+    }
     if (view.primary === want && !view.switching) {
-      this.refused.delete(policy.name);
+      if (!control.holdSource?.(policy.name)) this.refused.delete(policy.name);
       return;
     }
     const refuse = () => {
@@ -174,7 +184,7 @@ export class StageReconciler {
         this.events.emit({ type: 'cutover.refused', table: policy.name, to: want, reason: outcome.reason });
         this.events.emit({ type: 'flag.conflict', table: policy.name, reason: `switch to the ${want} not done: ${outcome.reason}` });
       }
-    } else this.refused.delete(policy.name);
+    } else if (!control.holdSource?.(policy.name)) this.refused.delete(policy.name);
     view = (await control.directory.refresh(policy.name)) ?? view;
     if (outcome.result === 'done') {
       const stage = stageOf(view, before?.stage);

@@ -27,7 +27,7 @@ export interface TableState {
   lastSwitchMs: number;
 }
 
-interface StateRecord {
+export interface StateRecord {
   tbl: string;
   role: string;
   epoch: number | string;
@@ -44,7 +44,7 @@ interface StateRecord {
   last_switch_ms?: number | string | null;
 }
 
-function fromRecord(r: StateRecord): TableState {
+export function fromStateRecord(r: StateRecord): TableState {
   return {
     table: r.tbl,
     role: r.role as Role,
@@ -89,7 +89,7 @@ export async function readStateForShare(trx: Knex.Transaction, dialect: Dialect,
   let query = trx(STATE_TABLE).where({ tbl: table }).first();
   if (dialect !== 'sqlite') query = query.forShare();
   const row = (await query) as StateRecord | undefined;
-  return row ? fromRecord(row) : undefined;
+  return row ? fromStateRecord(row) : undefined;
 }
 
 /** Reads and exclusively locks a table's state row (stage changes, cutover). */
@@ -98,12 +98,12 @@ export async function readStateForUpdate(trx: Knex.Transaction, dialect: Dialect
   let query = trx(STATE_TABLE).where({ tbl: table }).first();
   if (dialect !== 'sqlite') query = query.forUpdate();
   const row = (await query) as StateRecord | undefined;
-  return row ? fromRecord(row) : undefined;
+  return row ? fromStateRecord(row) : undefined;
 }
 
 export async function readAllStates(db: Knex): Promise<TableState[]> {
   const rows = (await db(STATE_TABLE).select('*')) as StateRecord[];
-  return rows.map(fromRecord);
+  return rows.map(fromStateRecord);
 }
 
 export type StatePatch = Partial<
@@ -116,7 +116,7 @@ export type StatePatch = Partial<
 /** Reads one table's state row without a lock (status, routing refresh). */
 export async function readState(db: Knex, table: string): Promise<TableState | undefined> {
   const row = (await db(STATE_TABLE).where({ tbl: table }).first()) as StateRecord | undefined;
-  return row ? fromRecord(row) : undefined;
+  return row ? fromStateRecord(row) : undefined;
 }
 
 export async function writeState(trx: Knex.Transaction | Knex, table: string, patch: StatePatch): Promise<void> {

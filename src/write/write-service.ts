@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { classifyDbError, isConnectionLoss } from '../db/classify-error.js';
 import type { Store, StoreName } from '../db/store.js';
 import { readStateForShare, type TableState } from '../db/table-state.js';
+import { withDeadlineTransaction } from '../db/with-deadline.js';
 import { TandemError } from '../errors.js';
 import type { EventSink } from '../events.js';
 import { mapBackward, mapForward } from '../policy/mapping.js';
@@ -51,6 +52,11 @@ export interface WriteServiceOptions {
   refresh?: (table: string) => Promise<unknown>;
   /** How long a write waits while its table switches its primary, then 503, ms. Default 0. */
   holdMs?: number;
+  /**
+   * A deadline for the primary transaction on this store (undefined: none): past it the
+   * connection is cut and the client gets 503, so a black-holed primary never pins requests.
+   */
+  primaryDeadlineMs?: (primary: Store) => number | undefined;
 }
 
 const MAX_TRANSACTION_TRIES = 3;
@@ -158,7 +164,11 @@ export class WriteService {
       }
     }
     const entries: OutboxEntry[] = [];
-    const results = await primary.knex.transaction((trx) => this.runOps(trx, primary, ops, entries));
+    const deadline = this.options.primaryDeadlineMs?.(primary);
+    const results =
+      deadline === undefined
+        ? await primary.knex.transaction((trx) => this.runOps(trx, primary, ops, entries))
+        : await withDeadlineTransaction(primary, deadline, (trx) => this.runOps(trx, primary, ops, entries));
     return { results, entries };
   }
 
