@@ -8,6 +8,7 @@ import { pino, type Logger } from 'pino';
 import type { TandemConfig } from './config/schema.js';
 import { PrimaryDirectory } from './cutover/primary-directory.js';
 import { PrimarySwitch } from './cutover/primary-switch.js';
+import { directionOf } from './cutover/direction.js';
 import { policyFor, reversePolicy } from './cutover/reverse-policy.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
 import { ensureInternalTables } from './db/internal-tables.js';
@@ -468,7 +469,9 @@ export class TandemApp {
   async verify(table: string, options: VerifyOptions & { repair?: boolean } = {}): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
     const policy = this.policies.get(table);
     if (!policy || !this.source || !this.target) throw new TandemError('unknown_table', 404, `table: no table named "${table.slice(0, 64)}"`, { field: 'table' });
-    const result = await runVerify(this.source, this.target, policy, this.events, options);
+    // Whichever store is primary: map(primary) against the secondary (inverse mapping after a cutover).
+    const direction = directionOf(this.source, this.target, policy, this.directory?.primary(table) ?? 'source');
+    const result = await runVerify(direction.from, direction.to, direction.policy, this.events, options);
     const { differingKeys: _keys, ...summary } = result;
     this.lastVerify.set(table, { ...summary, finishedAt: new Date().toISOString() });
     this.worker?.poke();
@@ -646,7 +649,10 @@ export async function runVerify(
       await writeState(trx, policy.name, { stale: false, staleReason: null });
       return true;
     });
-    if (staleCleared) events.emit({ type: 'stage', table: policy.name, stage: 'dual-write', stale: false, reason: 'a clean verify cleared the stale mark' });
+    if (staleCleared) {
+      const stage = source.name === 'source' ? 'dual-write' : 'target-primary';
+      events.emit({ type: 'stage', table: policy.name, stage, stale: false, reason: `a clean verify cleared the stale mark of the ${target.name}` });
+    }
   }
   return { ...report, repaired, staleCleared };
 }

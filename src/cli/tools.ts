@@ -6,6 +6,8 @@ import { openToolkit, runVerify } from '../app.js';
 import { loadConfig } from '../config/load-config.js';
 import type { TandemConfig } from '../config/schema.js';
 import { backfillTable } from '../consistency/backfill.js';
+import { currentDirection, type Direction } from '../cutover/direction.js';
+import { reversePolicy } from '../cutover/reverse-policy.js';
 import { TandemError } from '../errors.js';
 import { makeFlagSource } from '../flags/flag-source.js';
 import { flagNames, KILL_SWITCH_FLAG } from '../flags/resolve-stage.js';
@@ -74,14 +76,16 @@ export async function verifyCommand(args: string[]): Promise<number> {
       line.update(`verify ${table} ${p.phase} ${bar(p.done, p.total)} ${p.done}/${p.total}${eta}`);
     };
     const chunkSize = positiveInt('chunk', values.chunk);
-    let report = await runVerify(toolkit.source, toolkit.target, policy, events, { onProgress, ...(chunkSize ? { chunkSize } : {}), repair: values.repair === true });
+    // map(primary) against the secondary, whichever store is primary now.
+    const direction = await currentDirection(toolkit.source, toolkit.target, policy);
+    let report = await runVerify(direction.from, direction.to, direction.policy, events, { onProgress, ...(chunkSize ? { chunkSize } : {}), repair: values.repair === true });
     let repaired = 0;
     if (values.repair && !report.clean) {
       repaired = report.repaired;
       // Apply the re-enqueued images here (safe beside a running server: claims skip locked
       // rows and applies are versioned), then verify again.
-      await drainLocally(config, toolkit, table);
-      report = await runVerify(toolkit.source, toolkit.target, policy, events, { onProgress, ...(chunkSize ? { chunkSize } : {}) });
+      await drainLocally(config, toolkit, table, direction);
+      report = await runVerify(direction.from, direction.to, direction.policy, events, { onProgress, ...(chunkSize ? { chunkSize } : {}) });
     }
     line.done();
     const { differingKeys: _keys, ...out } = report;
@@ -104,10 +108,11 @@ export async function verifyCommand(args: string[]): Promise<number> {
   }
 }
 
-async function drainLocally(config: Readonly<TandemConfig>, toolkit: Awaited<ReturnType<typeof openToolkit>>, table: string): Promise<void> {
+async function drainLocally(config: Readonly<TandemConfig>, toolkit: Awaited<ReturnType<typeof openToolkit>>, table: string, direction: Direction): Promise<void> {
   const quiet = { emit: () => undefined };
-  const breaker = makeStoreBreaker('target', { ...config.apply }, quiet);
-  const route = { from: toolkit.source, to: toolkit.target, breaker };
+  const breaker = makeStoreBreaker(direction.to.name, { ...config.apply }, quiet);
+  const policies = new Map([...toolkit.policies].map(([name, p]) => [name, direction.primary === 'target' ? reversePolicy(p) : p]));
+  const route = { from: direction.from, to: direction.to, breaker, policies };
   const applier = new Applier(toolkit.policies, quiet, {
     timeoutMs: config.apply.timeoutMs,
     maxAttempts: config.outbox.maxAttempts,
@@ -119,7 +124,7 @@ async function drainLocally(config: Readonly<TandemConfig>, toolkit: Awaited<Ret
   try {
     while (Date.now() < deadline) {
       const handled = await worker.drainOnce();
-      const [row] = (await toolkit.source.knex('tandem_outbox').count({ n: '*' }).where({ tbl: table, status: 'pending' })) as Array<{ n: number | string }>;
+      const [row] = (await direction.from.knex('tandem_outbox').count({ n: '*' }).where({ tbl: table, status: 'pending' })) as Array<{ n: number | string }>;
       if (Number(row?.n ?? 0) === 0) return;
       if (handled === 0) await new Promise((r) => setTimeout(r, 100));
     }
@@ -134,9 +139,11 @@ export async function backfillCommand(args: string[]): Promise<number> {
     chunk: { type: 'string' },
     restart: { type: 'boolean' },
     json: { type: 'boolean' },
+    reverse: { type: 'boolean' },
   });
   const [table, ...extra] = positionals;
-  if (!table || extra.length > 0) throw usage('usage: tandem backfill <table> [--rate N] [--chunk N] [--restart] [--json]');
+  if (!table || extra.length > 0) throw usage('usage: tandem backfill <table> [--reverse] [--rate N] [--chunk N] [--restart] [--json]');
+  const reverse = values.reverse === true;
   const rate = positiveInt('rate', values.rate);
   const chunkSize = positiveInt('chunk', values.chunk);
   const config = loadConfig();
@@ -151,8 +158,13 @@ export async function backfillCommand(args: string[]): Promise<number> {
   try {
     const policy = toolkit.policies.get(table);
     if (!policy) throw usage(`backfill: no table named "${table}" (tables: ${[...toolkit.policies.keys()].join(', ')})`);
+    // --reverse: target → source (the resync after retire-source), with the same rule: only
+    // keys the source's ledger has never seen, so a live write is never overwritten.
+    const direction = await currentDirection(toolkit.source, toolkit.target, policy);
+    if (reverse && direction.primary !== 'target') throw usage(`backfill --reverse: the target is not ${table}'s primary; a reverse backfill copies from the primary`);
+    if (!reverse && direction.primary !== 'source') throw usage(`backfill: the target is ${table}'s primary now; to resync the source use: tandem backfill --reverse ${table}`);
     const line = progressLine(json);
-    const report = await backfillTable(toolkit.source, toolkit.target, policy, {
+    const report = await backfillTable(direction.from, direction.to, direction.policy, {
       ...(rate ? { rate } : {}),
       ...(chunkSize ? { chunkSize } : {}),
       restart: values.restart === true,

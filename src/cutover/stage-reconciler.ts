@@ -33,7 +33,7 @@ export interface CutoverControl {
 export function stageOf(view: TablePrimary | undefined, previous: Stage | undefined): Stage {
   if (!view) return previous ?? 'source-only';
   const primary = view.primary ?? view.switching?.from ?? null;
-  if (primary === 'target') return 'target-primary';
+  if (primary === 'target') return view.target.dualWrite ? 'target-primary' : 'target-only';
   if (primary === null) return previous ?? 'dual-write';
   return view.source.dualWrite ? 'dual-write' : 'source-only';
 }
@@ -111,7 +111,8 @@ export class StageReconciler {
     }
     for (const policy of this.policies) {
       try {
-        if (this.cutover) await this.reconcilePrimary(policy);
+        const wanted = this.cutover ? await this.reconcilePrimary(policy) : undefined;
+        if (wanted) await this.reconcileRetire(policy, wanted);
         const view = this.cutover?.directory.get(policy.name);
         // While the target is primary (or a switch holds the table) dual-write stays as it is:
         // target-primary requires it, and the reverse direction depends on it.
@@ -142,10 +143,10 @@ export class StageReconciler {
   }
 
   /** The flags' wish for the table's primary, and the switch that makes it so. */
-  private async reconcilePrimary(policy: Policy): Promise<void> {
+  private async reconcilePrimary(policy: Policy): Promise<Stage | undefined> {
     const control = this.cutover as CutoverControl;
     let view = await control.directory.refresh(policy.name);
-    if (!view) return;
+    if (!view) return undefined;
     const before = this.stages.get(policy.name);
     const names = flagNames(policy.name);
     const decision = resolveStage(
@@ -167,10 +168,15 @@ export class StageReconciler {
     }
     if (view.primary === want && !view.switching) {
       if (!control.holdSource?.(policy.name)) this.refused.delete(policy.name);
-      return;
+      return decision.stage;
     }
     const refuse = () => {
-      if (want !== 'target') return undefined;
+      if (want === 'source') {
+        const target = (view as TablePrimary).target;
+        // The target's row marks its secondary (the source) stale after retire-source.
+        if (target.stale) return `the source is stale (${target.staleReason ?? 'it missed writes'}): run tandem backfill --reverse ${policy.name} and a clean verify first`;
+        return undefined;
+      }
       const forward = control.refuseForward?.(policy.name);
       if (forward) return forward;
       const source = (view as TablePrimary).source;
@@ -191,6 +197,29 @@ export class StageReconciler {
       this.setStage(policy, view.source, view, `primary switched to the ${outcome.to} (epoch ${outcome.epoch}, ${outcome.ms} ms)`, decision.conflict);
       this.events.emit({ type: 'cutover.switched', table: policy.name, to: outcome.to, epoch: outcome.epoch, ms: outcome.ms, stage });
     }
+    return decision.stage;
+  }
+
+  /**
+   * retire-source: while the target is primary, its state row's dual_write is the reverse
+   * replication. Off (target-only) marks the source stale — it stops receiving changes;
+   * on again leaves the mark until a reverse resync and a clean verify clear it.
+   */
+  private async reconcileRetire(policy: Policy, wanted: Stage): Promise<void> {
+    const control = this.cutover as CutoverControl;
+    const view = control.directory.get(policy.name);
+    if (!view || view.primary !== 'target' || view.switching) return;
+    const reverse = wanted !== 'target-only';
+    if (view.target.dualWrite === reverse) return;
+    await this.target.knex.transaction(async (trx) => {
+      // Exclusively: in-flight writers (holding the row shared) finish first, later ones see the change.
+      const state = await readStateForUpdate(trx, this.target.dialect, policy.name);
+      if (!state || state.role !== 'primary' || state.dualWrite === reverse) return;
+      if (reverse) await writeState(trx, policy.name, { dualWrite: true });
+      else await writeState(trx, policy.name, { dualWrite: false, stale: true, staleReason: `source retired at ${new Date().toISOString()}: it misses every write since` });
+    });
+    const fresh = await control.directory.refresh(policy.name);
+    this.setStage(policy, fresh?.source, fresh, reverse ? 'reverse replication on again; the source stays stale until a reverse resync and a clean verify' : 'source retired: reverse replication stopped, the source is stale', undefined);
   }
 
   private setStage(policy: Policy, state: TableState | undefined, view: TablePrimary | undefined, reason: string | undefined, conflict: string | undefined): void {
@@ -199,7 +228,9 @@ export class StageReconciler {
     const refusal = this.refused.get(policy.name);
     this.stages.set(policy.name, { table: policy.name, stage, state, primary: view, conflict: refusal ?? conflict });
     if (!before || reason || before.stage !== stage) {
-      this.events.emit({ type: 'stage', table: policy.name, stage, stale: state?.stale ?? false, reason: reason ?? (before ? 'state changed' : 'started') });
+      // stale: the current secondary may lack rows (the target before a cutover, the source after retire-source).
+      const stale = view?.primary === 'target' ? view.target.stale : (state?.stale ?? false);
+      this.events.emit({ type: 'stage', table: policy.name, stage, stale, reason: reason ?? (before ? 'state changed' : 'started') });
     }
   }
 

@@ -20,7 +20,7 @@ export function flagNames(table: string) {
 export const KILL_SWITCH_FLAG = 'tandem.kill-switch';
 
 /** Stages this build can run. */
-export const SUPPORTED_STAGES: readonly Stage[] = ['source-only', 'dual-write', 'target-primary'];
+export const SUPPORTED_STAGES: readonly Stage[] = ['source-only', 'dual-write', 'target-primary', 'target-only'];
 
 export interface StageDecision {
   stage: Stage;
@@ -46,8 +46,10 @@ export function resolveStage(flags: TableFlags, previous: Stage, supported: read
       : flags.dualWrite
         ? 'dual-write'
         : 'source-only';
-  if (previous === 'target-only' && desired !== 'target-only') {
-    return { stage: previous, conflict: 'target-only cannot be left: the source is stale; resync it first' };
+  // Leaving target-only turns reverse replication back on (target-primary) with the source
+  // still marked stale; the way back to the source opens after a reverse resync and a clean verify.
+  if (previous === 'target-only' && desired !== 'target-only' && !(desired === 'target-primary' && supported.includes('target-primary'))) {
+    return { stage: previous, conflict: 'target-only can only be left to target-primary: the source is stale; resync it (tandem backfill --reverse, then verify) before rolling back' };
   }
   if (!supported.includes(desired)) {
     const canFallBack = previous === 'source-only' || previous === 'dual-write' || previous === 'target-primary';

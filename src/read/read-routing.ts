@@ -49,7 +49,9 @@ export class ReadRouting {
       // After a cutover the target serves every read; `shadow-read` compares the source (now
       // the secondary). The source is never served: it trails the target by the reverse lag.
       const pendingHere = input.rowKey === undefined ? this.deps.pending.count(policy.name) > 0 : this.deps.pending.has(policy.name, input.rowKey);
-      return { store: 'target', primary, shadow: !pendingHere && flags.isEnabled(names.shadowRead, context), reason: 'target is primary' };
+      // A retired (stale) source is not compared: it misses writes by design.
+      const sourceStale = stage?.primary?.target.stale ?? false;
+      return { store: 'target', primary, shadow: !pendingHere && !sourceStale && flags.isEnabled(names.shadowRead, context), reason: 'target is primary' };
     }
     if (!stage || stage.stage !== 'dual-write') return { store: primary, primary, shadow: false, reason: 'table is not dual-writing' };
     const stale = stage.state?.stale ?? false;
