@@ -431,8 +431,9 @@ export class TandemApp {
           stage: stage?.stage ?? 'source-only',
           primary: view ? (view.primary ?? null) : 'source',
           epoch: view?.epoch ?? stage?.state?.epoch ?? 1,
-          stale: stage?.state?.stale ?? false,
-          staleReason: stage?.state?.staleReason ?? null,
+          // The current secondary may lack rows: the target before a cutover, the source after retire-source.
+          stale: view?.primary === 'target' ? view.target.stale : (stage?.state?.stale ?? false),
+          staleReason: view?.primary === 'target' ? view.target.staleReason : (stage?.state?.staleReason ?? null),
           flagConflict: stage?.conflict ?? null,
           flags: {
             dualWrite: flags?.isEnabled(names.dualWrite) ?? false,
@@ -475,6 +476,7 @@ export class TandemApp {
     const { differingKeys: _keys, ...summary } = result;
     this.lastVerify.set(table, { ...summary, finishedAt: new Date().toISOString() });
     this.worker?.poke();
+    this.reverseWorker?.poke();
     await this.reconciler?.reconcileSoon();
     return result;
   }

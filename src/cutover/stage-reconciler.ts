@@ -112,12 +112,12 @@ export class StageReconciler {
     for (const policy of this.policies) {
       try {
         const wanted = this.cutover ? await this.reconcilePrimary(policy) : undefined;
-        if (wanted) await this.reconcileRetire(policy, wanted);
+        if (wanted) await this.reconcileRetire(policy, wanted.stage);
         const view = this.cutover?.directory.get(policy.name);
         // While the target is primary (or a switch holds the table) dual-write stays as it is:
         // target-primary requires it, and the reverse direction depends on it.
         if (view && view.primary !== 'source') {
-          this.setStage(policy, view.source, view, undefined, this.stages.get(policy.name)?.conflict);
+          this.setStage(policy, view.source, view, undefined, wanted?.conflict);
           continue;
         }
         await this.reconcileTable(policy, view?.source ?? states.get(policy.name), view);
@@ -143,7 +143,7 @@ export class StageReconciler {
   }
 
   /** The flags' wish for the table's primary, and the switch that makes it so. */
-  private async reconcilePrimary(policy: Policy): Promise<Stage | undefined> {
+  private async reconcilePrimary(policy: Policy): Promise<{ stage: Stage; conflict: string | undefined } | undefined> {
     const control = this.cutover as CutoverControl;
     let view = await control.directory.refresh(policy.name);
     if (!view) return undefined;
@@ -157,6 +157,10 @@ export class StageReconciler {
       },
       stageOf(view, before?.stage),
     );
+    if (decision.conflict && decision.conflict !== before?.conflict) {
+      this.events.emit({ type: 'flag.conflict', table: policy.name, reason: decision.conflict });
+    }
+    const result = { stage: decision.stage, conflict: decision.conflict };
     let want: StoreName = decision.stage === 'target-primary' || decision.stage === 'target-only' ? 'target' : 'source';
     if (want === 'target' && control.holdSource?.(policy.name)) {
       want = 'source';
@@ -168,7 +172,7 @@ export class StageReconciler {
     }
     if (view.primary === want && !view.switching) {
       if (!control.holdSource?.(policy.name)) this.refused.delete(policy.name);
-      return decision.stage;
+      return result;
     }
     const refuse = () => {
       if (want === 'source') {
@@ -197,7 +201,7 @@ export class StageReconciler {
       this.setStage(policy, view.source, view, `primary switched to the ${outcome.to} (epoch ${outcome.epoch}, ${outcome.ms} ms)`, decision.conflict);
       this.events.emit({ type: 'cutover.switched', table: policy.name, to: outcome.to, epoch: outcome.epoch, ms: outcome.ms, stage });
     }
-    return decision.stage;
+    return result;
   }
 
   /**
