@@ -25,6 +25,13 @@ export async function currentDirection(source: Store, target: Store, policy: Pol
   return directionOf(source, target, policy, primary);
 }
 
+/**
+ * After a cutover the stores are handed over mirrored: the target under the name `source`
+ * and the source under the name `target`, with the reversed policy. Code that picks a
+ * table by store name (fetch-by-keys, verify) then reads the target table from the target
+ * and the source table from the source, mapping with the inverse mapping.
+ */
 export function directionOf(source: Store, target: Store, policy: Policy, primary: StoreName): Direction {
-  return primary === 'target' ? { primary, from: target, to: source, policy: reversePolicy(policy) } : { primary, from: source, to: target, policy };
+  if (primary === 'source') return { primary, from: source, to: target, policy };
+  return { primary, from: Object.freeze({ ...target, name: 'source' as const }), to: Object.freeze({ ...source, name: 'target' as const }), policy: reversePolicy(policy) };
 }

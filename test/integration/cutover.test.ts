@@ -175,6 +175,10 @@ describe.each(pairs)('cutover and rollback by flag ($name)', (pair) => {
     const read = await call(base, 'GET', '/v1/tables/people/rows/900');
     expect(read.status).toBe(200);
     expect(read.body).toMatchObject({ row: { full_name: 'Kept' } });
+    // verify follows the primary: map(target) against the source, excluded columns aside.
+    const reverseVerify = await call(base, 'POST', '/admin/tables/people/verify');
+    expect(reverseVerify.status).toBe(200);
+    expect(reverseVerify.body).toMatchObject({ clean: true, sourceRows: 2, targetRows: 2 });
 
     await sleep(1_000);
     flippedBackAt = performance.now();
