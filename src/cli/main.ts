@@ -6,6 +6,7 @@ import { backfillCommand, brakeCommand, flagsCommand, outboxCommand, verifyComma
 import { loadConfig } from '../config/load-config.js';
 import { TandemError } from '../errors.js';
 import { createDemoSchema } from './demo-schema.js';
+import { cutoverCommand } from './cutover-command.js';
 import { runClusterPrimary } from './cluster-primary.js';
 
 const USAGE = `tandem ${VERSION} — dual-write database proxy
@@ -16,8 +17,13 @@ Usage:
   tandem status [--json] [--url U]       ask a running Tandem (TANDEM_HOST/PORT, TANDEM_ADMIN_TOKEN)
   tandem verify <table> [--repair] [--chunk N] [--json]
                                           compare map(source) with the target; exit 1 on drift
-  tandem backfill <table> [--rate N] [--chunk N] [--restart] [--json]
-                                          copy existing rows; resumes from its checkpoint
+  tandem backfill <table> [--reverse] [--rate N] [--chunk N] [--restart] [--json]
+                                          copy existing rows (--reverse: target → source after
+                                          retire-source); resumes from its checkpoint
+  tandem cutover <table> [--url U] [--timeout S] [--force]
+                                          pre-flip checks, target-primary on, follow the switch
+  tandem rollback <table> [--url U] [--timeout S] [--force]
+                                          target-primary off, follow the switch back
   tandem flags [--json]                   the effective flags per table
   tandem flags set <flag> on|off|<percent>   edit the local flag file
   tandem outbox list [--table T] [--limit N] [--json]   dead outbox rows
@@ -37,6 +43,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
+  // Every subcommand answers --help (the usage lists them all).
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   if (command === 'serve') return serve(rest);
   if (command === 'status') return status(rest);
   if (command === 'verify') return verifyCommand(rest);
@@ -44,6 +55,8 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'flags') return flagsCommand(rest);
   if (command === 'outbox') return outboxCommand(rest);
   if (command === 'brake') return brakeCommand(rest);
+  if (command === 'cutover') return cutoverCommand(rest, 'target');
+  if (command === 'rollback') return cutoverCommand(rest, 'source');
   process.stderr.write(`tandem: unknown command "${command}"\n\n${USAGE}\n`);
   return 2;
 }
@@ -127,9 +140,12 @@ async function status(args: string[]): Promise<number> {
   process.stdout.write(`tandem ${String(body['version'])}, up ${String(body['uptimeSeconds'])} s\n`);
   for (const t of tables) {
     const outbox = t['outbox'] as { pending: number; dead: number; lagSeconds: number };
+    const reverse = (t['reverse'] as { pending: number; lagSeconds: number } | undefined) ?? { pending: 0, lagSeconds: 0 };
+    const running = t['switch'] as { step: string; to: string } | null | undefined;
     process.stdout.write(
-      `  ${String(t['table']).padEnd(24)} ${String(t['stage']).padEnd(14)} stale=${String(t['stale'])} ` +
-        `pending=${outbox.pending} dead=${outbox.dead} lag=${outbox.lagSeconds.toFixed(1)}s\n`,
+      `  ${String(t['table']).padEnd(24)} ${String(t['stage']).padEnd(14)} primary=${String(t['primary'] ?? '-')} epoch=${String(t['epoch'])} stale=${String(t['stale'])} ` +
+        `pending=${outbox.pending} dead=${outbox.dead} lag=${outbox.lagSeconds.toFixed(1)}s reverse=${reverse.pending}/${reverse.lagSeconds.toFixed(1)}s` +
+        `${running ? ` switching→${running.to}@${running.step}` : ''} lastSwitch=${String(t['lastSwitchMs'] ?? 0)}ms\n`,
     );
   }
   return 0;
