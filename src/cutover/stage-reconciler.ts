@@ -189,8 +189,9 @@ export class StageReconciler {
     };
     const outcome = await control.switcher.run(policy, want, { refuse });
     if (outcome.result === 'refused' || outcome.result === 'abandoned') {
-      if (this.refused.get(policy.name) !== outcome.reason) {
-        this.refused.set(policy.name, outcome.reason);
+      const reason = `${want === 'target' ? 'target-primary' : 'rollback to the source'} ${outcome.result}: ${outcome.reason}`;
+      if (this.refused.get(policy.name) !== reason) {
+        this.refused.set(policy.name, reason);
         this.events.emit({ type: 'cutover.refused', table: policy.name, to: want, reason: outcome.reason });
         this.events.emit({ type: 'flag.conflict', table: policy.name, reason: `switch to the ${want} not done: ${outcome.reason}` });
       }

@@ -119,7 +119,9 @@ export class WriteService {
     const primary = route.from;
     const orient = this.options.orient;
     // The ops as the primary sees them: on the target, its table and column names.
-    const ops = orient ? givenOps.map((op) => orientOp(op, orient(primary, op.policy))) : givenOps;
+    const oriented = orient ? givenOps.map((op) => orientOp(op, orient(primary, op.policy))) : givenOps;
+    const reoriented = oriented.some((op, i) => op !== givenOps[i]);
+    const ops = reoriented ? oriented : givenOps;
     let written: Written;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -138,7 +140,9 @@ export class WriteService {
     }
     const { entries } = written;
     // Responses are always source-shaped: rows written on the target are mapped back.
-    const results = ops === givenOps ? written.results : written.results.map((r, i) => (r.row ? { ...r, row: mapBackward((givenOps[i] as WriteOp).policy, r.row) } : r));
+    const results = reoriented
+      ? written.results.map((r, i) => (r.row && ops[i] !== givenOps[i] ? { ...r, row: mapBackward((givenOps[i] as WriteOp).policy, r.row) } : r))
+      : written.results;
     for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'ok', op: op.op, ...(requestId ? { requestId } : {}) });
     if (entries.length === 0) return { results, disposition: 'primary-only', primary: primary.name };
     this.options.onQueued?.(entries);

@@ -109,9 +109,8 @@ describe.each(pairs)('automatic rollback with the target black-holed ($name)', (
         if (res.status >= 500) await sleep(50);
       }
     });
-    await sleep(800);
     const ackedByTarget = () => sent.filter((w) => w.res.status < 300 && w.res.primary === 'target').length;
-    expect(ackedByTarget()).toBeGreaterThan(5);
+    await waitFor(() => ackedByTarget() > 5, { timeoutMs: 20_000, what: 'writes acknowledged by the target' });
 
     await rig.proxy.set('blackhole');
     const blackholedAt = sent.length;
