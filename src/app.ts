@@ -214,7 +214,13 @@ export class TandemApp {
     // before the first reconcile: a switch resumed at start drains through them.
     this.worker = new OutboxWorker(route, applier, events, workerOptions);
     this.worker.start();
-    this.reverseWorker = new OutboxWorker(reverseRoute, applier, events, workerOptions);
+    // The target's outbox holds rows only once some table's primary is (or was, mid-switch)
+    // the target: before that the reverse direction sends nothing to the target at all.
+    const reverseActive = () => tables.some((t) => {
+      const view = directory.get(t);
+      return view !== undefined && (view.primary !== 'source' || view.switching !== null || view.epoch > 1);
+    });
+    this.reverseWorker = new OutboxWorker(reverseRoute, applier, events, { ...workerOptions, isActive: reverseActive });
     this.reverseWorker.start();
     let lastHurry = 0;
     const switcher = new PrimarySwitch({
@@ -326,7 +332,7 @@ export class TandemApp {
     const reverseEvents = {
       emit: (event: TandemEvent) => events.emit(event.type === 'outbox.stats' ? { type: 'reverse.stats', tables: event.tables } : event),
     };
-    this.reverseHousekeeper = new Housekeeper(target, tables, reverseEvents, config.outbox.housekeepingIntervalMs);
+    this.reverseHousekeeper = new Housekeeper(target, tables, reverseEvents, config.outbox.housekeepingIntervalMs, undefined, reverseActive);
     await this.reverseHousekeeper.runOnce();
     this.reverseHousekeeper.start();
 
