@@ -1,5 +1,5 @@
-import type { StoreName } from './db/store.js';
-import type { VerifyReport } from './consistency/verify.js';
+import type { StoreName } from './shared/store-name.js';
+import type { VerifyReport } from './shared/verify-report.js';
 
 export const BREAKER_STATES = ['closed', 'half-open', 'open'] as const;
 export type BreakerState = (typeof BREAKER_STATES)[number];
@@ -59,7 +59,6 @@ export type TandemEvent =
   | { type: 'apply.failed'; store: StoreName; rows: number; error: Error; willRetry: boolean; path: 'inline' | 'worker' }
   | { type: 'outbox.dead'; table: string; rowKey: string; id: string; error: string }
   | { type: 'outbox.stats'; tables: OutboxTableStats[] }
-  | { type: 'outbox.drained'; rows: number; ms: number }
   | { type: 'breaker'; store: StoreName; state: BreakerState }
   | { type: 'stage'; table: string; stage: Stage; stale: boolean; reason: string }
   | {
@@ -89,7 +88,6 @@ export type TandemEvent =
 export const BRAKE_SIGNALS = ['error_rate', 'consistency', 'lag'] as const;
 export type BrakeSignal = (typeof BRAKE_SIGNALS)[number];
 
-export type TandemEventType = TandemEvent['type'];
 
 export interface EventSink {
   emit(event: TandemEvent): void;

@@ -8,6 +8,8 @@ export function setup(): void {
     cwd: root,
     stdio: 'inherit',
   });
+  // The console's front end (served from dist/console by the in-process and child Tandems).
+  execFileSync(process.execPath, [path.join(root, 'scripts', 'build-console.mjs'), '--quiet'], { cwd: root, stdio: 'inherit' });
   for (const [name, variable] of [
     ['PostgreSQL', 'TANDEM_TEST_PG_URL'],
     ['MariaDB/MySQL', 'TANDEM_TEST_MYSQL_URL'],

@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { pino } from 'pino';
-import { dialectOf } from '../db/store.js';
+import { dialectOf, makeAdapter } from '../db/dialects/index.js';
 import type { TandemConfig } from '../config/schema.js';
 import { TandemError } from '../errors.js';
 import { serveClusterMetrics } from '../metrics/cluster-metrics.js';
@@ -17,9 +17,9 @@ const RESTART_DELAY_MS = 1_000;
  * Resolves with the exit code.
  */
 export function runClusterPrimary(config: TandemConfig): Promise<number> {
-  const embedded = [config.source.url, config.target.url].filter((url) => dialectOf(url) === 'sqlite');
+  const embedded = [config.source.url, config.target.url].filter((url) => makeAdapter(dialectOf(url)).inProcess);
   if (embedded.length > 0) {
-    throw new TandemError('config_invalid', 2, 'workers: more than one worker needs server databases (SQLite has a single writer); set TANDEM_WORKERS=1');
+    throw new TandemError('config_invalid', 500, 'workers: more than one worker needs server databases (SQLite has a single writer); set TANDEM_WORKERS=1');
   }
   const logger = pino({ level: config.log.level, base: { service: 'tandem', role: 'cluster-primary' } });
   serveClusterMetrics();

@@ -1,8 +1,7 @@
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load-config.js';
 import { TandemError } from '../errors.js';
 import { flagNames } from '../flags/resolve-stage.js';
-import { setFlagInFile } from './tools.js';
+import { setFlagInFile } from '../flags/set-flag-in-file.js';
 
 interface TableStatus {
   table: string;
@@ -31,19 +30,9 @@ function usage(message: string): TandemError {
  * new primary takes writes. Exit 0 when done, 1 when a check fails, the switch is refused
  * or the wait times out.
  */
-export async function cutoverCommand(args: string[], to: 'target' | 'source'): Promise<number> {
+export async function cutoverCommand(table: string, values: { url?: string; timeout?: number; force?: boolean }, to: 'target' | 'source'): Promise<number> {
   const name = to === 'target' ? 'cutover' : 'rollback';
-  let parsed;
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: { url: { type: 'string' }, timeout: { type: 'string' }, force: { type: 'boolean' } } });
-  } catch (error) {
-    throw usage((error as Error).message);
-  }
-  const { values, positionals } = parsed;
-  const [table, ...extra] = positionals;
-  if (!table || extra.length > 0) throw usage(`usage: tandem ${name} <table> [--url U] [--timeout SECONDS] [--force]`);
-  const timeoutS = values.timeout === undefined ? 120 : Number(values.timeout);
-  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw usage(`--timeout: expected a positive number of seconds, got "${values.timeout}"`);
+  const timeoutS = values.timeout ?? 120;
   const config = loadConfig();
   const base = values.url ?? `http://${config.http.host === '0.0.0.0' ? '127.0.0.1' : config.http.host}:${config.http.port}`;
   const headers: Record<string, string> = config.http.adminToken ? { authorization: `Bearer ${config.http.adminToken}` } : {};

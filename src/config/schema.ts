@@ -110,7 +110,7 @@ export const configSchema = strictObject({
         leaseMs: positiveInt.default(30_000),
         /** How long the worker leaves a fresh row to the request that wrote it, ms. Default: 2000. */
         inlineGraceMs: positiveInt.default(2_000),
-        /** Interval of the done-row clean-up and the pending/dead/lag statistics, ms. Default: 1000. */
+        /** Interval of the pending/dead/lag statistics and of forgetting keys other replicas applied (read-your-writes), ms. Default: 1000. */
         housekeepingIntervalMs: positiveInt.default(1_000),
       })
       .default({}),
@@ -157,4 +157,3 @@ export const configSchema = strictObject({
   });
 
 export type TandemConfig = z.output<typeof configSchema>;
-export type TandemConfigInput = z.input<typeof configSchema>;

@@ -1,16 +1,15 @@
 import type { Knex } from 'knex';
-import { bindValue } from '../db/bind-value.js';
 import { APPLIED_TABLE, BACKFILL_TABLE } from '../db/internal-tables.js';
 import { inSlices, keysetPage } from '../db/key-queries.js';
 import { keyText } from '../db/key-text.js';
-import { upsertRows } from '../write/apply-entries.js';
 import type { Store } from '../db/store.js';
 import { readAllStates } from '../db/table-state.js';
 import { TandemError } from '../errors.js';
-import { mapForward } from '../policy/mapping.js';
+import { decodeImage, encodeImage } from '../outbox/image-codec.js';
 import type { Policy } from '../policy/policy.js';
-import { formatKey, parseKey, type KeyValues } from '../policy/row-key.js';
-import { decodeImage, encodeImage, type Row } from '../write/image-codec.js';
+import { formatKey, parseKey } from '../policy/row-key.js';
+import { secondaryRow, tableRoute } from '../policy/table-route.js';
+import type { KeyValues, Row } from '../shared/row.js';
 
 export interface BackfillProgress {
   copied: number;
@@ -90,6 +89,12 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
     await source.knex(BACKFILL_TABLE)
       .where({ tbl: policy.name })
       .update({ last_key: formatKey(after), copied, skipped, updated_at: Date.now() });
+    if (options.rate && options.rate > 0) {
+      const minMs = (rows.length * 1000) / options.rate;
+      const spent = Date.now() - chunkStarted;
+      if (spent < minMs) await new Promise((r) => setTimeout(r, minMs - spent));
+    }
+    // After the throttle's pause, so a throttled run reports the rate it keeps, not its bursts.
     const elapsed = Math.max(1, Date.now() - started);
     const rate = ((copied + skipped - atStart) * 1000) / elapsed;
     options.onProgress?.({
@@ -99,11 +104,6 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
       rowsPerSecond: Math.round(rate),
       etaSeconds: rate > 0 ? Math.max(0, Math.round((total - copied - skipped) / rate)) : null,
     });
-    if (options.rate && options.rate > 0) {
-      const minMs = (rows.length * 1000) / options.rate;
-      const spent = Date.now() - chunkStarted;
-      if (spent < minMs) await new Promise((r) => setTimeout(r, minMs - spent));
-    }
     if (rows.length < chunkSize) break;
   }
   await source.knex(BACKFILL_TABLE).where({ tbl: policy.name }).update({ finished_at: Date.now(), updated_at: Date.now() });
@@ -130,42 +130,26 @@ async function copyChunk(target: Store, policy: Policy, rows: readonly Row[], ma
   const rowKeys = [...byKey.keys()];
   return target.knex.transaction(async (trx) => {
     const ledger = rowKeys.map((k) => ({ tbl: policy.name, row_key: k, epoch: 0, seq: 0, applied_at: marker }));
-    for (let i = 0; i < ledger.length; i += 500) {
-      const slice = ledger.slice(i, i + 500);
-      if (target.dialect === 'mysql') {
-        await trx.raw(`INSERT IGNORE INTO ${APPLIED_TABLE} (tbl, row_key, epoch, seq, applied_at) VALUES ${slice.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
-          slice.flatMap((l) => [l.tbl, l.row_key, l.epoch, l.seq, l.applied_at]));
-      } else {
-        await trx(APPLIED_TABLE).insert(slice).onConflict(['tbl', 'row_key']).ignore();
-      }
-    }
+    for (let i = 0; i < ledger.length; i += 500) await target.adapter.claimAbsent(trx, ledger.slice(i, i + 500));
     // Ours: the ledger rows carrying this run's marker and still at version (0, 0).
     const claimed: string[] = [];
     for (let i = 0; i < rowKeys.length; i += 1000) {
-      let q = trx(APPLIED_TABLE).select('row_key').where({ tbl: policy.name, epoch: 0, seq: 0, applied_at: marker }).whereIn('row_key', rowKeys.slice(i, i + 1000));
-      if (target.dialect !== 'sqlite') q = q.forUpdate();
+      const q = target.adapter.forUpdate(
+        trx(APPLIED_TABLE).select('row_key').where({ tbl: policy.name, epoch: 0, seq: 0, applied_at: marker }).whereIn('row_key', rowKeys.slice(i, i + 1000)),
+      );
       claimed.push(...((await q) as Array<{ row_key: string }>).map((r) => r.row_key));
     }
     if (claimed.length === 0) return 0;
     // Claimed keys hold version (0, 0), older than any outbox row, and are locked: write their
     // rows whatever the target holds (a stale pre-Tandem copy, or this run's killed attempt).
     // Count as copied only the keys that were absent, so a resumed run copies no row twice.
-    const targetRows = claimed.map((k) => toTarget(policy, target, byKey.get(k) as Row));
+    const route = tableRoute(policy, 'source');
+    // The same path as an outbox image: encode/decode, map, bind for the target's engine.
+    const targetRows = claimed.map((k) => secondaryRow(target, route, decodeImage(encodeImage(byKey.get(k) as Row))));
     const present = await existingTargetKeys(trx, policy, targetRows);
-    for (let i = 0; i < targetRows.length; i += 200) await upsertRows(trx, target.dialect, policy, targetRows.slice(i, i + 200));
+    for (let i = 0; i < targetRows.length; i += 200) await target.adapter.upsertRows(trx, route.secondary, targetRows.slice(i, i + 200));
     return targetRows.filter((r) => !present.has(targetKeyOf(policy, r))).length;
   });
-}
-
-function toTarget(policy: Policy, target: Store, row: Row): Row {
-  // The same path as an outbox image: encode/decode, map, bind for the target's dialect.
-  const mapped = mapForward(policy, decodeImage(encodeImage(row)));
-  const out: Row = {};
-  for (const column of policy.columns.values()) {
-    if (column.targetName === null || !(column.targetName in mapped)) continue;
-    out[column.targetName] = bindValue(mapped[column.targetName], column.targetKind, target.dialect);
-  }
-  return out;
 }
 
 function targetKeyOf(policy: Policy, row: Row): string {

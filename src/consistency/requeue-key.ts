@@ -1,10 +1,11 @@
 import type { Store } from '../db/store.js';
 import { readStateForUpdate } from '../db/table-state.js';
+import { encodeImage } from '../outbox/image-codec.js';
+import { insertOutboxRow } from '../outbox/insert-outbox-row.js';
 import type { Policy } from '../policy/policy.js';
-import { formatKey, type KeyValues } from '../policy/row-key.js';
-import { encodeImage, type Row } from '../write/image-codec.js';
-import { insertOutboxRow } from '../write/outbox/insert-outbox-row.js';
-import { keyWhere } from '../write/primary-ops.js';
+import { formatKey } from '../policy/row-key.js';
+import { tableRoute } from '../policy/table-route.js';
+import type { KeyValues, Row } from '../shared/row.js';
 
 /**
  * Re-enqueues the primary's current image of one key (read-repair, verify --repair). The
@@ -13,19 +14,20 @@ import { keyWhere } from '../write/primary-ops.js';
  * Returns false when the table is not dual-writing (nothing would deliver it).
  */
 export async function requeueKey(primary: Store, policy: Policy, key: KeyValues): Promise<boolean> {
+  const route = tableRoute(policy, primary.name);
   return primary.knex.transaction(async (trx) => {
     // The state row exclusively: writers hold it shared, so no insert of this key can be in
     // flight while we look. (A FOR UPDATE on an absent row locks nothing in PostgreSQL: a
     // concurrent insert could commit after our tombstone with an older version.)
-    const state = await readStateForUpdate(trx, primary.dialect, policy.name);
+    const state = await readStateForUpdate(trx, primary.adapter, policy.name);
     if (!state?.dualWrite || state.role !== 'primary') return false;
-    let query = trx(policy.sourceTable).select('*').where(keyWhere(policy, key)).first();
-    if (primary.dialect !== 'sqlite') query = query.forUpdate();
-    const row = (await query) as Row | undefined;
-    await insertOutboxRow(trx, primary.dialect, {
+    const where: Row = {};
+    route.primary.key.forEach((c, i) => (where[c] = key[i]));
+    const row = await primary.adapter.lockRow(trx, route.primary, where);
+    await insertOutboxRow(trx, primary, {
       table: policy.name,
       // The key as stored when the row exists (the caller's spelling may differ, e.g. by case).
-      rowKey: formatKey(row ? policy.primaryKey.map((c) => row[c]) : key),
+      rowKey: formatKey(row ? route.primary.key.map((c) => row[c]) : key),
       op: row ? 'upsert' : 'delete',
       image: row ? encodeImage(row) : null,
       epoch: state.epoch,

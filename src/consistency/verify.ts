@@ -5,9 +5,12 @@ import type { Store } from '../db/store.js';
 import { mapBackward } from '../policy/mapping.js';
 import { compareSettings, diffRows, type CompareSettings } from '../policy/normalize.js';
 import type { Policy } from '../policy/policy.js';
-import { formatKey, parseKey, type KeyValues } from '../policy/row-key.js';
-import { fetchByKeys } from '../read/fetch-by-keys.js';
-import type { Row } from '../write/image-codec.js';
+import { fetchByKeys } from '../policy/fetch-by-keys.js';
+import { formatKey } from '../policy/row-key.js';
+import type { KeyValues, Row } from '../shared/row.js';
+import type { VerifyReport } from '../shared/verify-report.js';
+
+export type { VerifyReport } from '../shared/verify-report.js';
 
 export interface VerifyProgress {
   phase: 'source' | 'target' | 'recheck';
@@ -25,32 +28,6 @@ export interface VerifyOptions {
   onProgress?: (progress: VerifyProgress) => void;
 }
 
-export interface VerifyReport {
-  table: string;
-  sourceRows: number;
-  targetRows: number;
-  matching: number;
-  mismatched: number;
-  missingInTarget: number;
-  extraInTarget: number;
-  /** Chunks holding at least one differing row. */
-  chunksDiffering: number;
-  chunks: number;
-  samples: {
-    mismatched: Array<{ key: string; columns: string[] }>;
-    missingInTarget: string[];
-    extraInTarget: string[];
-  };
-  /** Differing keys re-read at the end (after their pending outbox rows drained). */
-  rechecked: number;
-  /** Keys that still had pending outbox rows after the wait (counted as drift). */
-  stillPending: number;
-  durationMs: number;
-  rowsPerSecond: number;
-  clean: boolean;
-  /** Every differing key, for --repair (not printed). */
-  differingKeys: KeyValues[];
-}
 
 type Drift = { kind: 'mismatched'; columns: string[] } | { kind: 'missing' } | { kind: 'extra' };
 
@@ -287,8 +264,4 @@ async function pendingKeys(primary: Store, policy: Policy, rowKeys: readonly str
     for (const r of rows) out.add(r.row_key);
   }
   return out;
-}
-
-export function keyFromRowKey(policy: Policy, rowKey: string): KeyValues {
-  return parseKey(policy, rowKey, 'row_key');
 }

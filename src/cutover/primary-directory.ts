@@ -2,19 +2,9 @@ import type { Store, StoreName } from '../db/store.js';
 import { STATE_TABLE } from '../db/internal-tables.js';
 import { fromStateRecord, type StateRecord, type TableState } from '../db/table-state.js';
 import { withDeadlineQuery } from '../db/with-deadline.js';
+import type { TablePrimary } from '../flags/table-stage.js';
 
-/** What one replica believes about one table's primary (refreshed from both state rows). */
-export interface TablePrimary {
-  /** The store whose state row says primary; null while a switch holds the table frozen. */
-  primary: StoreName | null;
-  epoch: number;
-  source: TableState;
-  target: TableState;
-  /** The switch in progress (recorded on the frozen old primary's row), if any. */
-  switching: { from: StoreName; to: StoreName; step: string; owner: string | null; startedAt: number } | null;
-  /** Duration of the last finished switch, ms (0 before the first). */
-  lastSwitchMs: number;
-}
+export type { TablePrimary };
 
 /** Which store is primary, read off both state rows (the newer epoch wins if both claim it). */
 export function primaryOf(source: TableState, target: TableState): StoreName | null {

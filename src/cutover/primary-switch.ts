@@ -102,7 +102,7 @@ export class PrimarySwitch {
     for (const name of [from, to] as const) {
       const store = this.store(name);
       const resumed = await this.tx(store, async (trx) => {
-        const state = await readStateForUpdate(trx, store.dialect, policy.name);
+        const state = await readStateForUpdate(trx, store.adapter, policy.name);
         if (!state || state.role !== 'frozen' || !state.switchTo) return undefined;
         if (state.switchOwner !== replicaId && state.switchLeaseUntil > now) return { busy: state.switchOwner };
         await writeState(trx, policy.name, { switchOwner: replicaId, switchLeaseUntil: now + options.leaseMs });
@@ -117,7 +117,7 @@ export class PrimarySwitch {
     const fromStore = this.store(from);
     const why = refuse?.();
     const started = await this.tx(fromStore, async (trx): Promise<{ refused: string } | { state: TableState } | undefined> => {
-      const state = await readStateForUpdate(trx, fromStore.dialect, policy.name);
+      const state = await readStateForUpdate(trx, fromStore.adapter, policy.name);
       if (!state || state.role !== 'primary') return undefined;
       if (why) return { refused: why };
       if (!state.dualWrite) return { refused: `the ${from} is not replicating to the ${to} (dual-write is off)` };
@@ -166,7 +166,7 @@ export class PrimarySwitch {
       await this.renew(policy, from);
       const toStore = this.store(to);
       await this.tx(toStore, async (trx) => {
-        const current = await readStateForUpdate(trx, toStore.dialect, policy.name);
+        const current = await readStateForUpdate(trx, toStore.adapter, policy.name);
         if (!current) throw new Error(`no state row for ${policy.name} in the ${to}`);
         if (current.role === 'primary' && current.epoch >= newEpoch) return;
         // The new primary replicates back at once: its outbox feeds the old primary.
@@ -188,7 +188,7 @@ export class PrimarySwitch {
     const fromStore = this.store(from);
     const ms = Date.now() - startedAt;
     await this.tx(fromStore, async (trx) => {
-      const current = await readStateForUpdate(trx, fromStore.dialect, policy.name);
+      const current = await readStateForUpdate(trx, fromStore.adapter, policy.name);
       if (!current || current.role !== 'frozen' || current.switchOwner !== this.deps.replicaId) throw new LeaseLost('released by another replica');
       await writeState(trx, policy.name, {
         role: 'secondary',
@@ -226,7 +226,7 @@ export class PrimarySwitch {
   private async abandon(policy: Policy, from: StoreName, reason: string): Promise<void> {
     const store = this.store(from);
     await this.tx(store, async (trx) => {
-      const current = await readStateForUpdate(trx, store.dialect, policy.name);
+      const current = await readStateForUpdate(trx, store.adapter, policy.name);
       if (!current || current.role !== 'frozen' || current.switchOwner !== this.deps.replicaId) return;
       await writeState(trx, policy.name, { role: 'primary', switchTo: null, switchStep: null, switchOwner: null, switchLeaseUntil: 0 });
     });
@@ -245,7 +245,7 @@ export class PrimarySwitch {
     const store = this.store(from);
     const { replicaId, options } = this.deps;
     const held = await this.tx(store, async (trx) => {
-      const current = await readStateForUpdate(trx, store.dialect, policy.name);
+      const current = await readStateForUpdate(trx, store.adapter, policy.name);
       if (!current || current.role !== 'frozen' || current.switchOwner !== replicaId) return false;
       await writeState(trx, policy.name, { switchLeaseUntil: Date.now() + options.leaseMs, ...(step ? { switchStep: step } : {}) });
       return true;

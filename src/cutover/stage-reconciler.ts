@@ -4,20 +4,10 @@ import { coerceError } from '../errors.js';
 import type { EventSink, Stage } from '../events.js';
 import type { FlagSource } from '../flags/flag-source.js';
 import { flagNames, resolveStage } from '../flags/resolve-stage.js';
+import type { TableStage } from '../flags/table-stage.js';
 import type { Policy } from '../policy/policy.js';
 import { describePrimary, type PrimaryDirectory, type TablePrimary } from './primary-directory.js';
 import type { PrimarySwitch } from './primary-switch.js';
-
-export interface TableStage {
-  table: string;
-  stage: Stage;
-  /** The source's state row (dual-write, staleness of the target). */
-  state: TableState | undefined;
-  /** Both state rows: which store is primary, the epoch, a switch in progress. */
-  primary?: TablePrimary | undefined;
-  /** The flags ask for something this replica refuses; the stage above is kept. */
-  conflict: string | undefined;
-}
 
 /** Moves primaries when `target-primary` flips (absent: this replica never switches). */
 export interface CutoverControl {
@@ -218,7 +208,7 @@ export class StageReconciler {
     if (view.target.dualWrite === reverse) return;
     await this.target.knex.transaction(async (trx) => {
       // Exclusively: in-flight writers (holding the row shared) finish first, later ones see the change.
-      const state = await readStateForUpdate(trx, this.target.dialect, policy.name);
+      const state = await readStateForUpdate(trx, this.target.adapter, policy.name);
       if (!state || state.role !== 'primary' || state.dualWrite === reverse) return;
       if (reverse) await writeState(trx, policy.name, { dualWrite: true });
       else await writeState(trx, policy.name, { dualWrite: false, stale: true, staleReason: `source retired at ${new Date().toISOString()}: it misses every write since` });
@@ -286,7 +276,7 @@ export class StageReconciler {
       }
     }
     const result = await this.source.knex.transaction(async (trx) => {
-      const state = await readStateForUpdate(trx, this.source.dialect, policy.name);
+      const state = await readStateForUpdate(trx, this.source.adapter, policy.name);
       if (!state || state.dualWrite === on) return { state, reason: undefined };
       let reason: string;
       let stale: boolean;

@@ -6,6 +6,21 @@ export const APPLIED_TABLE = 'tandem_applied';
 export const STATE_TABLE = 'tandem_state';
 export const BACKFILL_TABLE = 'tandem_backfill';
 
+/** One row of `tandem_outbox` as the drivers return it. */
+export interface OutboxRecord {
+  id: number | string;
+  tbl: string;
+  row_key: string;
+  op: string;
+  image: string | null;
+  epoch: number | string;
+  status: string;
+  attempts: number | string;
+  next_attempt_at: number | string;
+  last_error: string | null;
+  created_at: number | string;
+}
+
 /**
  * Creates Tandem's own tables in one store if they are missing. Both stores get all three:
  * after a cutover the roles swap. Safe to run from several processes at once.
@@ -19,8 +34,7 @@ export async function ensureInternalTables(store: Store): Promise<void> {
     t.string('tbl', 128).notNullable();
     t.string('row_key', 512).notNullable();
     t.string('op', 8).notNullable();
-    if (store.dialect === 'mysql') t.text('image', 'mediumtext');
-    else t.text('image');
+    t.text('image', store.adapter.imageColumnType);
     t.integer('epoch').notNullable();
     t.string('status', 8).notNullable().defaultTo('pending');
     t.integer('attempts').notNullable().defaultTo(0);

@@ -1,3 +1,4 @@
+import type { Dialect } from './dialects/dialect.js';
 import type { Store } from './store.js';
 
 export interface ColumnInfo {
@@ -10,7 +11,7 @@ export interface ColumnInfo {
 
 export interface TableInfo {
   table: string;
-  dialect: 'pg' | 'mysql' | 'sqlite';
+  dialect: Dialect;
   columns: ColumnInfo[];
   /** Primary-key columns in key order; empty when the table has none. */
   primaryKey: string[];
@@ -30,35 +31,5 @@ export async function describeTable(store: Store, table: string): Promise<TableI
     nullable: Boolean(c.nullable),
     maxLength: c.maxLength === null || c.maxLength === undefined || c.maxLength === '' ? null : Number(c.maxLength),
   }));
-  return { table, dialect: store.dialect, columns, primaryKey: await primaryKeyOf(store, table) };
-}
-
-async function primaryKeyOf(store: Store, table: string): Promise<string[]> {
-  const { knex } = store;
-  if (store.dialect === 'sqlite') {
-    const rows = (await knex.raw('SELECT name, pk FROM pragma_table_info(?)', [table])) as Array<{ name: string; pk: number }>;
-    return rows.filter((r) => Number(r.pk) > 0).sort((a, b) => Number(a.pk) - Number(b.pk)).map((r) => r.name);
-  }
-  if (store.dialect === 'pg') {
-    const result = (await knex.raw(
-      `SELECT a.attname AS name
-         FROM pg_index i
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-        WHERE i.indrelid = to_regclass(?) AND i.indisprimary
-        ORDER BY array_position(i.indkey::int2[], a.attnum)`,
-      [quotePgIdent(table)],
-    )) as { rows: Array<{ name: string }> };
-    return result.rows.map((r) => r.name);
-  }
-  const [rows] = (await knex.raw(
-    `SELECT COLUMN_NAME AS name FROM information_schema.KEY_COLUMN_USAGE
-      WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY'
-      ORDER BY ORDINAL_POSITION`,
-    [table],
-  )) as [Array<{ name: string }>];
-  return rows.map((r) => r.name);
-}
-
-function quotePgIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
+  return { table, dialect: store.dialect, columns, primaryKey: await store.adapter.primaryKeyOf(knex, table) };
 }

@@ -1,4 +1,4 @@
-import { canonicalNumber } from '../policy/normalize.js';
+import { canonicalNumber } from '../shared/canonical-number.js';
 
 const NUMERIC = /^[-+]?(\d+(\.\d*)?|\.\d+)$/;
 

@@ -1,18 +1,19 @@
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
-import { PG_TYPES } from './pg-types.js';
+import type { Dialect, DialectAdapter } from './dialects/dialect.js';
+import { dialectOf, makeAdapter } from './dialects/index.js';
 
-export const DIALECTS = ['pg', 'mysql', 'sqlite'] as const;
-export type Dialect = (typeof DIALECTS)[number];
+export { DIALECTS, type Dialect } from './dialects/dialect.js';
 
-export const STORE_NAMES = ['source', 'target'] as const;
-export type StoreName = (typeof STORE_NAMES)[number];
+import type { StoreName } from '../shared/store-name.js';
 
-/** One database Tandem talks to: its pool, its dialect and a printable (password-free) URL. */
+export type { StoreName } from '../shared/store-name.js';
+
+/** One database Tandem talks to: its pool, its engine's adapter and a printable (password-free) URL. */
 export interface Store {
   readonly name: StoreName;
   readonly dialect: Dialect;
+  /** Everything engine-specific, for this store in whichever role it plays. */
+  readonly adapter: DialectAdapter;
   readonly knex: Knex;
   readonly displayUrl: string;
 }
@@ -26,13 +27,7 @@ export interface StoreOptions {
   connectTimeoutMs: number;
 }
 
-export function dialectOf(url: string): Dialect {
-  const scheme = url.slice(0, url.indexOf(':')).toLowerCase();
-  if (scheme === 'postgres' || scheme === 'postgresql') return 'pg';
-  if (scheme === 'mysql' || scheme === 'mariadb') return 'mysql';
-  if (scheme === 'sqlite') return 'sqlite';
-  throw new Error(`unsupported database URL scheme "${scheme}"`);
-}
+export { dialectOf };
 
 /** The URL without its password, for logs and status. */
 export function redactUrl(url: string): string {
@@ -40,12 +35,12 @@ export function redactUrl(url: string): string {
 }
 
 export function makeStore(name: StoreName, url: string, options: StoreOptions): Store {
-  const dialect = dialectOf(url);
+  const adapter = makeAdapter(dialectOf(url));
   const onLog = options.onLog ?? (() => undefined);
   // knex prints its warnings with console.log: route them into Tandem's JSON logs instead,
   // so stdout stays one JSON document per line.
   const knex = knexFactory({
-    ...knexConfig(name, dialect, url, options),
+    ...adapter.knexConfig(url, `tandem-${name}`, options),
     log: {
       warn: (message: unknown) => onLog('warn', String(message)),
       error: (message: unknown) => onLog('error', String(message)),
@@ -53,135 +48,5 @@ export function makeStore(name: StoreName, url: string, options: StoreOptions): 
       debug: () => undefined,
     },
   });
-  return Object.freeze({ name, dialect, knex, displayUrl: redactUrl(url) });
-}
-
-function knexConfig(name: StoreName, dialect: Dialect, url: string, options: StoreOptions): Knex.Config {
-  const applicationName = `tandem-${name}`;
-  if (dialect === 'pg') {
-    return {
-      client: 'pg',
-      connection: {
-        connectionString: url,
-        application_name: applicationName,
-        statement_timeout: options.statementTimeoutMs,
-        connectionTimeoutMillis: options.connectTimeoutMs,
-        keepAlive: true,
-        types: PG_TYPES,
-      } as Knex.PgConnectionConfig,
-      pool: { min: 0, max: options.poolMax },
-      acquireConnectionTimeout: options.acquireTimeoutMs,
-    };
-  }
-  if (dialect === 'mysql') {
-    const parsed = new URL(url.replace(/^mariadb:/i, 'mysql:'));
-    const statementSeconds = Math.max(1, Math.ceil(options.statementTimeoutMs / 1000));
-    return {
-      client: 'mysql2',
-      connection: {
-        host: parsed.hostname,
-        port: parsed.port ? Number(parsed.port) : 3306,
-        user: decodeURIComponent(parsed.username || 'root'),
-        password: decodeURIComponent(parsed.password),
-        database: decodeURIComponent(parsed.pathname.replace(/^\//, '')),
-        // Exact values: BIGINT and DECIMAL as strings, times in UTC.
-        supportBigNumbers: true,
-        bigNumberStrings: true,
-        timezone: 'Z',
-        // A DATE is a calendar day: never turn it into a midnight in some zone.
-        dateStrings: ['DATE'],
-        charset: 'utf8mb4',
-        // The versioned apply sends its statements in two round trips (src/write/apply-mysql.ts).
-        // Values are still bound parameters, escaped by mysql2 like every knex query.
-        multipleStatements: true,
-        connectTimeout: options.connectTimeoutMs,
-        enableKeepAlive: true,
-        connectAttributes: { program_name: applicationName },
-      } as unknown as Knex.MySql2ConnectionConfig,
-      pool: {
-        min: 0,
-        max: options.poolMax,
-        afterCreate: (conn: MysqlConn, done: (err: Error | null, conn: unknown) => void) => {
-          // READ COMMITTED avoids InnoDB gap locks between concurrent writers on nearby keys.
-          // max_statement_time is MariaDB's statement timeout (seconds); MySQL uses max_execution_time.
-          conn.query(`SET SESSION time_zone = '+00:00'`, (zoneErr) => {
-            if (zoneErr) return done(zoneErr, conn);
-            conn.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED', (isoErr) => {
-              if (isoErr) return done(isoErr, conn);
-              conn.query(`SET SESSION max_statement_time = ${statementSeconds}`, (mariaErr) => {
-                if (!mariaErr) return done(null, conn);
-                conn.query(`SET SESSION max_execution_time = ${options.statementTimeoutMs}`, () => done(null, conn));
-              });
-            });
-          });
-        },
-      },
-      acquireConnectionTimeout: options.acquireTimeoutMs,
-    };
-  }
-  const file = url.replace(/^sqlite:(\/\/)?/i, '');
-  if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
-  return {
-    client: 'better-sqlite3',
-    connection: { filename: file },
-    useNullAsDefault: true,
-    // SQLite has one writer; one connection per process serialises our transactions.
-    pool: {
-      min: 1,
-      max: 1,
-      afterCreate: (conn: SqliteConn, done: (err: Error | null, conn: unknown) => void) => {
-        try {
-          conn.pragma('journal_mode = WAL');
-          conn.pragma(`busy_timeout = ${options.statementTimeoutMs}`);
-          conn.pragma('foreign_keys = ON');
-          // Exact integers beyond 2^53; postProcessResponse turns small ones back into numbers.
-          conn.defaultSafeIntegers(true);
-          done(null, conn);
-        } catch (error) {
-          done(error as Error, conn);
-        }
-      },
-    },
-    acquireConnectionTimeout: options.acquireTimeoutMs,
-    postProcessResponse: unBigInt,
-  };
-}
-
-/** SQLite integers arrive as BigInt: numbers when safe, decimal strings beyond 2^53. */
-function unBigInt(value: unknown): unknown {
-  if (typeof value === 'bigint') {
-    return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
-  }
-  if (Array.isArray(value)) return value.map(unBigInt);
-  if (value !== null && typeof value === 'object' && !Buffer.isBuffer(value) && !(value instanceof Date)) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = typeof v === 'bigint' ? unBigInt(v) : v;
-    return out;
-  }
-  return value;
-}
-
-interface MysqlConn {
-  query(sql: string, cb: (err: Error | null) => void): void;
-}
-interface SqliteConn {
-  pragma(sql: string): unknown;
-  defaultSafeIntegers(on: boolean): unknown;
-}
-
-/**
- * Destroys a pooled connection's socket so a query stuck on a dead network fails now;
- * knex marks the connection disposed and the pool replaces it.
- */
-export function destroyConnection(dialect: Dialect, connection: unknown): void {
-  const conn = connection as {
-    connection?: { stream?: { destroy(): void } };
-    destroy?: () => void;
-  };
-  try {
-    if (dialect === 'pg') conn.connection?.stream?.destroy();
-    else if (dialect === 'mysql') conn.destroy?.();
-  } catch {
-    // Already gone: nothing to do.
-  }
+  return Object.freeze({ name, dialect: adapter.name, adapter, knex, displayUrl: redactUrl(url) });
 }

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { STATE_TABLE } from './internal-tables.js';
-import type { Dialect, Store } from './store.js';
+import type { DialectAdapter } from './dialects/dialect.js';
+import type { Store } from './store.js';
 
 export const ROLES = ['primary', 'secondary', 'frozen'] as const;
 export type Role = (typeof ROLES)[number];
@@ -77,27 +78,18 @@ export async function ensureStateRows(store: Store, tables: readonly string[], r
 /**
  * Reads a table's state inside a writer's transaction with a shared lock, so a stage
  * change or a freeze (which takes the row exclusively) waits for in-flight writes and
- * blocks new ones. SQLite has one writer at a time; the lock is implicit there.
+ * blocks new ones. Engines with one writer (SQLite) lock implicitly (the adapter adds no clause).
  */
-export async function readStateForShare(trx: Knex.Transaction, dialect: Dialect, table: string): Promise<TableState | undefined> {
-  // SQLite: take the write lock first. A deferred transaction that reads and then writes
-  // fails at once with SQLITE_BUSY_SNAPSHOT when another process (a second Tandem replica)
-  // committed in between, without waiting on busy_timeout; a write statement as the first
-  // one waits for the lock instead. It matches no row and changes nothing.
-  // @see https://www.sqlite.org/isolation.html
-  if (dialect === 'sqlite') await trx.raw(`UPDATE ${STATE_TABLE} SET tbl = tbl WHERE 0`);
-  let query = trx(STATE_TABLE).where({ tbl: table }).first();
-  if (dialect !== 'sqlite') query = query.forShare();
-  const row = (await query) as StateRecord | undefined;
+export async function readStateForShare(trx: Knex.Transaction, adapter: DialectAdapter, table: string): Promise<TableState | undefined> {
+  await adapter.takeWriteLock(trx);
+  const row = (await adapter.forShare(trx(STATE_TABLE).where({ tbl: table }).first())) as StateRecord | undefined;
   return row ? fromStateRecord(row) : undefined;
 }
 
 /** Reads and exclusively locks a table's state row (stage changes, cutover). */
-export async function readStateForUpdate(trx: Knex.Transaction, dialect: Dialect, table: string): Promise<TableState | undefined> {
-  if (dialect === 'sqlite') await trx.raw(`UPDATE ${STATE_TABLE} SET tbl = tbl WHERE 0`);
-  let query = trx(STATE_TABLE).where({ tbl: table }).first();
-  if (dialect !== 'sqlite') query = query.forUpdate();
-  const row = (await query) as StateRecord | undefined;
+export async function readStateForUpdate(trx: Knex.Transaction, adapter: DialectAdapter, table: string): Promise<TableState | undefined> {
+  await adapter.takeWriteLock(trx);
+  const row = (await adapter.forUpdate(trx(STATE_TABLE).where({ tbl: table }).first())) as StateRecord | undefined;
   return row ? fromStateRecord(row) : undefined;
 }
 

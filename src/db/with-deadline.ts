@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import { destroyConnection, type Store } from './store.js';
+import type { DeadlineRunner } from './dialects/dialect.js';
+import type { Store } from './store.js';
 
 /** Thrown when a unit of work on a store ran past its deadline and its connection was cut. */
 export class DeadlineError extends Error {
@@ -28,7 +29,7 @@ export async function withDeadlineConnection<T>(store: Store, ms: number, work: 
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       timedOut = true;
-      if (connection !== undefined) destroyConnection(store.dialect, connection);
+      if (connection !== undefined) store.adapter.destroyConnection(connection);
       reject(new DeadlineError(store.name, ms));
     }, ms);
     timer.unref();
@@ -49,19 +50,27 @@ export async function withDeadlineConnection<T>(store: Store, ms: number, work: 
     return await Promise.race([running, deadline]);
   } finally {
     clearTimeout(timer);
-    if (timedOut) destroyConnection(store.dialect, connection);
+    if (timedOut) store.adapter.destroyConnection(connection);
     await client.releaseConnection(connection);
   }
 }
 
-/** A transaction with a deadline (applies). SQLite is local and runs a plain transaction. */
+/** A transaction with a deadline (applies). An in-process engine (SQLite) runs a plain transaction. */
 export function withDeadlineTransaction<T>(store: Store, ms: number, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-  if (store.dialect === 'sqlite') return store.knex.transaction(work);
+  if (store.adapter.inProcess) return store.knex.transaction(work);
   return withDeadlineConnection(store, ms, (connection) => store.knex.transaction(work, { connection }));
 }
 
 /** One query with a deadline, no transaction (target and shadow reads). */
 export async function withDeadlineQuery<T>(store: Store, ms: number, build: (knex: Knex) => Knex.QueryBuilder | Knex.Raw): Promise<T> {
-  if (store.dialect === 'sqlite') return (await build(store.knex)) as T;
+  if (store.adapter.inProcess) return (await build(store.knex)) as T;
   return withDeadlineConnection(store, ms, (connection) => Promise.resolve(build(store.knex).connection(connection as never) as unknown as Promise<T>));
+}
+
+/** Deadline-bound work on one store, as the adapters' versioned apply takes it. */
+export function deadlineRunner(store: Store, ms: number): DeadlineRunner {
+  return {
+    connection: (work) => withDeadlineConnection(store, ms, work),
+    transaction: (work) => withDeadlineTransaction(store, ms, work),
+  };
 }

@@ -6,6 +6,9 @@ import { adminRoutes, type AdminApi } from './admin-routes.js';
 import { requireBearer } from './auth.js';
 import { dataRoutes, type DataRouteDeps } from './data-routes.js';
 import { problemHandler } from './problem.js';
+import type { ConsoleApi } from './console/console-api.js';
+import { consoleAdminRoutes, consolePageRoutes } from './console/console-routes.js';
+import { openApiDocument } from './openapi.js';
 
 export interface HttpAppDeps extends DataRouteDeps {
   events: EventSink;
@@ -19,6 +22,8 @@ export interface HttpAppDeps extends DataRouteDeps {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** False while shutting down: new requests get 503. */
   accepting(): boolean;
+  /** The console's admin endpoints (history, jobs, flags); the page itself is always served. */
+  console?: ConsoleApi;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -52,11 +57,19 @@ export function makeHttpApp(deps: HttpAppDeps): Express {
     res.type(contentType).send(body);
   });
 
+  app.get('/openapi.json', (_req, res) => {
+    res.locals['route'] = '/openapi.json';
+    res.json(openApiDocument());
+  });
+  app.use(consolePageRoutes());
+
   const json = express.json({ limit: deps.bodyLimit, strict: false });
   app.use('/v1', requireBearer(deps.apiTokens, 'tandem'), json);
   app.use(dataRoutes(deps));
-  app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin'), json);
+  // A data token on the admin API is a 403 (known, not allowed), not a 401.
+  app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin', deps.apiTokens), json);
   app.use(adminRoutes(deps.admin));
+  if (deps.console) app.use(consoleAdminRoutes(deps.console));
 
   app.use((req, res, next) => {
     res.locals['route'] = 'unmatched';

@@ -1,5 +1,6 @@
 import type { TableInfo } from '../db/introspect.js';
-import { columnKind, integerRange } from './column-kind.js';
+import { makeAdapter } from '../db/dialects/index.js';
+import { columnKind } from './column-kind.js';
 import type { LoadedPolicyFile } from './load-policies.js';
 import type { BoundColumn, Policy } from './policy.js';
 
@@ -69,7 +70,7 @@ export function bindPolicy(
       type: col.type,
       nullable: col.nullable,
       maxLength: col.maxLength,
-      range: columnKind(col.type) === 'integer' ? integerRange(col.type, source.dialect ?? 'pg') : undefined,
+      range: columnKind(col.type) === 'integer' ? makeAdapter(source.dialect).integerRange(col.type) : undefined,
       targetName,
       targetKind: targetCol ? columnKind(targetCol.type) : null,
     });

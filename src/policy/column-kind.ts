@@ -1,35 +1,4 @@
-/** What a column holds, independent of the dialect's type name. */
-export const COLUMN_KINDS = [
-  'integer',
-  'decimal',
-  'float',
-  'boolean',
-  'string',
-  'datetime',
-  'date',
-  'json',
-  'binary',
-  'other',
-] as const;
-export type ColumnKind = (typeof COLUMN_KINDS)[number];
-
-/**
- * The range of an integer column, or undefined when it is not a fixed-width integer.
- * SQLite's INTEGER is 64-bit whatever it is called; elsewhere `int`/`integer` is 32-bit.
- */
-export function integerRange(type: string, dialect: 'pg' | 'mysql' | 'sqlite'): [bigint, bigint] | undefined {
-  const t = type.toLowerCase().trim();
-  const bits = (n: number, unsigned = false): [bigint, bigint] =>
-    unsigned ? [0n, 2n ** BigInt(n) - 1n] : [-(2n ** BigInt(n - 1)), 2n ** BigInt(n - 1) - 1n];
-  if (dialect === 'sqlite') return /int/.test(t) ? bits(64) : undefined;
-  const unsigned = /unsigned/.test(t);
-  if (/^(tinyint)\b/.test(t)) return bits(8, unsigned);
-  if (/^(smallint|int2|smallserial)\b/.test(t)) return bits(16, unsigned);
-  if (/^mediumint\b/.test(t)) return bits(24, unsigned);
-  if (/^(bigint|int8|bigserial)\b/.test(t)) return bits(64, unsigned);
-  if (/^(int|integer|int4|serial)\b/.test(t)) return bits(32, unsigned);
-  return undefined;
-}
+import type { ColumnKind } from '../shared/column-kind.js';
 
 /** Maps a catalog type name (PostgreSQL, MySQL/MariaDB or SQLite) to a kind. */
 export function columnKind(type: string): ColumnKind {

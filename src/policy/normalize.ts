@@ -1,4 +1,5 @@
-import type { ColumnKind } from './column-kind.js';
+import { canonicalNumber } from '../shared/canonical-number.js';
+import type { ColumnKind } from '../shared/column-kind.js';
 import type { Policy } from './policy.js';
 
 /** How values are made comparable across engines (policy `compare`). */
@@ -109,25 +110,6 @@ function canonicalValue(value: unknown, kinds: ReadonlySet<ColumnKind>, settings
   return settings.caseInsensitive.has(column) ? text.toLowerCase() : text;
 }
 
-/** Decimal text without sign noise, leading zeros or trailing fractional zeros: `010.500` → `10.5`. */
-export function canonicalNumber(text: string): string {
-  let t = text.trim();
-  if (/[eE]/.test(t)) {
-    const n = Number(t);
-    if (!Number.isFinite(n)) return t;
-    t = Number.isInteger(n) && Math.abs(n) < Number.MAX_SAFE_INTEGER ? n.toFixed(0) : String(n);
-  }
-  let sign = '';
-  if (t.startsWith('-') || t.startsWith('+')) {
-    sign = t.startsWith('-') ? '-' : '';
-    t = t.slice(1);
-  }
-  let [int = '', frac = ''] = t.split('.');
-  int = int.replace(/^0+(?=\d)/, '') || '0';
-  frac = frac.replace(/0+$/, '');
-  const out = frac ? `${int}.${frac}` : int;
-  return out === '0' ? '0' : `${sign}${out}`;
-}
 
 /** UTC ISO-8601 cut to the precision; naive timestamps (no zone) are taken as UTC. */
 export function canonicalTimestamp(value: unknown, precision: 's' | 'ms' | 'us'): string {

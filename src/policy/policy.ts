@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { ColumnKind } from './column-kind.js';
+import type { ColumnKind } from '../shared/column-kind.js';
 
 const identifier = z
   .string()

@@ -1,11 +1,11 @@
 import type { Context } from 'unleash-client';
 import type { StoreName } from '../db/store.js';
-import type { TableStage } from '../cutover/stage-reconciler.js';
+import type { TableStage } from '../flags/table-stage.js';
 import type { FeatureView, FlagSource } from '../flags/flag-source.js';
 import { flagNames, KILL_SWITCH_FLAG } from '../flags/resolve-stage.js';
 import type { Policy } from '../policy/policy.js';
-import type { StoreBreaker } from '../write/breaker.js';
-import type { PendingKeys } from '../write/pending-keys.js';
+import type { StoreBreaker } from '../db/breaker.js';
+import type { PendingKeys } from '../outbox/pending-keys.js';
 
 export interface RouteDecision {
   store: StoreName;

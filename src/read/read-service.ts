@@ -9,10 +9,12 @@ import type { EventSink } from '../events.js';
 import { mapBackward } from '../policy/mapping.js';
 import { compareSettings, diffRows } from '../policy/normalize.js';
 import type { Policy } from '../policy/policy.js';
-import { formatKey, parseKey, type KeyValues } from '../policy/row-key.js';
-import type { StoreBreaker } from '../write/breaker.js';
-import { toApiRow, type Row } from '../write/image-codec.js';
-import { fetchByKeys } from './fetch-by-keys.js';
+import { formatKey, parseKey } from '../policy/row-key.js';
+import type { KeyValues } from '../shared/row.js';
+import type { StoreBreaker } from '../db/breaker.js';
+import { toApiRow } from '../outbox/image-codec.js';
+import type { Row } from '../shared/row.js';
+import { fetchByKeys } from '../policy/fetch-by-keys.js';
 import type { ReadRouting } from './read-routing.js';
 
 export const MAX_PAGE = 1000;

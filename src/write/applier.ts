@@ -1,14 +1,16 @@
+import { isBreakerOpenError } from '../db/breaker.js';
 import { classifyDbError, isClientDataError, isTransient } from '../db/classify-error.js';
-import type { Store } from '../db/store.js';
 import { DeadlineError } from '../db/with-deadline.js';
 import { coerceError } from '../errors.js';
 import type { EventSink } from '../events.js';
+import { completeOutboxRows } from '../outbox/complete-outbox-rows.js';
+import { failOutboxRows, type FailedRow } from '../outbox/fail-outbox-rows.js';
+import { OutboxCompleter } from '../outbox/outbox-completer.js';
+import type { OutboxEntry } from '../outbox/outbox-entry.js';
+import type { ClaimedApplier, OutboxRoute } from '../outbox/outbox-worker.js';
+import { releaseOutboxRows } from '../outbox/release-outbox-rows.js';
 import type { Policy } from '../policy/policy.js';
 import { applyEntries, coalesce, type ApplyResult } from './apply-entries.js';
-import { isBreakerOpenError, type StoreBreaker } from './breaker.js';
-import { completeOutboxRows, OutboxCompleter } from './outbox/complete-outbox-rows.js';
-import { failOutboxRows, releaseOutboxRows, type FailedRow } from './outbox/fail-outbox-rows.js';
-import type { OutboxEntry } from './outbox/outbox-entry.js';
 
 /**
  * How long done-marks (deletes of applied outbox rows) gather before one DELETE writes
@@ -21,19 +23,6 @@ import type { OutboxEntry } from './outbox/outbox-entry.js';
  * crash before the flush only means a skipped re-apply.
  */
 const DONE_MARK_INTERVAL_MS = 1_000;
-
-/** Where changes flow: the outbox lives in `from` (the primary), they are applied to `to`. */
-export interface ApplyRoute {
-  from: Store;
-  to: Store;
-  breaker: StoreBreaker;
-  /**
-   * The policies as this direction applies them. Target → source (after a cutover) uses the
-   * reversed view (src/cutover/reverse-policy.ts): the same apply writes the inverse mapping.
-   * Default: the applier's policies (source → target).
-   */
-  policies?: ReadonlyMap<string, Policy>;
-}
 
 export interface ApplierOptions {
   timeoutMs: number;
@@ -56,7 +45,7 @@ export function backoffMs(attempts: number, baseMs: number, maxMs: number, rando
  * secondary failure; a failure to settle leaves the rows pending (applied again later,
  * which the version check turns into a harmless skip).
  */
-export class Applier {
+export class Applier implements ClaimedApplier {
   constructor(
     private readonly policies: ReadonlyMap<string, Policy>,
     private readonly events: EventSink,
@@ -65,13 +54,13 @@ export class Applier {
     private readonly onApplied: (ids: readonly string[]) => void = () => undefined,
   ) {}
 
-  private readonly groups = new Map<ApplyRoute, InlineGroup>();
-  private readonly completers = new Map<ApplyRoute, OutboxCompleter>();
+  private readonly groups = new Map<OutboxRoute, InlineGroup>();
+  private readonly completers = new Map<OutboxRoute, OutboxCompleter>();
 
-  private completer(route: ApplyRoute): OutboxCompleter {
+  private completer(route: OutboxRoute): OutboxCompleter {
     let completer = this.completers.get(route);
     if (!completer) {
-      completer = new OutboxCompleter(route.from, DONE_MARK_INTERVAL_MS, (error) =>
+      completer = new OutboxCompleter(route.primary, DONE_MARK_INTERVAL_MS, (error) =>
         this.events.emit({ type: 'background.error', component: 'outbox.complete', error: coerceError(error) }),
       );
       this.completers.set(route, completer);
@@ -90,7 +79,7 @@ export class Applier {
    * together in the next, so low load pays no wait and high load pays one transaction per
    * group instead of one per request.
    */
-  applyInline(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<boolean> {
+  applyInline(route: OutboxRoute, entries: readonly OutboxEntry[]): Promise<boolean> {
     let group = this.groups.get(route);
     if (!group) {
       group = new InlineGroup((batch) => this.applyInlineNow(route, batch));
@@ -99,11 +88,11 @@ export class Applier {
     return group.submit(entries);
   }
 
-  private async applyInlineNow(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<boolean> {
+  private async applyInlineNow(route: OutboxRoute, entries: readonly OutboxEntry[]): Promise<boolean> {
     try {
       // Never the trial of a half-open breaker: that is the worker's, so no request waits on a
       // store that has just failed.
-      const result = await route.breaker.run(() => applyEntries(route.to, route.policies ?? this.policies, entries, this.options.timeoutMs), {
+      const result = await route.breaker.run(() => applyEntries(route.secondary, this.policies, entries, this.options.timeoutMs), {
         trial: false,
       });
       this.report(route, result);
@@ -114,7 +103,7 @@ export class Applier {
       // The rows stay pending; the worker picks them up after the inline grace period.
       this.events.emit({
         type: 'apply.failed',
-        store: route.to.name,
+        store: route.secondary.name,
         rows: entries.length,
         error: coerceError(error),
         willRetry: true,
@@ -129,24 +118,24 @@ export class Applier {
    * The worker path for claimed rows. Returns `too-big` when a batch of several keys ran past
    * its deadline: the rows are released at once (no attempt counted) for a smaller batch.
    */
-  async applyClaimed(route: ApplyRoute, entries: readonly OutboxEntry[]): Promise<'done' | 'too-big'> {
+  async applyClaimed(route: OutboxRoute, entries: readonly OutboxEntry[]): Promise<'done' | 'too-big'> {
     try {
       const deadline = Math.max(this.options.timeoutMs, this.options.batchTimeoutMs ?? this.options.timeoutMs);
-      const result = await route.breaker.run(() => applyEntries(route.to, route.policies ?? this.policies, entries, deadline));
+      const result = await route.breaker.run(() => applyEntries(route.secondary, this.policies, entries, deadline));
       this.report(route, result);
       this.onApplied(result.ids);
       // Marked before the next claim, not grouped like the inline path's marks: with grouped
       // marks here the relapse test's breaker needed a sixth or seventh failed write to
       // re-open in a third of runs (measured; the mechanism is not pinned down).
-      await completeOutboxRows(route.from, result.ids);
+      await completeOutboxRows(route.primary, result.ids);
       return 'done';
     } catch (error) {
       if (isBreakerOpenError(error)) {
-        await releaseOutboxRows(route.from, entries.map((e) => e.id), Date.now());
+        await releaseOutboxRows(route.primary, entries.map((e) => e.id), Date.now());
         return 'done';
       }
       if (error instanceof DeadlineError && entries.length > 1) {
-        await releaseOutboxRows(route.from, entries.map((e) => e.id), Date.now());
+        await releaseOutboxRows(route.primary, entries.map((e) => e.id), Date.now());
         return 'too-big';
       }
       const kind = classifyDbError(error);
@@ -164,7 +153,7 @@ export class Applier {
     }
   }
 
-  private async fail(route: ApplyRoute, entries: readonly OutboxEntry[], error: Error): Promise<void> {
+  private async fail(route: OutboxRoute, entries: readonly OutboxEntry[], error: Error): Promise<void> {
     const transient = isTransient(classifyDbError(error));
     const now = Date.now();
     const rows: FailedRow[] = entries.map((entry) => {
@@ -183,13 +172,13 @@ export class Applier {
     this.countFailed(route, entries);
     this.events.emit({
       type: 'apply.failed',
-      store: route.to.name,
+      store: route.secondary.name,
       rows: entries.length,
       error,
       willRetry: rows.some((r) => !r.dead),
       path: 'worker',
     });
-    await failOutboxRows(route.from, rows);
+    await failOutboxRows(route.primary, rows);
     for (const row of rows) {
       if (!row.dead) continue;
       const entry = entries.find((e) => e.id === row.id);
@@ -197,19 +186,19 @@ export class Applier {
     }
   }
 
-  private report(route: ApplyRoute, result: ApplyResult): void {
+  private report(route: OutboxRoute, result: ApplyResult): void {
     for (const [table, counts] of result.perTable) {
-      if (counts.applied > 0) this.events.emit({ type: 'apply', table, store: route.to.name, result: 'applied', count: counts.applied });
+      if (counts.applied > 0) this.events.emit({ type: 'apply', table, store: route.secondary.name, result: 'applied', count: counts.applied });
       if (counts.skipped > 0) {
-        this.events.emit({ type: 'apply', table, store: route.to.name, result: 'skipped_stale', count: counts.skipped });
+        this.events.emit({ type: 'apply', table, store: route.secondary.name, result: 'skipped_stale', count: counts.skipped });
       }
     }
   }
 
-  private countFailed(route: ApplyRoute, entries: readonly OutboxEntry[]): void {
+  private countFailed(route: OutboxRoute, entries: readonly OutboxEntry[]): void {
     const perTable = new Map<string, number>();
     for (const e of entries) perTable.set(e.table, (perTable.get(e.table) ?? 0) + 1);
-    for (const [table, count] of perTable) this.events.emit({ type: 'apply', table, store: route.to.name, result: 'failed', count });
+    for (const [table, count] of perTable) this.events.emit({ type: 'apply', table, store: route.secondary.name, result: 'failed', count });
   }
 }
 

@@ -1,10 +1,8 @@
 import type { Knex } from 'knex';
-import { bindValue } from '../db/bind-value.js';
-import type { Dialect } from '../db/store.js';
+import type { Store } from '../db/store.js';
 import { TandemError } from '../errors.js';
-import type { Policy } from '../policy/policy.js';
-import type { KeyValues } from '../policy/row-key.js';
-import type { Row } from './image-codec.js';
+import type { TableRoute } from '../policy/table-route.js';
+import type { KeyValues, Row } from '../shared/row.js';
 
 /** The primary's view of one change: the after-image, or a tombstone for a delete. */
 export interface PrimaryChange {
@@ -14,136 +12,83 @@ export interface PrimaryChange {
   row: Row | undefined;
 }
 
-/** Source-shaped values → values bound for the primary's dialect. */
-export function bindRow(policy: Policy, values: Row, dialect: Dialect): Row {
+/** API-shaped values → values bound for the primary's engine. */
+export function bindRow(primary: Store, route: TableRoute, values: Row): Row {
   const out: Row = {};
-  for (const [name, value] of Object.entries(values)) out[name] = bindValue(value, policy.columns.get(name)?.kind ?? null, dialect);
+  for (const [name, value] of Object.entries(values)) out[name] = primary.adapter.bind(value, route.primary.kinds.get(name) ?? null);
   return out;
 }
 
-export function keyWhere(policy: Policy, key: KeyValues, columns: readonly string[] = policy.primaryKey): Row {
+export function keyWhere(route: TableRoute, key: KeyValues): Row {
   const where: Row = {};
-  columns.forEach((col, i) => {
+  route.primary.key.forEach((col, i) => {
     where[col] = key[i];
   });
   return where;
-}
-
-function lockRow(trx: Knex.Transaction, dialect: Dialect, policy: Policy, key: KeyValues) {
-  const query = trx(policy.sourceTable).select('*').where(keyWhere(policy, key)).first();
-  return dialect === 'sqlite' ? query : query.forUpdate();
 }
 
 /**
  * The key as the primary stores it. Versions are per stored key: a URL may spell the same
  * row differently (case under a case-insensitive collation, a UUID's case, a date's form).
  */
-export function storedKey(policy: Policy, row: Row): KeyValues {
-  return policy.primaryKey.map((c) => row[c]);
+export function storedKey(route: TableRoute, row: Row): KeyValues {
+  return route.primary.key.map((c) => row[c]);
 }
 
-export function notFound(policy: Policy, field: string): TandemError {
-  return new TandemError('not_found', 404, `${field}: no row with this key in ${policy.name}`, { field });
+export function notFound(route: TableRoute, field: string): TandemError {
+  return new TandemError('not_found', 404, `${field}: no row with this key in ${route.policy.name}`, { field });
 }
 
-/** INSERT; the after-image comes from RETURNING, or on MySQL from a locked re-read. */
-export async function insertRow(
-  trx: Knex.Transaction,
-  dialect: Dialect,
-  policy: Policy,
-  values: Row,
-  field: string,
-): Promise<PrimaryChange> {
-  const bound = bindRow(policy, values, dialect);
-  if (dialect !== 'mysql') {
-    const [row] = (await trx(policy.sourceTable).insert(bound).returning('*')) as Row[];
-    if (!row) throw new TandemError('internal', 500, 'insert returned no row');
-    return { status: 201, key: policy.primaryKey.map((c) => row[c]), row };
+/** INSERT and the row as stored (RETURNING, or a locked re-read: the primary's adapter decides). */
+export async function insertRow(trx: Knex.Transaction, primary: Store, route: TableRoute, values: Row, field: string): Promise<PrimaryChange> {
+  const row = await primary.adapter.insertReturning(trx, route.primary, bindRow(primary, route, values));
+  if (!row) {
+    const key = route.primary.key;
+    const missing = key.find((c) => values[c] === undefined || values[c] === null) ?? key[0];
+    throw new TandemError('invalid_value', 400, `${field}.${missing}: required (the key is not generated)`, { field: `${field}.${missing}` });
   }
-  const result = (await trx(policy.sourceTable).insert(bound)) as number[];
-  let key: KeyValues;
-  if (policy.primaryKey.every((c) => values[c] !== undefined && values[c] !== null)) {
-    key = policy.primaryKey.map((c) => values[c]);
-  } else if (policy.primaryKey.length === 1 && result[0]) {
-    key = [result[0]];
-  } else {
-    const missing = policy.primaryKey.find((c) => values[c] === undefined) ?? policy.primaryKey[0];
-    throw new TandemError('invalid_value', 400, `${field}.${missing}: required (the key is not generated)`, {
-      field: `${field}.${missing}`,
-    });
-  }
-  const row = (await lockRow(trx, dialect, policy, key)) as Row | undefined;
-  if (!row) throw new TandemError('internal', 500, 'inserted row not found on re-read');
-  return { status: 201, key: policy.primaryKey.map((c) => row[c]), row };
+  return { status: 201, key: storedKey(route, row), row };
 }
 
 /** UPDATE by key; 404 when the key does not exist. Key columns cannot change. */
 export async function updateRow(
   trx: Knex.Transaction,
-  dialect: Dialect,
-  policy: Policy,
+  primary: Store,
+  route: TableRoute,
   key: KeyValues,
   values: Row,
   field: string,
   keyField: string,
 ): Promise<PrimaryChange> {
-  const bound = bindRow(policy, updateChanges(policy, key, values, field), dialect);
-  if (dialect !== 'mysql') {
-    const [row] = (await trx(policy.sourceTable).where(keyWhere(policy, key)).update(bound).returning('*')) as Row[];
-    if (!row) throw notFound(policy, keyField);
-    return { status: 200, key: storedKey(policy, row), row };
-  }
-  const before = await lockRow(trx, dialect, policy, key);
-  if (!before) throw notFound(policy, keyField);
-  await trx(policy.sourceTable).where(keyWhere(policy, key)).update(bound);
-  const row = (await lockRow(trx, dialect, policy, key)) as Row;
-  return { status: 200, key: storedKey(policy, row), row };
+  const set = bindRow(primary, route, updateChanges(route, key, values, field));
+  const row = await primary.adapter.updateReturning(trx, route.primary, keyWhere(route, key), set);
+  if (!row) throw notFound(route, keyField);
+  return { status: 200, key: storedKey(route, row), row };
 }
 
 /** Insert or update by key (PUT). The key comes from the URL; values may repeat it. */
-export async function upsertRow(
-  trx: Knex.Transaction,
-  dialect: Dialect,
-  policy: Policy,
-  key: KeyValues,
-  values: Row,
-  field: string,
-): Promise<PrimaryChange> {
-  const changes = withoutKey(policy, key, values, field);
-  const existing = (await lockRow(trx, dialect, policy, key)) as Row | undefined;
+export async function upsertRow(trx: Knex.Transaction, primary: Store, route: TableRoute, key: KeyValues, values: Row, field: string): Promise<PrimaryChange> {
+  const changes = withoutKey(route, key, values, field);
+  const existing = await primary.adapter.lockRow(trx, route.primary, keyWhere(route, key));
   if (!existing) {
-    const change = await insertRow(trx, dialect, policy, { ...changes, ...keyWhere(policy, key) }, field);
+    const change = await insertRow(trx, primary, route, { ...changes, ...keyWhere(route, key) }, field);
     return { ...change, status: 201 };
   }
-  if (Object.keys(changes).length === 0) return { status: 200, key: storedKey(policy, existing), row: existing };
-  const change = await updateRow(trx, dialect, policy, key, changes, field, 'key');
+  if (Object.keys(changes).length === 0) return { status: 200, key: storedKey(route, existing), row: existing };
+  const change = await updateRow(trx, primary, route, key, changes, field, 'key');
   return { ...change, status: 200 };
 }
 
 /** DELETE by key; 404 when absent. */
-export async function deleteRow(
-  trx: Knex.Transaction,
-  dialect: Dialect,
-  policy: Policy,
-  key: KeyValues,
-  keyField: string,
-): Promise<PrimaryChange> {
-  if (dialect === 'pg') {
-    const rows = (await trx(policy.sourceTable).where(keyWhere(policy, key)).del().returning([...policy.primaryKey])) as Row[];
-    const [gone] = rows;
-    if (!gone) throw notFound(policy, keyField);
-    return { status: 204, key: storedKey(policy, gone), row: undefined };
-  }
-  // SQLite (no RETURNING on deletes in knex) and MySQL: read the stored key, then delete.
-  const before = (await lockRow(trx, dialect, policy, key)) as Row | undefined;
-  if (!before) throw notFound(policy, keyField);
-  await trx(policy.sourceTable).where(keyWhere(policy, key)).del();
-  return { status: 204, key: storedKey(policy, before), row: undefined };
+export async function deleteRow(trx: Knex.Transaction, primary: Store, route: TableRoute, key: KeyValues, keyField: string): Promise<PrimaryChange> {
+  const gone = await primary.adapter.deleteReturning(trx, route.primary, keyWhere(route, key));
+  if (!gone) throw notFound(route, keyField);
+  return { status: 204, key: storedKey(route, gone), row: undefined };
 }
 
 /** The columns an update changes: never a key column, and at least one (400 otherwise). */
-export function updateChanges(policy: Policy, key: KeyValues, values: Row, field: string): Row {
-  const changes = withoutKey(policy, key, values, field);
+export function updateChanges(route: TableRoute, key: KeyValues, values: Row, field: string): Row {
+  const changes = withoutKey(route, key, values, field);
   if (Object.keys(changes).length === 0) {
     throw new TandemError('bad_request', 400, `${field}: name at least one column to change`, { field });
   }
@@ -157,10 +102,10 @@ export function tableFrozen(table: string): TandemError {
   });
 }
 
-function withoutKey(policy: Policy, key: KeyValues, values: Row, field: string): Row {
+function withoutKey(route: TableRoute, key: KeyValues, values: Row, field: string): Row {
   const out: Row = {};
   for (const [name, value] of Object.entries(values)) {
-    const index = policy.primaryKey.indexOf(name);
+    const index = route.primary.key.indexOf(name);
     if (index === -1) {
       out[name] = value;
       continue;

@@ -1,19 +1,22 @@
 import type { Knex } from 'knex';
 import { classifyDbError, isConnectionLoss } from '../db/classify-error.js';
+import type { FoldedWriter, FoldOp } from '../db/dialects/dialect.js';
 import type { Store, StoreName } from '../db/store.js';
-import { readStateForShare, type TableState } from '../db/table-state.js';
 import { withDeadlineTransaction } from '../db/with-deadline.js';
+import { readStateForShare, type TableState } from '../db/table-state.js';
 import { TandemError } from '../errors.js';
 import type { EventSink } from '../events.js';
+import { decodeImage, encodeImage, toApiRow } from '../outbox/image-codec.js';
+import { insertOutboxRow } from '../outbox/insert-outbox-row.js';
+import type { OutboxEntry } from '../outbox/outbox-entry.js';
+import type { OutboxRoute } from '../outbox/outbox-worker.js';
 import { mapBackward, mapForward } from '../policy/mapping.js';
 import type { Policy } from '../policy/policy.js';
-import { formatKey, type KeyValues } from '../policy/row-key.js';
-import type { Applier, ApplyRoute } from './applier.js';
-import { decodeImage, encodeImage, toApiRow, type Row } from './image-codec.js';
-import type { OutboxEntry } from './outbox/outbox-entry.js';
-import { insertOutboxRow } from './outbox/insert-outbox-row.js';
-import type { FoldableOp, PgFold } from './pg-fold.js';
-import { deleteRow, insertRow, tableFrozen, updateRow, upsertRow, type PrimaryChange } from './primary-ops.js';
+import { formatKey } from '../policy/row-key.js';
+import { tableRoute, type TableRoute } from '../policy/table-route.js';
+import type { KeyValues, Row } from '../shared/row.js';
+import type { Applier } from './applier.js';
+import { bindRow, deleteRow, insertRow, notFound, tableFrozen, updateChanges, updateRow, upsertRow, type PrimaryChange } from './primary-ops.js';
 
 export type WriteOp =
   | { op: 'insert'; policy: Policy; values: Row; field: string }
@@ -41,13 +44,8 @@ export interface WriteServiceOptions {
   onQueued?: (entries: readonly OutboxEntry[]) => void;
   /** How long the worker leaves fresh rows to the inline apply, ms. */
   inlineGraceMs: number;
-  /** PostgreSQL primaries: each table's folded write statement (see PgFold). */
-  folds?: ReadonlyMap<string, PgFold>;
-  /**
-   * The table's policy as its primary sees it (the target-side view while the target is
-   * primary: src/cutover/reverse-policy.ts). Default: the policy itself.
-   */
-  orient?: (primary: Store, policy: Policy) => Policy;
+  /** Each table's folded single-statement write, where the primary's engine has one (see prepareFolds). */
+  folds?: ReadonlyMap<string, FoldedWriter>;
   /** Reads a table's state rows again after its primary refused a write (a stale view). */
   refresh?: (table: string) => Promise<unknown>;
   /** How long a write waits while its table switches its primary, then 503, ms. Default 0. */
@@ -68,8 +66,8 @@ const MAX_TRANSACTION_TRIES = 3;
  */
 export class WriteService {
   constructor(
-    /** The route whose `from` is the table's primary; undefined while a switch holds the table frozen. */
-    private readonly route: (table: string) => ApplyRoute | undefined,
+    /** The route whose primary is the table's primary; undefined while a switch holds the table frozen. */
+    private readonly route: (table: string) => OutboxRoute | undefined,
     private readonly applier: Applier,
     private readonly events: EventSink,
     private readonly options: WriteServiceOptions,
@@ -102,26 +100,24 @@ export class WriteService {
   }
 
   /** One route for every op of the request; a batch over tables with different primaries is refused. */
-  private routeOf(ops: readonly WriteOp[]): ApplyRoute | undefined {
-    let chosen: ApplyRoute | undefined;
+  private routeOf(ops: readonly WriteOp[]): OutboxRoute | undefined {
+    let chosen: OutboxRoute | undefined;
     for (const op of ops) {
       const route = this.route(op.policy.name);
       if (!route) return undefined;
-      if (chosen && chosen.from !== route.from) {
-        throw new TandemError('bad_request', 400, `ops: a batch must stay on one primary; ${op.policy.name} has its primary on the ${route.from.name}`, { field: 'ops' });
+      if (chosen && chosen.primary !== route.primary) {
+        throw new TandemError('bad_request', 400, `ops: a batch must stay on one primary; ${op.policy.name} has its primary on the ${route.primary.name}`, { field: 'ops' });
       }
       chosen = route;
     }
     return chosen;
   }
 
-  private async writeOn(route: ApplyRoute, givenOps: readonly WriteOp[], requestId?: string): Promise<WriteOutcome> {
-    const primary = route.from;
-    const orient = this.options.orient;
-    // The ops as the primary sees them: on the target, its table and column names.
-    const oriented = orient ? givenOps.map((op) => orientOp(op, orient(primary, op.policy))) : givenOps;
-    const reoriented = oriented.some((op, i) => op !== givenOps[i]);
-    const ops = reoriented ? oriented : givenOps;
+  private async writeOn(route: OutboxRoute, givenOps: readonly WriteOp[], requestId?: string): Promise<WriteOutcome> {
+    const primary = route.primary;
+    // API values are source-shaped: on the target they take the target's column names.
+    const onTarget = primary.name === 'target';
+    const ops = onTarget ? givenOps.map(toTargetNames) : givenOps;
     let written: Written;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -140,9 +136,7 @@ export class WriteService {
     }
     const { entries } = written;
     // Responses are always source-shaped: rows written on the target are mapped back.
-    const results = reoriented
-      ? written.results.map((r, i) => (r.row && ops[i] !== givenOps[i] ? { ...r, row: mapBackward((givenOps[i] as WriteOp).policy, r.row) } : r))
-      : written.results;
+    const results = onTarget ? written.results.map((r, i) => (r.row ? { ...r, row: mapBackward((givenOps[i] as WriteOp).policy, r.row) } : r)) : written.results;
     for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'ok', op: op.op, ...(requestId ? { requestId } : {}) });
     if (entries.length === 0) return { results, disposition: 'primary-only', primary: primary.name };
     this.options.onQueued?.(entries);
@@ -154,17 +148,11 @@ export class WriteService {
   private async writePrimary(primary: Store, ops: readonly WriteOp[]): Promise<Written> {
     const [only] = ops;
     if (ops.length === 1 && only && only.op !== 'upsert') {
-      const fold = this.options.folds?.get(only.policy.name);
-      const op = fold ? foldable(only) : undefined;
-      if (fold && op && fold.handles(primary, op)) {
-        const now = Date.now();
-        const folded = await fold.run(op, now, now + this.options.inlineGraceMs);
-        if (folded) {
-          const { change, epoch, outboxId } = folded;
-          if (outboxId === null) return { results: [resultOf(change)], entries: [] };
-          const text = change.row === undefined ? null : encodeImage(change.row);
-          return { results: [resultOf(change)], entries: [this.entryOf(only.policy.name, change, text, epoch, outboxId, now)] };
-        }
+      // Folds are prepared on the source (app.ts): after a cutover the classic path runs.
+      const fold = primary.name === 'source' ? this.options.folds?.get(only.policy.name) : undefined;
+      if (fold) {
+        const folded = await this.runFolded(fold, primary, only);
+        if (folded) return folded;
       }
     }
     const entries: OutboxEntry[] = [];
@@ -176,13 +164,42 @@ export class WriteService {
     return { results, entries };
   }
 
+  /** The folded write; undefined when nothing was written and the classic path must run. */
+  private async runFolded(fold: FoldedWriter, primary: Store, op: Exclude<WriteOp, { op: 'upsert' }>): Promise<Written | undefined> {
+    const route = tableRoute(op.policy, primary.name);
+    const foldOp: FoldOp =
+      op.op === 'insert'
+        ? { op: 'insert', values: bindRow(primary, route, op.values) }
+        : op.op === 'update'
+          ? { op: 'update', key: op.key, values: bindRow(primary, route, updateChanges(route, op.key, op.values, op.field)) }
+          : { op: 'delete', key: op.key };
+    if (!fold.handles(foldOp)) return undefined;
+    const now = Date.now();
+    const outcome = await fold.run(foldOp, now, now + this.options.inlineGraceMs);
+    switch (outcome.kind) {
+      case 'fallback':
+        return undefined;
+      case 'frozen':
+        throw tableFrozen(op.policy.name);
+      case 'missing':
+        if (op.op === 'insert') throw new TandemError('internal', 500, 'insert returned no row');
+        throw notFound(route, keyFieldOf(op));
+      case 'written': {
+        const change: PrimaryChange = { status: op.op === 'insert' ? 201 : op.op === 'update' ? 200 : 204, key: outcome.key, row: outcome.row };
+        if (outcome.outbox === null) return { results: [resultOf(change)], entries: [] };
+        const text = change.row === undefined ? null : encodeImage(change.row);
+        return { results: [resultOf(change)], entries: [this.entryOf(op.policy.name, change, text, outcome.epoch, outcome.outbox.id, now)] };
+      }
+    }
+  }
+
   private async runOps(trx: Knex.Transaction, primary: Store, ops: readonly WriteOp[], entries: OutboxEntry[]): Promise<OpResult[]> {
     const states = new Map<string, TableState>();
     const results: OpResult[] = [];
     for (const op of ops) {
       let state = states.get(op.policy.name);
       if (!state) {
-        state = await readStateForShare(trx, primary.dialect, op.policy.name);
+        state = await readStateForShare(trx, primary.adapter, op.policy.name);
         if (!state) throw new TandemError('internal', 500, `no state row for table ${op.policy.name}`);
         if (state.role !== 'primary') throw tableFrozen(op.policy.name);
         states.set(op.policy.name, state);
@@ -194,7 +211,7 @@ export class WriteService {
         // Encoded once: the inline apply sees exactly what the worker would read back.
         const text = change.row === undefined ? null : encodeImage(change.row);
         const entry = this.entryOf(op.policy.name, change, text, state.epoch, '', now);
-        entry.id = await insertOutboxRow(trx, primary.dialect, {
+        entry.id = await insertOutboxRow(trx, primary, {
           table: entry.table,
           rowKey: entry.rowKey,
           op: entry.op,
@@ -237,37 +254,47 @@ function resultOf(change: PrimaryChange): OpResult {
 }
 
 /**
- * An op in the primary's shape. Values are renamed to the target's columns; a value for a
- * column the target excludes has nowhere to go while the target is primary and is dropped
- * (README: excluded columns after cutover).
+ * An op with the target's column names (the target is primary). A value for a column the
+ * target excludes has nowhere to go and is dropped (README: excluded columns after cutover).
  */
-function orientOp(op: WriteOp, oriented: Policy): WriteOp {
-  if (oriented === op.policy) return op;
-  if (op.op === 'delete') return { ...op, policy: oriented };
-  return { ...op, policy: oriented, values: mapForward(op.policy, op.values) };
+function toTargetNames(op: WriteOp): WriteOp {
+  if (op.op === 'delete') return op;
+  return { ...op, values: mapForward(op.policy, op.values) };
 }
 
 function keyFieldOf(op: WriteOp): string {
   return op.field === 'values' ? 'key' : `${op.field.replace(/\.values$/, '')}.key`;
 }
 
-function foldable(op: Exclude<WriteOp, { op: 'upsert' }>): FoldableOp {
-  return op.op === 'insert' ? op : { ...op, keyField: keyFieldOf(op) };
-}
-
 function runOp(trx: Knex.Transaction, primary: Store, op: WriteOp): Promise<PrimaryChange> {
   const keyField = keyFieldOf(op);
+  const route = tableRoute(op.policy, primary.name);
   switch (op.op) {
     case 'insert':
-      return insertRow(trx, primary.dialect, op.policy, op.values, op.field);
+      return insertRow(trx, primary, route, op.values, op.field);
     case 'update':
-      return updateRow(trx, primary.dialect, op.policy, op.key, op.values, op.field, keyField);
+      return updateRow(trx, primary, route, op.key, op.values, op.field, keyField);
     case 'upsert':
-      return upsertRow(trx, primary.dialect, op.policy, op.key, op.values, op.field);
+      return upsertRow(trx, primary, route, op.key, op.values, op.field);
     case 'delete':
-      return deleteRow(trx, primary.dialect, op.policy, op.key, keyField);
+      return deleteRow(trx, primary, route, op.key, keyField);
   }
 }
+
+/**
+ * Prepares the folded single-statement write of every policy's table on `primary`, where its
+ * engine has one (an empty map otherwise). The outbox key it writes is formatKey's.
+ */
+export async function prepareFolds(primary: Store, policies: Iterable<Policy>): Promise<Map<string, FoldedWriter>> {
+  const folds = new Map<string, FoldedWriter>();
+  for (const policy of policies) {
+    const route: TableRoute = tableRoute(policy, primary.name);
+    const fold = await primary.adapter.prepareFold(primary.knex, route.primary, route.primary.kinds, formatKey);
+    if (fold) folds.set(policy.name, fold);
+  }
+  return folds;
+}
+
 
 /** A failure on the primary is the client's answer: map it to a status with a stable code. */
 function primaryError(error: unknown, ops: readonly WriteOp[]): TandemError {

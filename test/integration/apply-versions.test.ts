@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openToolkit } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { applyEntries } from '../../src/write/apply-entries.js';
-import type { OutboxEntry } from '../../src/write/outbox/outbox-entry.js';
+import type { OutboxEntry } from '../../src/outbox/outbox-entry.js';
 import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
 import { createTestTables, writeTestPolicies } from '../helpers/schema.js';
 

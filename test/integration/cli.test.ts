@@ -102,8 +102,8 @@ describe('tandem CLI', () => {
   it('rejects an unknown command with exit 2, naming it', async () => {
     const result = await runCli(['frobnicate']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/unknown command "frobnicate"/);
-    expect(result.stderr).toMatch(/Usage:/);
+    expect(result.stderr).toMatch(/unknown command 'frobnicate'/);
+    expect(result.stderr).toMatch(/--help/);
     const badOption = await runCli(['serve', '--no-such-option']);
     expect(badOption.code).toBe(2);
     expect(badOption.stderr).toMatch(/no-such-option/);

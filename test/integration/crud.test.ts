@@ -136,7 +136,7 @@ for (const pair of runnablePairs()) {
         .expect(404);
       expect(failed.body.field).toBe('ops[1].key');
       await tandem.request.get('/v1/tables/people/rows/2001').expect(404);
-      // No outbox row survived the rolled-back batch (done rows may be cleaned meanwhile).
+      // No outbox row survived the rolled-back batch (applied rows are deleted, never marked done).
       expect(await source.knex('tandem_outbox').where('id', '>', Number(maxId ?? 0))).toEqual([]);
 
       const dup = await tandem.request

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeImage } from '../../src/write/image-codec.js';
+import { encodeImage } from '../../src/outbox/image-codec.js';
 import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
 import { convergence, createTestTables, writeTestPolicies } from '../helpers/schema.js';
 import { outboxCounts, startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';
@@ -37,7 +37,7 @@ for (const pair of pairs) {
         source: source.url,
         target: target.url,
         policiesDir: writeTestPolicies(),
-        // Keep done rows so the test can read every version.
+        // No statistics round in the middle of the test (the outbox rows it reads are its own).
         overrides: { outbox: { housekeepingIntervalMs: 600_000 } },
       });
     });

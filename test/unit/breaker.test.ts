@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventBus } from '../../src/events.js';
-import { isBreakerOpenError, makeStoreBreaker, type StoreBreaker } from '../../src/write/breaker.js';
+import { isBreakerOpenError, makeStoreBreaker, type StoreBreaker } from '../../src/db/breaker.js';
 
 // The breaker's own rules, driven by thunks that succeed or fail; the integration suites
 // (convergence, shadow-compare) drive it with a real black-holed network.

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { SafetyBrake, parseWindow } from '../../src/consistency/safety-brake.js';
 import type { TandemEvent } from '../../src/events.js';
-import { canonical, canonicalJson, canonicalNumber, canonicalTimestamp, valuesEqual, type CompareSettings } from '../../src/policy/normalize.js';
+import { canonical, canonicalJson, canonicalTimestamp, valuesEqual, type CompareSettings } from '../../src/policy/normalize.js';
+import { canonicalNumber } from '../../src/shared/canonical-number.js';
 import { policyFileSchema, type Policy } from '../../src/policy/policy.js';
 
 const settings: CompareSettings = { timestampPrecision: 'ms', floatTolerance: 1e-9, caseInsensitive: new Set(['email']), ignore: new Set() };

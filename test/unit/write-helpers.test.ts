@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { coalesce } from '../../src/write/apply-entries.js';
 import { backoffMs } from '../../src/write/applier.js';
-import { decodeImage, encodeImage, toApiRow } from '../../src/write/image-codec.js';
-import { compareVersion, entryFromRecord, type OutboxEntry } from '../../src/write/outbox/outbox-entry.js';
+import { decodeImage, encodeImage, toApiRow } from '../../src/outbox/image-codec.js';
+import { compareVersion, entryFromRecord, type OutboxEntry } from '../../src/outbox/outbox-entry.js';
 
 describe('backoffMs', () => {
   const base = 100;

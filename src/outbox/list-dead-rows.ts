@@ -1,0 +1,28 @@
+import { OUTBOX_TABLE, type OutboxRecord } from '../db/internal-tables.js';
+import type { Store } from '../db/store.js';
+
+
+export interface DeadRow {
+  id: string;
+  table: string;
+  rowKey: string;
+  op: string;
+  attempts: number;
+  lastError: string | null;
+  createdAt: string;
+}
+
+export async function listDeadRows(primary: Store, options: { table?: string; limit: number }): Promise<DeadRow[]> {
+  let query = primary.knex(OUTBOX_TABLE).select('*').where('status', 'dead').orderBy('id').limit(options.limit);
+  if (options.table) query = query.andWhere('tbl', options.table);
+  const rows = (await query) as OutboxRecord[];
+  return rows.map((r) => ({
+    id: String(r.id),
+    table: r.tbl,
+    rowKey: r.row_key,
+    op: r.op,
+    attempts: Number(r.attempts),
+    lastError: r.last_error,
+    createdAt: new Date(Number(r.created_at)).toISOString(),
+  }));
+}
