@@ -136,6 +136,10 @@ tests:
         values: '0 1x9'
       - series: 'tandem_circuit_state{job="tandem",instance="a:8080",store="target"}'
         values: '0 1 2 2 2 2 0x4'
+      - series: 'tandem_outbox_worker_stalled{job="tandem",instance="a:8080"}'
+        values: '0 1x9'
+      - series: 'tandem_outbox_worker_stalled{job="tandem",instance="b:8080"}'
+        values: '0x10'
       - series: 'tandem_flags_errors_total{job="tandem",instance="a:8080"}'
         values: '0+1x20'
       - series: 'tandem_verify_drift_rows{job="tandem",instance="a:8080",table="users"}'
@@ -155,6 +159,8 @@ tests:
           - labels: 'ALERTS{alertname="TandemCircuitOpen",alertstate="firing",severity="warning",job="tandem",instance="a:8080",store="target"}'
             value: 1
           - labels: 'ALERTS{alertname="TandemVerifyDrift",alertstate="firing",severity="warning",table="users"}'
+            value: 1
+          - labels: 'ALERTS{alertname="TandemOutboxWorkerStalled",alertstate="firing",severity="critical",job="tandem",instance="a:8080"}'
             value: 1
           - labels: 'ALERTS{alertname="TandemDown",alertstate="firing",severity="critical",job="tandem",instance="a:8080"}'
             value: 1

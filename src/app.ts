@@ -6,6 +6,8 @@ import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'p
 import { checkHealth } from './compose/health.js';
 import { closeHttp, listenHttp } from './compose/http-server.js';
 import { logEvent } from './compose/log-event.js';
+import { makeSqlFront, type SqlFrontParts } from './compose/make-sql-front.js';
+import { makeSqlMetrics } from './compose/sql-metrics.js';
 import { makeDelivery, type Delivery } from './compose/make-delivery.js';
 import { makeReads, type Reads } from './compose/make-reads.js';
 import { refreshMemoryGaugesOnCollect } from './compose/memory-gauges.js';
@@ -37,6 +39,10 @@ import { Housekeeper } from './outbox/housekeeper.js';
 import { listDeadRows } from './outbox/list-dead-rows.js';
 import { PendingKeys } from './outbox/pending-keys.js';
 import { replayDeadRows } from './outbox/replay-dead-rows.js';
+import { orphanStats, restoreOrphans } from './outbox/orphans.js';
+import { outboxStats } from './outbox/outbox-stats.js';
+import { workerHealth, type WorkerHealth } from './outbox/worker-health.js';
+import { refreshOutboxGaugesOnCollect } from './compose/outbox-gauges.js';
 import { prepareFolds, WriteService } from './write/write-service.js';
 
 export { openCore as openToolkit } from './compose/open-core.js';
@@ -96,10 +102,14 @@ export class TandemApp {
         `${job.kind} job ${job.state}`,
       ),
   );
+  private sql: SqlFrontParts | undefined;
+  private readonly sqlMetrics = makeSqlMetrics(this.metrics.registry);
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly startedAt = Date.now();
   private readonly lastVerify = new Map<string, VerifySummary>();
+  /** Tables whose target schema refused their rows, until an apply to them succeeds. */
+  private readonly schemaNotReady = new Map<string, { error: string; since: string }>();
 
   constructor(
     readonly config: Readonly<TandemConfig>,
@@ -113,11 +123,21 @@ export class TandemApp {
       );
     this.events.on((event) => recordEvent(this.metrics, event));
     this.events.on((event) => logEvent(this.logger, event));
+    this.events.on((event) => {
+      if (event.type === 'apply.schema' && !this.schemaNotReady.has(event.table)) this.schemaNotReady.set(event.table, { error: event.error, since: new Date().toISOString() });
+      if (event.type === 'apply' && event.result !== 'failed') this.schemaNotReady.delete(event.table);
+    });
   }
 
   get http(): Express {
     if (!this.express) throw new Error('TandemApp.start() has not finished');
     return this.express;
+  }
+
+  /** Where the SQL front listens (when `sql.port` is set). */
+  sqlAddress(): { host: string; port: number } {
+    if (!this.sql?.front) throw new Error('the SQL front is off (sql.port is not set)');
+    return this.sql.front.address();
   }
 
   address(): { host: string; port: number } {
@@ -147,6 +167,9 @@ export class TandemApp {
     this.core = core;
     const { source, target, policies } = core;
     const tables = [...policies.keys()];
+
+    // Rows set aside because their table had no policy resume when the policy is back.
+    await restoreOrphans(source, tables);
 
     const flags = makeFlagSource({ ...config.flags }, events);
     this.flags = flags;
@@ -237,6 +260,7 @@ export class TandemApp {
     this.breakers.set('shadow-target', read.shadowBreakers.target);
     this.read = read;
     refreshMemoryGaugesOnCollect(this.metrics, tables, read.routing, read.consistency);
+    refreshOutboxGaugesOnCollect(this.metrics, () => this.housekeeper?.stats() ?? [], () => this.workerHealth());
 
     wakeOnRecovery(events, route, delivery.worker);
     wakeOnRecovery(events, reverse.route, reverse.worker);
@@ -254,6 +278,19 @@ export class TandemApp {
     this.history = history;
     events.on((event) => history.observe(event));
     history.start();
+    // The SQL front (DESIGN §13): PostgreSQL primaries only.
+    this.sql = await makeSqlFront({
+      config,
+      source,
+      target,
+      policies,
+      reconciler,
+      routing: read.routing,
+      poke: () => delivery.worker.poke(),
+      metrics: this.sqlMetrics,
+      logger: this.logger,
+    });
+    const sql = this.sql;
 
     const adminOpen = config.http.apiTokens.length === 0 && config.http.adminToken === undefined;
     this.express = makeHttpApp({
@@ -262,11 +299,14 @@ export class TandemApp {
       reads: read.reads,
       events,
       bodyLimit: config.http.bodyLimit,
+      requestDeadlineMs: config.http.requestDeadlineMs,
+      maxJsonDepth: config.http.maxJsonDepth,
       apiTokens: config.http.apiTokens.length > 0 ? config.http.apiTokens : undefined,
       adminTokens: adminOpen ? undefined : config.http.adminToken ? [config.http.adminToken] : [],
       health: () => this.health(),
       metrics: async () => this.clusterMetrics?.() ?? { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() },
       accepting: () => this.accepting,
+      ...(sql ? { sql: sql.runHttp } : {}),
       admin: {
         status: () => this.status(),
         listDead: (o) => listDeadRows(route.primary, o),
@@ -298,18 +338,45 @@ export class TandemApp {
       },
     });
     this.accepting = true;
+    if (sql?.front) {
+      await sql.front.start();
+      this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { sql: sql.front.address() } });
+    }
     if (options.listen === false) return;
     this.server = await listenHttp(this.express, config);
     this.events.emit({ type: 'lifecycle', phase: 'listening', detail: { ...this.address(), tables } });
   }
 
   health(): Promise<{ ready: boolean; checks: Record<string, unknown> }> {
-    return checkHealth(this.stores, this.flags, this.accepting);
+    return checkHealth(this.stores, this.flags, this.accepting, { targetBreaker: this.breakers.get('target')?.state(), worker: this.workerHealth() });
   }
 
-  status(): Promise<unknown> {
+  /** Is the outbox worker making progress? (outbox/worker-health.ts) */
+  private workerHealth(): WorkerHealth {
+    const now = Date.now();
+    const worker = this.delivery?.worker;
+    return workerHealth({
+      now,
+      lastRoundAt: worker?.lastRoundAt ?? now,
+      lastProgressAt: worker?.lastProgressAt ?? now,
+      tables: this.housekeeper?.stats() ?? [],
+      breaker: this.breakers.get('target')?.state(),
+      stallAfterMs: this.config.outbox.stallAfterMs,
+    });
+  }
+
+  async status(): Promise<unknown> {
+    const primary = this.delivery?.route.primary;
+    const tables = [...(this.core?.policies.keys() ?? [])];
+    // Counted in the primary's outbox now; the housekeeper's last count when it does not answer in time.
+    const fresh = primary ? await withTimeout(outboxStats(primary, tables), 2_000).catch(() => undefined) : undefined;
+    const orphans = primary ? await withTimeout(orphanStats(primary), 2_000).catch(() => null) : null;
     return Promise.resolve(
       buildStatus({
+        outboxCount: fresh ? { stats: fresh, countedAt: Date.now() } : { stats: this.housekeeper?.stats() ?? [], countedAt: this.housekeeper?.countedAt ?? 0 },
+        worker: this.workerHealth(),
+        orphans,
+        schemaNotReady: this.schemaNotReady,
         version: VERSION,
         startedAt: this.startedAt,
         source: this.stores.source,
@@ -359,6 +426,7 @@ export class TandemApp {
     if (this.server) await closeHttp(this.server, this.config.shutdown.drainTimeoutMs);
     this.jobs.stopAll();
     this.history?.stop();
+    await this.sql?.front?.stop();
     await this.reconciler?.stop();
     await this.delivery?.worker.stop();
     await this.reverse?.worker.stop();
@@ -368,9 +436,19 @@ export class TandemApp {
     await this.reverseHousekeeper?.stop();
     for (const breaker of this.breakers.values()) breaker.shutdown();
     this.flags?.stop();
+    await this.sql?.close();
     await Promise.all([this.stores.source?.knex.destroy(), this.stores.target?.knex.destroy()]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
 function makeLogger(options: LoggerOptions, stream: DestinationStream | undefined): Logger {

@@ -13,6 +13,8 @@ export interface OutboxTableStats {
   dead: number;
   /** Age of the oldest pending row in seconds, 0 when none. */
   lagSeconds: number;
+  /** When the oldest pending row was written (ms since epoch), null when none: the lag keeps growing from it. */
+  oldestPendingAt?: number | null;
 }
 
 /**
@@ -55,9 +57,21 @@ export type TandemEvent =
     }
   | { type: 'verify'; report: VerifyReport }
   | { type: 'brake.warn'; table: string; signal: BrakeSignal; value: number; threshold: number }
-  | { type: 'apply'; table: string; store: StoreName; result: 'applied' | 'skipped_stale' | 'failed'; count: number }
+  | {
+      type: 'apply';
+      table: string;
+      store: StoreName;
+      result: 'applied' | 'skipped_stale' | 'failed';
+      count: number;
+      /** A failure that heals by itself once other rows arrive (a child before its parent): no target error for the brake. */
+      ordering?: boolean;
+    }
   | { type: 'apply.failed'; store: StoreName; rows: number; error: Error; willRetry: boolean; path: 'inline' | 'worker' }
   | { type: 'outbox.dead'; table: string; rowKey: string; id: string; error: string }
+  /** The target's schema refused a table's rows (missing table or column, privilege): retried at the longest backoff. */
+  | { type: 'apply.schema'; table: string; error: string }
+  /** Rows of a table without a policy were set aside (status `orphan`). */
+  | { type: 'outbox.orphaned'; table: string; rows: number }
   | { type: 'outbox.stats'; tables: OutboxTableStats[] }
   | { type: 'breaker'; store: StoreName; state: BreakerState }
   | { type: 'stage'; table: string; stage: Stage; stale: boolean; reason: string }

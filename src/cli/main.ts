@@ -1,9 +1,12 @@
 #!/usr/bin/env node
+import { isOutboxId } from '../outbox/outbox-id.js';
+import { printable } from './printable.js';
 import cluster from 'node:cluster';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { DestinationStream } from 'pino';
 import { TandemApp, VERSION } from '../app.js';
 import {
+  backfillAllCommand,
   backfillCommand,
   brakeReleaseCommand,
   brakeStatusCommand,
@@ -28,7 +31,7 @@ function positiveInt(value: string): number {
 }
 
 function outboxId(value: string, previous: string[] | undefined): string[] {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`expected an outbox row id, got "${value}"`);
+  if (!isOutboxId(value)) throw new InvalidArgumentError(`expected an outbox row id (1 to 9223372036854775807), got "${printable(value.slice(0, 40))}"`);
   return [...(previous ?? []), value];
 }
 
@@ -89,14 +92,16 @@ export function makeProgram(run: (code: Promise<number> | number) => void): Comm
   program
     .command('backfill')
     .description("copy the source's existing rows to the target; resumes from its checkpoint")
-    .argument('<table>', 'policy name of the table')
+    .argument('[table]', 'policy name of the table (default: every policy table, parents before children)')
     .option('--rate <n>', 'rows per second at most', positiveInt)
     .option('--chunk <n>', 'rows per chunk (default 1000)', positiveInt)
     .option('--restart', 'forget the checkpoint and start from the first key')
     .option('--reverse', 'copy target → source (the resync after retire-source; the target must be primary)')
     .option('--json', 'print the report as JSON')
     .addHelpText('after', `${example('tandem backfill users --rate 5000', 'tandem backfill users --restart --json')}\nExit 0 finished, 3 stopped by a signal (run it again to resume).\n`)
-    .action((table: string, options: { rate?: number; chunk?: number; restart?: boolean; reverse?: boolean; json?: boolean }) => run(backfillCommand(table, options)));
+    .action((table: string | undefined, options: { rate?: number; chunk?: number; restart?: boolean; reverse?: boolean; json?: boolean }) =>
+      run(table === undefined ? backfillAllCommand(options) : backfillCommand(table, options)),
+    );
 
   const flags = program
     .command('flags')

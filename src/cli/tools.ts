@@ -1,4 +1,6 @@
 import { makeDelivery } from '../compose/make-delivery.js';
+import { printable } from './printable.js';
+import { foreignKeyOrder } from '../db/foreign-key-order.js';
 import { openCore as openToolkit, type Core } from '../compose/open-core.js';
 import { loadConfig } from '../config/load-config.js';
 import type { TandemConfig } from '../config/schema.js';
@@ -103,6 +105,24 @@ export interface BackfillCommandOptions {
   json?: boolean;
   /** target → source: the resync after retire-source. */
   reverse?: boolean;
+}
+
+/** `tandem backfill` with no table: every policy table in the source's foreign-key order, parents first. */
+export async function backfillAllCommand(values: BackfillCommandOptions): Promise<ExitCode> {
+  const toolkit = await openToolkit(loadConfig());
+  let tables: string[];
+  try {
+    const bySource = new Map([...toolkit.policies.values()].map((p) => [p.sourceTable, p.name]));
+    tables = (await foreignKeyOrder(toolkit.source, [...bySource.keys()])).map((t) => bySource.get(t) as string);
+  } finally {
+    await toolkit.close();
+  }
+  if (values.json !== true) process.stdout.write(`backfill: every table in foreign-key order: ${tables.join(', ')}\n`);
+  for (const table of tables) {
+    const code = await backfillCommand(table, values);
+    if (code !== EXIT.ok) return code;
+  }
+  return EXIT.ok;
 }
 
 export async function backfillCommand(table: string, values: BackfillCommandOptions): Promise<ExitCode> {
@@ -244,7 +264,8 @@ export async function outboxListCommand(values: { table?: string; limit?: number
         process.stdout.write(
           formatTable(
             ['ID', 'TABLE', 'KEY', 'OP', 'ATTEMPTS', 'CREATED', 'LAST ERROR'],
-            rows.map((r) => [`#${r.id}`, r.table, r.rowKey, r.op, String(r.attempts), r.createdAt, style.red(r.lastError ?? '')]),
+            // Keys and errors come from the database: escaped, so no stored byte drives the terminal.
+            rows.map((r) => [`#${r.id}`, printable(r.table), printable(r.rowKey), r.op, String(r.attempts), r.createdAt, style.red(printable(r.lastError ?? ''))]),
             style,
           ),
         );

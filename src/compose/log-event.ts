@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { TandemEvent } from '../events.js';
+import { describeDbError } from '../db/describe-error.js';
 import { POLLED_ROUTES } from '../http/console/console-routes.js';
 
 /** One log line per event worth a line. Values of rows never appear; keys and tables do. */
@@ -17,7 +18,8 @@ export function logEvent(logger: Logger, event: TandemEvent): void {
         ms: Math.round(event.durationMs * 10) / 10,
         ...(event.code ? { code: event.code } : {}),
       };
-      if (event.status >= 500) logger.error({ ...fields, err: event.error, msg2: event.message }, 'request failed');
+      // The cause's text may quote row values (knex prefixes the statement): code and kind only.
+      if (event.status >= 500) logger.error({ ...fields, err: event.error ? describeDbError(event.error.cause ?? event.error) : undefined, msg2: event.message }, 'request failed');
       else if (event.route === '/healthz' || event.route === '/readyz' || event.route === '/metrics') logger.debug(fields, 'request');
       else if (event.method === 'GET' && event.status < 400 && POLLED_ROUTES.has(event.route)) logger.debug(fields, 'request');
       else logger.info(fields, 'request');
@@ -29,7 +31,7 @@ export function logEvent(logger: Logger, event: TandemEvent): void {
       }
       return;
     case 'read':
-      if (event.result === 'fallback') logger.warn({ table: event.table, err: event.error?.message }, 'target read failed; served by the source');
+      if (event.result === 'fallback') logger.warn({ table: event.table, err: event.error ? describeDbError(event.error) : undefined }, 'target read failed; served by the source');
       return;
     case 'brake':
       if (event.active) logger.error({ table: event.table, signal: event.signal, value: event.value, threshold: event.threshold }, `safety brake tripped: ${event.reason}`);
@@ -48,9 +50,15 @@ export function logEvent(logger: Logger, event: TandemEvent): void {
     }
     case 'apply.failed':
       logger.warn(
-        { store: event.store, rows: event.rows, path: event.path, willRetry: event.willRetry, err: event.error.message },
+        { store: event.store, rows: event.rows, path: event.path, willRetry: event.willRetry, err: describeDbError(event.error) },
         'apply to secondary failed; rows stay queued',
       );
+      return;
+    case 'apply.schema':
+      logger.error({ table: event.table, err: event.error }, 'the target schema is not ready for this table: its rows wait (longest backoff) until it is fixed');
+      return;
+    case 'outbox.orphaned':
+      logger.error({ table: event.table, rows: event.rows }, 'outbox rows of a table without a policy were set aside (status orphan); they resume when its policy is back');
       return;
     case 'outbox.dead':
       logger.error({ table: event.table, key: event.rowKey, outboxId: event.id, err: event.error }, 'outbox row is dead: replay it after fixing the cause');

@@ -11,6 +11,10 @@ import type { PrimaryDirectory } from '../cutover/primary-directory.js';
 import type { Policy } from '../policy/policy.js';
 import type { ConsistencyWindow } from '../read/consistency-window.js';
 import type { ReadRouting } from '../read/read-routing.js';
+import type { OutboxTableStats } from '../events.js';
+import type { OrphanStats } from '../outbox/orphans.js';
+import type { WorkerHealth } from '../outbox/worker-health.js';
+import { lagOf } from './outbox-gauges.js';
 
 export type VerifySummary = Omit<VerifyReport, 'differingKeys'> & { finishedAt: string };
 
@@ -34,6 +38,12 @@ export interface StatusSources {
   /** Each table's primary, epoch and switch, read from both state rows. */
   directory?: PrimaryDirectory | undefined;
   lastVerify: ReadonlyMap<string, VerifySummary>;
+  /** The outbox as counted for this call (or the last count, when the primary did not answer in time). */
+  outboxCount?: { stats: readonly OutboxTableStats[]; countedAt: number };
+  worker?: WorkerHealth;
+  orphans?: OrphanStats[] | null;
+  /** Tables whose target schema refused their rows, with the code and since when. */
+  schemaNotReady?: ReadonlyMap<string, { error: string; since: string }>;
 }
 
 /**
@@ -47,7 +57,9 @@ export function primaryOf(stage: TableStage | undefined): StoreName {
 
 /** `/admin/status`: stores, flags and, per table, stage, primary, read shares, brake, outbox. */
 export function buildStatus(s: StatusSources): unknown {
-  const stats = new Map((s.housekeeper?.stats() ?? []).map((t) => [t.table, t]));
+  const counted = s.outboxCount ?? { stats: s.housekeeper?.stats() ?? [], countedAt: s.housekeeper?.countedAt ?? 0 };
+  const stats = new Map(counted.stats.map((t) => [t.table, t]));
+  const now = Date.now();
   const reverseStats = new Map((s.reverseHousekeeper?.stats() ?? []).map((t) => [t.table, t]));
   const flags = s.flags;
   const tables = [...s.policies.values()].map((policy) => {
@@ -81,7 +93,15 @@ export function buildStatus(s: StatusSources): unknown {
       consistency: s.consistency?.ratio(policy.name) ?? { ratio: 1, samples: 0 },
       brake: s.brake?.status(policy.name) ?? null,
       lastVerify: s.lastVerify.get(policy.name) ?? null,
-      outbox: { pending: outbox?.pending ?? 0, dead: outbox?.dead ?? 0, lagSeconds: outbox?.lagSeconds ?? 0 },
+      targetSchema: s.schemaNotReady?.has(policy.name)
+        ? { ready: false, problem: 'the target schema is not ready', ...s.schemaNotReady.get(policy.name) }
+        : { ready: true },
+      outbox: {
+        pending: outbox?.pending ?? 0,
+        dead: outbox?.dead ?? 0,
+        lagSeconds: outbox ? lagOf(outbox, now) : 0,
+        countedAt: counted.countedAt ? new Date(counted.countedAt).toISOString() : null,
+      },
     };
   });
   // A store is primary when it holds the primary copy of any table (all of them, today).
@@ -92,6 +112,8 @@ export function buildStatus(s: StatusSources): unknown {
     // The primary has no breaker: a failing primary is the client's answer (503), never queued.
     breaker: primaries.has(name) ? null : (s.breakers.get(name)?.state() ?? null),
     role: primaries.has(name) ? 'primary' : 'secondary',
+    // Replication sessions (src/db/replication-session.ts): FK checks off, or why not.
+    ...(primaries.has(name) ? {} : { foreignKeyChecks: st?.session.foreignKeyChecks ?? 'unknown', foreignKeyNote: st?.session.note ?? null }),
   });
   return {
     version: s.version,
@@ -103,6 +125,9 @@ export function buildStatus(s: StatusSources): unknown {
       lastError: flags?.lastError() ?? null,
       killSwitch: flags?.isEnabled(KILL_SWITCH_FLAG) ?? false,
     },
+    worker: s.worker ?? null,
+    // Rows of tables that lost their policy: set aside, not applied, not dropped.
+    orphans: s.orphans ?? null,
     tables,
   };
 }

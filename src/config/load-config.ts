@@ -30,6 +30,9 @@ export const ENV_NAMES = {
   TANDEM_CUTOVER_HOLD_MS: ['cutover', 'holdMs'],
   TANDEM_CUTOVER_PAUSE_AT: ['cutover', 'pauseAtStep'],
   TANDEM_CUTOVER_PAUSE_MS: ['cutover', 'pauseMs'],
+  TANDEM_SQL_PORT: ['sql', 'port'],
+  TANDEM_SQL_HOST: ['sql', 'host'],
+  TANDEM_SQL_USERS: ['sql', 'users'],
 } as const satisfies Record<string, readonly string[]>;
 
 const NUMERIC_PATHS = new Set([
@@ -42,6 +45,7 @@ const NUMERIC_PATHS = new Set([
   'cutover.holdMs',
   'cutover.pauseMs',
   'workers',
+  'sql.port',
 ]);
 const LIST_PATHS = new Set(['http.apiTokens']);
 
@@ -92,6 +96,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<TandemConf
     let value: unknown = raw;
     if (NUMERIC_PATHS.has(dotted)) {
       value = /^-?\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : raw;
+    } else if (dotted === 'sql.users') {
+      // `name:password,name2:password2` (a password may hold ':' but not ',').
+      value = raw.split(',').map((t) => t.trim()).filter((t) => t.length > 0).map((t) => {
+        const at = t.indexOf(':');
+        return at < 0 ? { name: t, password: '' } : { name: t.slice(0, at), password: t.slice(at + 1) };
+      });
     } else if (LIST_PATHS.has(dotted)) {
       value = raw.split(',').map((t) => t.trim()).filter((t) => t.length > 0);
     }
@@ -116,6 +126,15 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<TandemConf
     problems.push(
       `${origin.get('http.host') ?? 'http.host'}: refusing to listen on ${host} without API tokens; ` +
         'set TANDEM_API_TOKENS (and TANDEM_ADMIN_TOKEN) or listen on 127.0.0.1',
+    );
+  }
+  const sql = (merged['sql'] ?? {}) as Record<string, unknown>;
+  const sqlHost = typeof sql['host'] === 'string' ? sql['host'] : '127.0.0.1';
+  const sqlUsers = Array.isArray(sql['users']) ? sql['users'] : [];
+  if (sql['port'] !== undefined && sqlUsers.length === 0 && !isLoopback(sqlHost)) {
+    problems.push(
+      `${origin.get('sql.host') ?? 'sql.host'}: refusing to serve SQL on ${sqlHost} without users; ` +
+        'set TANDEM_SQL_USERS (name:password) or listen on 127.0.0.1',
     );
   }
   if (problems.length > 0 || !result.success) {

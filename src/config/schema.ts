@@ -63,6 +63,14 @@ export const configSchema = strictObject({
         adminToken: z.string().min(8, 'tokens need at least 8 characters').optional(),
         /** Longest a request may take before Tandem answers 503, ms. Default: 30000. */
         requestTimeoutMs: positiveInt.default(30_000),
+        /**
+         * Longest Tandem works on one API request before answering 504 (`timeout`) with
+         * `Retry-After`, whatever the databases do, ms. Keep it above `db.statementTimeoutMs`
+         * + 1 s (each statement's client-side deadline). Default: 15000.
+         */
+        requestDeadlineMs: positiveInt.default(15_000),
+        /** Deepest JSON nesting accepted in a request body (400 past it). Default: 64. */
+        maxJsonDepth: positiveInt.default(64),
       })
       .default({}),
     db: strictObject({
@@ -112,6 +120,12 @@ export const configSchema = strictObject({
         inlineGraceMs: positiveInt.default(2_000),
         /** Interval of the pending/dead/lag statistics and of forgetting keys other replicas applied (read-your-writes), ms. Default: 1000. */
         housekeepingIntervalMs: positiveInt.default(1_000),
+        /**
+         * The outbox worker counts as stalled (status, `tandem_outbox_worker_stalled`, alert) when
+         * no claim round finished for this long, or rows this old wait while nothing is handled
+         * and the secondary's breaker is not open, ms. Default: 60000.
+         */
+        stallAfterMs: positiveInt.default(60_000),
       })
       .default({}),
     read: strictObject({
@@ -147,6 +161,26 @@ export const configSchema = strictObject({
     shutdown: strictObject({
         /** Longest wait for in-flight requests on SIGTERM, ms. Default: 10000. */
         drainTimeoutMs: positiveInt.default(10_000),
+      })
+      .default({}),
+    sql: strictObject({
+        /** PostgreSQL-protocol listener port (0 picks a free one). Default: none (the SQL front is off). */
+        port: z.number().int().min(0).max(65535).optional(),
+        /** Listen address of the SQL front. Default: `127.0.0.1`. */
+        host: z.string().min(1).default('127.0.0.1'),
+        /**
+         * Users allowed to connect, authenticated with SCRAM-SHA-256. Default: none, which
+         * means no password check and is refused off loopback.
+         */
+        users: z.array(strictObject({ name: z.string().min(1).max(63), password: z.string().min(8, 'passwords need at least 8 characters') })).default([]),
+        /** Client sessions at once; one more is refused with SQLSTATE 53300. Default: 100. */
+        maxSessions: positiveInt.default(100),
+        /** Connections to the primary shared by all sessions. Default: 10. */
+        poolMax: positiveInt.default(10),
+        /** Statement timeout on the primary for SQL-front statements, ms. Default: 30000. */
+        statementTimeoutMs: positiveInt.default(30_000),
+        /** Largest protocol message accepted from a client, bytes; larger is refused with 54000. Default: 1048576. */
+        maxMessageBytes: positiveInt.default(1_048_576),
       })
       .default({}),
     log: strictObject({

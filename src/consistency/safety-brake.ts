@@ -90,7 +90,7 @@ export class SafetyBrake {
         this.count(event.table, (b) => (event.result === 'ok' ? b.targetOk++ : b.targetErr++));
         return;
       case 'apply':
-        if (event.store !== 'target') return;
+        if (event.store !== 'target' || event.ordering) return;
         this.count(event.table, (b) => (event.result === 'failed' ? (b.targetErr += event.count) : (b.targetOk += event.count)));
         return;
       case 'shadow':

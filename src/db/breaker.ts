@@ -1,5 +1,5 @@
 import CircuitBreaker from 'opossum';
-import { classifyDbError, isClientDataError } from '../db/classify-error.js';
+import { classifyDbError, isClientDataError, isSchemaError } from '../db/classify-error.js';
 import type { StoreName } from '../db/store.js';
 import type { BreakerState, EventSink } from '../events.js';
 
@@ -11,6 +11,8 @@ export interface BreakerOptions {
   rollingWindowMs: number;
   /** Failures in a row that open the breaker whatever the window's success count. */
   consecutiveFailures: number;
+  /** Deadline of the worker's batches (a trial is one); sets how long half-open may last. */
+  batchTimeoutMs?: number;
 }
 
 export interface RunOptions {
@@ -39,6 +41,37 @@ export function isBreakerOpenError(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === 'EOPENBREAKER';
 }
 
+/**
+ * A breaker must always leave half-open. Its trial belongs to the outbox worker; when no
+ * trial is taken (the worker is stuck on something else) or the trial never answers, the
+ * breaker would stay half-open for good, refusing every request's apply. Past `ms` it
+ * opens again, so the reset timer brings a fresh half-open and a fresh poke of the worker.
+ */
+function leaveHalfOpenByDeadline(breaker: CircuitBreaker, store: StoreName, ms: number, events: EventSink): void {
+  let timer: NodeJS.Timeout | undefined;
+  const clear = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  };
+  breaker.on('halfOpen', () => {
+    clear();
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (!breaker.halfOpen) return;
+      events.emit({
+        type: 'background.error',
+        component: 'breaker.trial',
+        error: new Error(`${store}: no trial call answered within ${ms} ms of half-open; opened again`),
+      });
+      breaker.open();
+    }, ms);
+    timer.unref();
+  });
+  breaker.on('close', clear);
+  breaker.on('open', clear);
+  breaker.on('shutdown', clear);
+}
+
 export function makeStoreBreaker(store: StoreName, options: BreakerOptions, events: EventSink): StoreBreaker {
   // opossum writes its defaults into the options object: hand it a fresh one.
   const breaker = new CircuitBreaker(async (work: () => Promise<unknown>) => work(), {
@@ -50,8 +83,12 @@ export function makeStoreBreaker(store: StoreName, options: BreakerOptions, even
     volumeThreshold: options.volumeThreshold,
     rollingCountTimeout: options.rollingWindowMs,
     rollingCountBuckets: 10,
-    // A constraint or data error is about the row, not the store: it must not open the breaker.
-    errorFilter: (error: unknown) => isClientDataError(classifyDbError(error)),
+    // A constraint or data error is about the row, a schema error about one table, not the
+    // store: neither may open the breaker (and hold back every other table).
+    errorFilter: (error: unknown) => {
+      const kind = classifyDbError(error);
+      return isClientDataError(kind) || isSchemaError(kind);
+    },
   });
   breaker.on('open', () => events.emit({ type: 'breaker', store, state: 'open' }));
   breaker.on('halfOpen', () => events.emit({ type: 'breaker', store, state: 'half-open' }));
@@ -70,6 +107,7 @@ export function makeStoreBreaker(store: StoreName, options: BreakerOptions, even
   breaker.on('open', () => {
     inARow = 0;
   });
+  leaveHalfOpenByDeadline(breaker, store, Math.max(options.timeoutMs, options.batchTimeoutMs ?? 0) + options.timeoutMs, events);
   return {
     store,
     run: <T>(work: () => Promise<T>, runOptions: RunOptions = {}) => {

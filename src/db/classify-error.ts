@@ -12,6 +12,7 @@ export const DB_ERROR_KINDS = [
   'foreign_key',
   'check',
   'data',
+  'schema',
   'timeout',
   'transient',
   'unknown',
@@ -33,6 +34,12 @@ const PG_CODES: Record<string, DbErrorKind> = {
   '57P03': 'transient', // cannot_connect_now
   '53300': 'transient', // too_many_connections
   '53100': 'transient', // disk_full
+  '42P01': 'schema', // undefined_table
+  '42703': 'schema', // undefined_column
+  '42704': 'schema', // undefined_object
+  '42883': 'schema', // undefined_function
+  '3F000': 'schema', // invalid_schema_name
+  '42501': 'schema', // insufficient_privilege: the target is not set up for Tandem's role
 };
 
 const MYSQL_CODES: Record<string, DbErrorKind> = {
@@ -59,6 +66,12 @@ const MYSQL_CODES: Record<string, DbErrorKind> = {
   ER_SERVER_SHUTDOWN: 'transient',
   PROTOCOL_CONNECTION_LOST: 'transient',
   PROTOCOL_SEQUENCE_TIMEOUT: 'transient',
+  ER_NO_SUCH_TABLE: 'schema',
+  ER_BAD_FIELD_ERROR: 'schema',
+  ER_BAD_TABLE_ERROR: 'schema',
+  ER_BAD_DB_ERROR: 'schema',
+  ER_TABLEACCESS_DENIED_ERROR: 'schema',
+  ER_COLUMNACCESS_DENIED_ERROR: 'schema',
   ER_STATEMENT_TIMEOUT: 'timeout',
   ER_QUERY_TIMEOUT: 'timeout',
 };
@@ -71,6 +84,9 @@ const SQLITE_CODES: Record<string, DbErrorKind> = {
   SQLITE_CONSTRAINT_CHECK: 'check',
   SQLITE_MISMATCH: 'data',
   SQLITE_TOOBIG: 'data',
+  // SQLite's generic error: on statements Tandem generates from policies, a missing table
+  // or column (SQLite has no finer code for them).
+  SQLITE_ERROR: 'schema',
   SQLITE_BUSY: 'transient',
   SQLITE_BUSY_SNAPSHOT: 'transient',
   SQLITE_LOCKED: 'transient',
@@ -104,7 +120,17 @@ export function classifyDbError(error: unknown, seen: Set<unknown> = new Set()):
     if (known) return known;
     if (/^22[0-9A-Z]{3}$/.test(code)) return 'data'; // PostgreSQL class 22: data_exception
     if (/^08[0-9A-Z]{3}$/.test(code)) return 'transient'; // class 08: connection_exception
+    if (/^42[0-9A-Z]{3}$/.test(code)) return 'schema'; // class 42: syntax_error_or_access_rule_violation
     if (code.startsWith('SQLITE_CONSTRAINT')) return 'check';
+  }
+  // MySQL and MariaDB number some errors differently (MariaDB's 4025 CHECK failure is
+  // MySQL's 4025 InnoDB autoextend error, and mysql2 names it after MySQL): their SQLSTATE
+  // agrees, so an unknown name falls back to it.
+  const sqlState = (e as { sqlState?: unknown }).sqlState;
+  if (typeof sqlState === 'string') {
+    if (sqlState.startsWith('23')) return 'check'; // integrity constraint violation
+    if (sqlState === '42S02' || sqlState === '42S22' || sqlState === '42000') return 'schema'; // no such table / column, access
+    if (sqlState.startsWith('22')) return 'data';
   }
   if (typeof e.name === 'string' && TRANSIENT_NAMES.has(e.name)) return 'transient';
   if (e.cause && e.cause !== error) {
@@ -120,11 +146,32 @@ export function isClientDataError(kind: DbErrorKind): boolean {
 }
 
 /**
- * Connection-level trouble. Unknown errors count as transient: connection loss in some
- * drivers carries no code, and retrying an idempotent apply is always safe.
+ * Connection-level trouble: retried until the store answers, never made dead. Unknown
+ * errors are not silently transient: they are retried too (connection loss in some drivers
+ * carries no code) but each try counts, so a row failing for an unknown reason ends dead
+ * and visible after `outbox.maxAttempts`.
  */
 export function isTransient(kind: DbErrorKind): boolean {
-  return kind === 'transient' || kind === 'timeout' || kind === 'unknown';
+  return kind === 'transient' || kind === 'timeout';
+}
+
+/**
+ * The secondary refuses this row for good (a CHECK, a NOT NULL, a value that does not fit):
+ * retrying cannot help, so the row goes dead at once with the reason. Unique and foreign-key
+ * violations are not: they can heal when other rows arrive (a swapped unique value, a child
+ * applied before its parent).
+ */
+export function isPermanentRowError(kind: DbErrorKind): boolean {
+  return kind === 'check' || kind === 'not_null' || kind === 'data';
+}
+
+/**
+ * The target's schema does not match the policy yet (missing table or column, no privilege):
+ * about a table, not a row and not the store's health. Retried with the longest backoff until
+ * an operator fixes the schema, never made dead, never a breaker failure.
+ */
+export function isSchemaError(kind: DbErrorKind): boolean {
+  return kind === 'schema';
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { ensureBinaryKeyColumns } from './collation.js';
 import type { Store } from './store.js';
 
 export const OUTBOX_TABLE = 'tandem_outbox';
@@ -83,6 +84,7 @@ export async function ensureInternalTables(store: Store): Promise<void> {
     t.bigInteger('updated_at').notNullable();
     t.bigInteger('finished_at');
   });
+  await ensureBinaryKeyColumns(store);
 }
 
 async function createIfMissing(knex: Knex, name: string, build: (t: Knex.CreateTableBuilder) => void): Promise<void> {

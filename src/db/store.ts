@@ -1,6 +1,8 @@
 import knexFactory, { type Knex } from 'knex';
 import type { Dialect, DialectAdapter } from './dialects/dialect.js';
 import { dialectOf, makeAdapter } from './dialects/index.js';
+import { makeSessionState, type SessionState } from './replication-session.js';
+import { withSessionSetup } from './session-setup.js';
 
 export { DIALECTS, type Dialect } from './dialects/dialect.js';
 
@@ -16,6 +18,8 @@ export interface Store {
   readonly adapter: DialectAdapter;
   readonly knex: Knex;
   readonly displayUrl: string;
+  /** The target's sessions are replication sessions (replication-session.ts): whether its FK checks are off. */
+  readonly session: SessionState;
 }
 
 export interface StoreOptions {
@@ -37,10 +41,12 @@ export function redactUrl(url: string): string {
 export function makeStore(name: StoreName, url: string, options: StoreOptions): Store {
   const adapter = makeAdapter(dialectOf(url));
   const onLog = options.onLog ?? (() => undefined);
+  const session = makeSessionState();
   // knex prints its warnings with console.log: route them into Tandem's JSON logs instead,
   // so stdout stays one JSON document per line.
   const knex = knexFactory({
-    ...adapter.knexConfig(url, `tandem-${name}`, options),
+    // The target only ever receives replicated rows (a cutover is refused by this build).
+    ...withSessionSetup(adapter.knexConfig(url, `tandem-${name}`, options), adapter, name === 'target', session, options.statementTimeoutMs),
     log: {
       warn: (message: unknown) => onLog('warn', String(message)),
       error: (message: unknown) => onLog('error', String(message)),
@@ -48,5 +54,5 @@ export function makeStore(name: StoreName, url: string, options: StoreOptions): 
       debug: () => undefined,
     },
   });
-  return Object.freeze({ name, dialect: adapter.name, adapter, knex, displayUrl: redactUrl(url) });
+  return Object.freeze({ name, dialect: adapter.name, adapter, knex, displayUrl: redactUrl(url), session });
 }

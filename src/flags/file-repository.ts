@@ -69,6 +69,9 @@ export class FileFeatureRepository extends EventEmitter implements RepositoryInt
   load(): void {
     try {
       if (!existsSync(this.file)) {
+        // Gone after a good load (deleted, or a deploy swapping it): an error, never "every
+        // flag off" — that would switch dual-write off and mark every target stale by itself.
+        if (this.lastMtime > 0) throw new Error('the file is missing');
         if (this.lastMtime !== 0) {
           this.lastMtime = 0;
           this.features = new Map();

@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import { isOutboxId } from '../outbox/outbox-id.js';
 import { TandemError } from '../errors.js';
 
 export interface AdminApi {
@@ -33,13 +34,20 @@ export function adminRoutes(api: AdminApi): Router {
 
   router.post('/admin/outbox/replay', async (req, res) => {
     res.locals['route'] = '/admin/outbox/replay';
+    // JSON only: a form-encoded body would parse to nothing, and "nothing" would replay every dead row.
+    if (!req.is('application/json')) {
+      throw new TandemError('unsupported_media_type', 415, 'body: send JSON (Content-Type: application/json), e.g. {"ids":["12"]} or {"table":"users"}', { field: 'body' });
+    }
     const body = (req.body ?? {}) as { table?: unknown; ids?: unknown };
+    if (typeof body !== 'object' || Array.isArray(body)) throw new TandemError('invalid_value', 400, 'body: expected a JSON object', { field: 'body' });
     const table = optionalTable(api, body.table);
     let ids: string[] | undefined;
     if (body.ids !== undefined) {
-      if (!Array.isArray(body.ids) || !body.ids.every((id) => /^\d+$/.test(String(id)))) {
-        throw new TandemError('invalid_value', 400, 'ids: expected an array of outbox row ids', { field: 'ids' });
+      if (!Array.isArray(body.ids) || body.ids.length === 0 || body.ids.length > 1000) {
+        throw new TandemError('invalid_value', 400, 'ids: expected an array of 1 to 1000 outbox row ids', { field: 'ids' });
       }
+      const bad = body.ids.findIndex((id) => !isOutboxId(id));
+      if (bad >= 0) throw new TandemError('invalid_value', 400, `ids[${bad}]: expected an outbox row id (an integer from 1 to 9223372036854775807)`, { field: `ids[${bad}]` });
       ids = body.ids.map(String);
     }
     const replayed = await api.replayDead({ ...(table ? { table } : {}), ...(ids ? { ids } : {}) });

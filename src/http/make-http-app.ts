@@ -6,6 +6,9 @@ import { adminRoutes, type AdminApi } from './admin-routes.js';
 import { requireBearer } from './auth.js';
 import { dataRoutes, type DataRouteDeps } from './data-routes.js';
 import { problemHandler } from './problem.js';
+import { requestDeadline } from './request-deadline.js';
+import { checkBodyShape } from './body-limits.js';
+import { sqlRoutes, type RunSql } from './sql-routes.js';
 import type { ConsoleApi } from './console/console-api.js';
 import { consoleAdminRoutes, consolePageRoutes } from './console/console-routes.js';
 import { openApiDocument } from './openapi.js';
@@ -22,6 +25,12 @@ export interface HttpAppDeps extends DataRouteDeps {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** False while shutting down: new requests get 503. */
   accepting(): boolean;
+  /** Every data API request is answered within this many ms (504 past it). */
+  requestDeadlineMs?: number;
+  /** Deepest JSON nesting accepted in a body. Default: 64. */
+  maxJsonDepth?: number;
+  /** POST /v1/sql's runner (absent: the primary is not PostgreSQL). */
+  sql?: RunSql;
   /** The console's admin endpoints (history, jobs, flags); the page itself is always served. */
   console?: ConsoleApi;
 }
@@ -35,6 +44,8 @@ export function makeHttpApp(deps: HttpAppDeps): Express {
   app.set('query parser', 'simple');
 
   app.use(requestTracking(deps.events));
+  // The data API only: admin verify and backfill run as long as the table takes.
+  if (deps.requestDeadlineMs) app.use('/v1', requestDeadline(deps.requestDeadlineMs));
   app.use((_req, _res, next) => {
     if (!deps.accepting()) {
       return next(new TandemError('primary_unavailable', 503, 'Tandem is shutting down', { headers: { 'Retry-After': '1', Connection: 'close' } }));
@@ -64,8 +75,9 @@ export function makeHttpApp(deps: HttpAppDeps): Express {
   app.use(consolePageRoutes());
 
   const json = express.json({ limit: deps.bodyLimit, strict: false });
-  app.use('/v1', requireBearer(deps.apiTokens, 'tandem'), json);
+  app.use('/v1', requireBearer(deps.apiTokens, 'tandem'), json, checkBodyShape(deps.maxJsonDepth ?? 64));
   app.use(dataRoutes(deps));
+  app.use(sqlRoutes(deps.sql));
   // A data token on the admin API is a 403 (known, not allowed), not a 401.
   app.use('/admin', requireBearer(deps.adminTokens, 'tandem-admin', deps.apiTokens), json);
   app.use(adminRoutes(deps.admin));

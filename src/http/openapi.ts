@@ -118,6 +118,40 @@ export function openApiDocument(): Schema {
           },
         }),
       },
+      '/v1/sql': {
+        post: data('SQL through the SQL front\'s classifier and write path (a PostgreSQL primary only)', {
+          operationId: 'sql',
+          requestBody: body({
+            type: 'object',
+            description: 'One statement (`sql`, `params`) or `statements`: up to 100, run in one transaction',
+            properties: {
+              sql: { type: 'string' },
+              params: { type: 'array', items: {} },
+              statements: {
+                type: 'array',
+                minItems: 1,
+                maxItems: 100,
+                items: { type: 'object', required: ['sql'], properties: { sql: { type: 'string' }, params: { type: 'array', items: {} } } },
+              },
+            },
+          }),
+          responses: {
+            '200': json('The statement\'s result, or `{"results": […]}` for `statements`', {
+              type: 'object',
+              properties: {
+                command: { type: 'string' },
+                rowCount: { type: 'integer', nullable: true },
+                fields: { type: 'array', items: { type: 'object', additionalProperties: true } },
+                rows: { type: 'array', items: { type: 'object', additionalProperties: true } },
+                results: { type: 'array', items: { type: 'object', additionalProperties: true } },
+              },
+            }),
+            '409': problem('A constraint refused the statement (SQLSTATE class 23); `sqlstate` carries it'),
+            '422': problem('Refused: the statement would escape replication (SQLSTATE 0A000)'),
+            ...dataErrors,
+          },
+        }),
+      },
       '/admin/status': {
         get: admin('Per table: stage, flags, read %, lag, outbox, breakers, brake, last verify', {
           operationId: 'status',

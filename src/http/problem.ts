@@ -40,6 +40,7 @@ export function toTandemError(error: unknown): TandemError {
 }
 
 export const problemHandler: ErrorRequestHandler = (error, _req, res, _next) => {
+  if (res.headersSent) return; // already answered (the request deadline)
   const tandemError = toTandemError(error);
   if (tandemError.code === 'internal') res.locals['error'] = error;
   sendProblem(res, tandemError, res.locals['requestId'] as string | undefined);

@@ -90,6 +90,30 @@ export function makeMetrics() {
       aggregator: 'max',
       registers: [registry],
     }),
+    schemaErrors: new Counter({
+      name: 'tandem_apply_schema_errors_total',
+      help: 'Applies the target refused because its schema does not match the policy yet (missing table or column, privilege), by table',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    orphaned: new Counter({
+      name: 'tandem_outbox_orphaned_total',
+      help: 'Outbox rows set aside because their table has no policy any more, by table',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    workerStalled: new Gauge({
+      name: 'tandem_outbox_worker_stalled',
+      help: '1 while the outbox worker makes no progress with nothing to explain it (see /admin/status worker.reason)',
+      aggregator: 'max',
+      registers: [registry],
+    }),
+    workerSinceRound: new Gauge({
+      name: 'tandem_outbox_worker_seconds_since_round',
+      help: 'Seconds since the outbox worker last finished a claim round (an idle poll counts)',
+      aggregator: 'max',
+      registers: [registry],
+    }),
     circuit: new Gauge({
       name: 'tandem_circuit_state',
       help: 'Circuit breaker state per store: 0 closed, 1 half-open, 2 open',
@@ -275,6 +299,12 @@ export function recordEvent(m: TandemMetrics, event: TandemEvent): void {
       return;
     case 'apply':
       m.apply.inc({ table: event.table, result: event.result }, event.count);
+      return;
+    case 'apply.schema':
+      m.schemaErrors.inc({ table: event.table });
+      return;
+    case 'outbox.orphaned':
+      m.orphaned.inc({ table: event.table }, event.rows);
       return;
     case 'outbox.stats':
       for (const t of event.tables) {

@@ -13,6 +13,8 @@ export class Housekeeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private latest: OutboxTableStats[] = [];
+  /** When `stats()` was counted (ms since epoch), 0 before the first count. */
+  countedAt = 0;
 
   constructor(
     private readonly primary: Store,
@@ -57,6 +59,7 @@ export class Housekeeper {
         }
       }
       this.latest = await outboxStats(this.primary, this.tables);
+      this.countedAt = Date.now();
       this.events.emit({ type: 'outbox.stats', tables: this.latest });
     } catch (error) {
       this.events.emit({ type: 'background.error', component: 'outbox.housekeeping', error: coerceError(error) });

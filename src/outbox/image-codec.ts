@@ -39,6 +39,19 @@ export function decodeImage(text: string): Row {
   }) as Row;
 }
 
+/** decodeImage that reports instead of throwing (a corrupt or too deeply nested stored image). */
+export function tryDecodeImage(text: string): { image: Row } | { reason: string } {
+  try {
+    const image = decodeImage(text);
+    if (image === null || typeof image !== 'object' || Array.isArray(image)) return { reason: 'undecodable image: not a JSON object' };
+    return { image };
+  } catch (error) {
+    const name = error instanceof Error ? error.name : 'Error';
+    // The parser's message quotes the text around the fault: it stays out of the reason.
+    return { reason: `undecodable image: ${name === 'RangeError' ? 'nested too deeply' : `${name} while parsing`}` };
+  }
+}
+
 /** A row as the API returns it: binary as base64, bigints as strings (dates serialise as ISO strings). */
 export function toApiRow(row: Row): Row {
   const out: Row = {};

@@ -18,6 +18,7 @@ export async function outboxStats(primary: Store, tables: readonly string[]): Pr
     if (row.status === 'pending') {
       stats.pending = Number(row.n);
       stats.lagSeconds = row.oldest === null ? 0 : Math.max(0, (now - Number(row.oldest)) / 1000);
+      stats.oldestPendingAt = row.oldest === null ? null : Number(row.oldest);
     } else {
       stats.dead = Number(row.n);
     }

@@ -48,6 +48,9 @@ export class OutboxWorker {
   private applying: Promise<unknown> = Promise.resolve();
   /** Set while claims come back full (a backlog): then every loop claims. */
   private backlog = false;
+  /** When a claim round last finished (idle or not) and when one last handled rows: see worker-health.ts. */
+  lastRoundAt = Date.now();
+  lastProgressAt = Date.now();
 
   constructor(
     private readonly route: OutboxRoute,
@@ -137,6 +140,8 @@ export class OutboxWorker {
       } catch (error) {
         this.events.emit({ type: 'background.error', component: 'outbox.worker', error: coerceError(error) });
       }
+      this.lastRoundAt = Date.now();
+      if (handled > 0) this.lastProgressAt = this.lastRoundAt;
       if (handled === 0 && this.running) await this.sleep(this.options.pollIntervalMs);
     }
   }

@@ -73,6 +73,7 @@ export function bindPolicy(
       range: columnKind(col.type) === 'integer' ? makeAdapter(source.dialect).integerRange(col.type) : undefined,
       targetName,
       targetKind: targetCol ? columnKind(targetCol.type) : null,
+      targetType: targetCol ? targetCol.type : null,
     });
   }
   const targetPrimaryKey = primaryKey.map((c) => file.target.columns[c] ?? c);

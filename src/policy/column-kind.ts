@@ -1,5 +1,18 @@
 import type { ColumnKind } from '../shared/column-kind.js';
 
+/**
+ * SQL's fixed-length `CHAR(n)`: trailing blanks are padding, not data (PostgreSQL keeps them
+ * on read, MySQL/MariaDB strip them with PAD SPACE), so comparisons ignore them. `VARCHAR`,
+ * `character varying` and `text` keep every blank.
+ *
+ * @see https://www.postgresql.org/docs/current/datatype-character.html
+ * @see https://mariadb.com/kb/en/char/
+ */
+export function isBlankPadded(type: string | null | undefined): boolean {
+  if (!type) return false;
+  return /^(n?char|character|bpchar|nchar)\b(?!\s+varying)/i.test(type.trim());
+}
+
 /** Maps a catalog type name (PostgreSQL, MySQL/MariaDB or SQLite) to a kind. */
 export function columnKind(type: string): ColumnKind {
   const t = type.toLowerCase().trim();

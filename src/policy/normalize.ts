@@ -1,5 +1,6 @@
 import { canonicalNumber } from '../shared/canonical-number.js';
 import type { ColumnKind } from '../shared/column-kind.js';
+import { isBlankPadded } from './column-kind.js';
 import type { Policy } from './policy.js';
 
 /** How values are made comparable across engines (policy `compare`). */
@@ -190,8 +191,12 @@ export function diffRows(policy: Policy, settings: CompareSettings, source: Reco
   const differing: string[] = [];
   for (const column of policy.columns.values()) {
     if (column.targetName === null || settings.ignore.has(column.name)) continue;
-    const a = canonical(source[column.name], column.kind, column.targetKind, settings, column.name);
-    const b = canonical(target[column.name], column.targetKind ?? column.kind, column.kind, settings, column.name);
+    let a = canonical(source[column.name], column.kind, column.targetKind, settings, column.name);
+    let b = canonical(target[column.name], column.targetKind ?? column.kind, column.kind, settings, column.name);
+    if (typeof a === 'string' && typeof b === 'string' && a !== b && (isBlankPadded(column.type) || isBlankPadded(column.targetType))) {
+      a = a.replace(/ +$/, '');
+      b = b.replace(/ +$/, '');
+    }
     if (!valuesEqual(a, b, settings.floatTolerance)) differing.push(column.name);
   }
   return differing;

@@ -74,6 +74,8 @@ export interface BoundColumn {
   /** Target column name, or null when excluded. */
   targetName: string | null;
   targetKind: ColumnKind | null;
+  /** Target catalog type name, when mapped (e.g. `char` vs `character` decides blank padding). */
+  targetType?: string | null;
 }
 
 /** A policy checked against both databases: everything the data path needs, resolved once. */

@@ -1,5 +1,7 @@
 import { isBreakerOpenError } from '../db/breaker.js';
-import { classifyDbError, isClientDataError, isTransient } from '../db/classify-error.js';
+import { classifyDbError, isPermanentRowError, isSchemaError, isTransient } from '../db/classify-error.js';
+import { describeDbError } from '../db/describe-error.js';
+import { setAsideOrphans } from '../outbox/orphans.js';
 import { DeadlineError } from '../db/with-deadline.js';
 import { coerceError } from '../errors.js';
 import type { EventSink } from '../events.js';
@@ -109,7 +111,7 @@ export class Applier implements ClaimedApplier {
         willRetry: true,
         path: 'inline',
       });
-      if (!isBreakerOpenError(error)) this.countFailed(route, entries);
+      if (!isBreakerOpenError(error)) this.countFailed(route, entries, classifyDbError(error) === 'foreign_key');
       return false;
     }
   }
@@ -118,7 +120,9 @@ export class Applier implements ClaimedApplier {
    * The worker path for claimed rows. Returns `too-big` when a batch of several keys ran past
    * its deadline: the rows are released at once (no attempt counted) for a smaller batch.
    */
-  async applyClaimed(route: OutboxRoute, entries: readonly OutboxEntry[]): Promise<'done' | 'too-big'> {
+  async applyClaimed(route: OutboxRoute, claimed: readonly OutboxEntry[]): Promise<'done' | 'too-big'> {
+    const entries = await this.setAside(route, claimed);
+    if (entries.length === 0) return 'done';
     try {
       const deadline = Math.max(this.options.timeoutMs, this.options.batchTimeoutMs ?? this.options.timeoutMs);
       const result = await route.breaker.run(() => applyEntries(route.secondary, this.policies, entries, deadline));
@@ -140,36 +144,78 @@ export class Applier implements ClaimedApplier {
       }
       const kind = classifyDbError(error);
       const groups = coalesce(entries);
-      if (isClientDataError(kind) && groups.length > 1) {
-        // One bad row must not hold back the batch: apply key by key to isolate it.
-        for (const group of groups) {
-          const members = entries.filter((e) => group.ids.includes(e.id));
-          await this.applyClaimed(route, members);
+      if (!isTransient(kind) && groups.length > 1) {
+        // One bad row (or one table with a schema problem) must not hold back the rows
+        // claimed with it: apply table by table, then key by key, to isolate it.
+        const tables = [...new Set(entries.map((e) => e.table))];
+        if (tables.length > 1) {
+          for (const table of tables) await this.applyClaimed(route, entries.filter((e) => e.table === table));
+          return 'done';
         }
-        return 'done';
+        if (!isSchemaError(kind)) {
+          for (const group of groups) {
+            const members = entries.filter((e) => group.ids.includes(e.id));
+            await this.applyClaimed(route, members);
+          }
+          return 'done';
+        }
       }
       await this.fail(route, entries, coerceError(error));
       return 'done';
     }
   }
 
+  /**
+   * Settles the rows that cannot be applied at all before the rest go on: rows whose table
+   * has no policy are set aside (orphans), rows whose image cannot be decoded go dead at once.
+   */
+  private async setAside(route: OutboxRoute, entries: readonly OutboxEntry[]): Promise<readonly OutboxEntry[]> {
+    const orphans = entries.filter((e) => !this.policies.has(e.table));
+    const poison = entries.filter((e) => this.policies.has(e.table) && e.undecodable !== undefined);
+    if (orphans.length === 0 && poison.length === 0) return entries;
+    if (orphans.length > 0) {
+      await setAsideOrphans(route.primary, orphans.map((e) => e.id));
+      const perTable = new Map<string, number>();
+      for (const e of orphans) perTable.set(e.table, (perTable.get(e.table) ?? 0) + 1);
+      for (const [table, rows] of perTable) this.events.emit({ type: 'outbox.orphaned', table, rows });
+    }
+    if (poison.length > 0) {
+      const now = Date.now();
+      const rows: FailedRow[] = poison.map((e) => ({ id: e.id, attempts: e.attempts + 1, dead: true, nextAttemptAt: now, error: e.undecodable ?? 'undecodable image' }));
+      this.countFailed(route, poison);
+      await failOutboxRows(route.primary, rows);
+      for (const row of rows) {
+        const entry = poison.find((e) => e.id === row.id);
+        if (entry) this.events.emit({ type: 'outbox.dead', table: entry.table, rowKey: entry.rowKey, id: entry.id, error: row.error });
+      }
+    }
+    return entries.filter((e) => this.policies.has(e.table) && e.undecodable === undefined);
+  }
+
   private async fail(route: OutboxRoute, entries: readonly OutboxEntry[], error: Error): Promise<void> {
-    const transient = isTransient(classifyDbError(error));
+    const kind = classifyDbError(error);
+    const transient = isTransient(kind);
+    const schema = isSchemaError(kind);
+    // Code, kind and schema objects only: the database's message may quote row values.
+    const reason = describeDbError(error);
     const now = Date.now();
     const rows: FailedRow[] = entries.map((entry) => {
       const attempts = entry.attempts + 1;
-      // Connection trouble retries until the store is back; only rows the secondary keeps
-      // rejecting (constraint, type, missing table) become dead, and stay replayable.
-      const dead = !transient && attempts >= this.options.maxAttempts;
+      // Connection trouble retries until the store is back, and a schema that is not ready
+      // until an operator fixes it (at the longest backoff); a row the secondary refuses for
+      // good (CHECK, NOT NULL, a value that does not fit) is dead at once; other rejections
+      // (unique, foreign key, unknown) become dead after maxAttempts. Dead rows stay replayable.
+      const dead = isPermanentRowError(kind) || (!transient && !schema && attempts >= this.options.maxAttempts);
       return {
         id: entry.id,
         attempts,
         dead,
-        nextAttemptAt: now + backoffMs(attempts, this.options.backoffBaseMs, this.options.backoffMaxMs),
-        error: `${error.name}: ${error.message}`,
+        nextAttemptAt: now + (schema ? this.options.backoffMaxMs : backoffMs(attempts, this.options.backoffBaseMs, this.options.backoffMaxMs)),
+        error: reason,
       };
     });
-    this.countFailed(route, entries);
+    if (schema) for (const table of new Set(entries.map((e) => e.table))) this.events.emit({ type: 'apply.schema', table, error: reason });
+    this.countFailed(route, entries, kind === 'foreign_key');
     this.events.emit({
       type: 'apply.failed',
       store: route.secondary.name,
@@ -195,10 +241,11 @@ export class Applier implements ClaimedApplier {
     }
   }
 
-  private countFailed(route: OutboxRoute, entries: readonly OutboxEntry[]): void {
+  /** `ordering`: a foreign-key rejection (a child before its parent, where FK checks stay on) — it heals when the parent arrives. */
+  private countFailed(route: OutboxRoute, entries: readonly OutboxEntry[], ordering = false): void {
     const perTable = new Map<string, number>();
     for (const e of entries) perTable.set(e.table, (perTable.get(e.table) ?? 0) + 1);
-    for (const [table, count] of perTable) this.events.emit({ type: 'apply', table, store: route.secondary.name, result: 'failed', count });
+    for (const [table, count] of perTable) this.events.emit({ type: 'apply', table, store: route.secondary.name, result: 'failed', count, ...(ordering ? { ordering } : {}) });
   }
 }
 

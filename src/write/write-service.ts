@@ -17,6 +17,7 @@ import { tableRoute, type TableRoute } from '../policy/table-route.js';
 import type { KeyValues, Row } from '../shared/row.js';
 import type { Applier } from './applier.js';
 import { bindRow, deleteRow, insertRow, notFound, tableFrozen, updateChanges, updateRow, upsertRow, type PrimaryChange } from './primary-ops.js';
+import { explainSqliteFull } from './id-exhausted.js';
 
 export type WriteOp =
   | { op: 'insert'; policy: Policy; values: Row; field: string }
@@ -131,7 +132,7 @@ export class WriteService {
         const retryable = kind === 'transient' || (kind === 'unique' && ops.some((o) => o.op === 'upsert'));
         if (retryable && attempt < MAX_TRANSACTION_TRIES && !isConnectionLoss(error)) continue;
         for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'error', op: op.op, ...(requestId ? { requestId } : {}) });
-        throw primaryError(error, ops);
+        throw (await explainSqliteFull(primary, ops, error)) ?? primaryError(error, ops);
       }
     }
     const { entries } = written;

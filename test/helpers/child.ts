@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 
@@ -58,4 +59,81 @@ export async function spawnTandem(args: string[], env: Record<string, string>, o
     }
   }
   return { process: child, port, url, output: () => out, exited };
+}
+
+/** A Node process started by `spawnNode` (the benchmark's servers, tools and load generator). */
+export interface NodeChild {
+  process: ChildProcess;
+  name: string;
+  /** stdout and stderr interleaved (the tail only, when `maxOutput` was given). */
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  alive(): boolean;
+}
+
+/** Every child `spawnNode` started and that has not exited, so a clean-up can find it after an error. */
+export const liveChildren = new Set<NodeChild>();
+
+/**
+ * Starts a Node script as a child process (its own process, never a shell) with exactly `env`.
+ * `logFile` also receives all output; `maxOutput` keeps only about that many characters of
+ * the tail in memory, cut at a line start so a log line is never kept half.
+ */
+export function spawnNode(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  options: { cwd?: string; logFile?: string; maxOutput?: number } = {},
+): NodeChild {
+  const child = spawn(process.execPath, args, { cwd: options.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const file = options.logFile ? createWriteStream(options.logFile) : undefined;
+  if (file) child.once('exit', () => file.end());
+  const max = options.maxOutput ?? Infinity;
+  const keep = (d: Buffer) => {
+    file?.write(d);
+    out += d.toString();
+    if (out.length > max * 2) out = out.slice(out.indexOf('\n', out.length - max) + 1);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const handle: NodeChild = {
+    process: child,
+    name,
+    output: () => out,
+    exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
+    alive: () => child.exitCode === null && child.signalCode === null,
+  };
+  liveChildren.add(handle);
+  void handle.exited.then(() => liveChildren.delete(handle));
+  return handle;
+}
+
+/** Waits until `url` answers 200, failing early (with its output) when the child exits. */
+export async function waitReady(child: NodeChild, url: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!child.alive()) throw new Error(`${child.name} exited before it was ready:\n${child.output()}`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`${child.name} did not become ready at ${url} within ${timeoutMs} ms:\n${child.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
+export async function stopChild(child: NodeChild, graceMs = 5_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (!child.alive()) return child.exited;
+  child.process.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    if (child.alive()) child.process.kill('SIGKILL');
+  }, graceMs);
+  const result = await child.exited;
+  clearTimeout(timer);
+  return result;
 }

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import supertest from 'supertest';
 import { TandemApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load-config.js';
+import { runningTandems } from './registry.js';
 
 export interface Feature {
   name: string;
@@ -71,13 +72,19 @@ export async function startTandem(options: StartTandemOptions): Promise<TandemHa
   const level = process.env['TANDEM_TEST_LOG'] ?? 'silent';
   const app = new TandemApp(config, { logger: pino({ level }) });
   await app.start({ listen: options.listen ?? false });
-  return {
+  const held = { describe: () => `Tandem over ${options.source}`, release: () => harness.stop() };
+  const harness: TandemHarness = {
     app,
     request: supertest(options.listen ? `http://127.0.0.1:${app.address().port}` : app.http),
     flagsFile,
     setFlags: (features) => writeFlags(flagsFile, features),
-    stop: () => app.stop(),
+    stop: async () => {
+      await app.stop();
+      runningTandems.delete(held);
+    },
   };
+  runningTandems.add(held);
+  return harness;
 }
 
 function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {

@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
-import { createTestTables, writeTestPolicies } from '../helpers/schema.js';
-import { outboxCounts, startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';
+import { beforeAll, expect, it } from 'vitest';
+import type { TestDatabase } from '../helpers/databases.js';
+import { describeEachPair } from '../helpers/each-pair.js';
+import { createTestTables } from '../helpers/schema.js';
+import { outboxCounts, waitFor, type TandemHarness } from '../helpers/tandem.js';
 
 /**
  * A row the target rejects (here: a unique index only the target has) must not hold back
@@ -28,30 +29,21 @@ async function openTransactions(db: TestDatabase): Promise<number> {
   return 0; // SQLite: one connection, nothing pooled to leak a transaction into
 }
 
-for (const pair of runnablePairs()) {
-  describe(`a row the target rejects (${pair.name})`, () => {
+describeEachPair(
+  'a row the target rejects',
+  {
+    label: 'rej',
+    schema: async (source, target) => {
+      await createTestTables(source.knex, target.knex);
+      await target.knex.schema.alterTable('app_people', (t) => t.unique(['name'], { indexName: 'app_people_name_unique' }));
+    },
+    tandem: () => ({ overrides: { outbox: { maxAttempts: 2, housekeepingIntervalMs: 600_000 } } }),
+  },
+  (suite) => {
     let source: TestDatabase;
     let target: TestDatabase;
     let tandem: TandemHarness;
-
-    beforeAll(async () => {
-      source = await createTestDatabase(pair.source, 'rejsrc');
-      target = await createTestDatabase(pair.target, 'rejtgt');
-      await createTestTables(source.knex, target.knex);
-      await target.knex.schema.alterTable('app_people', (t) => t.unique(['name'], { indexName: 'app_people_name_unique' }));
-      tandem = await startTandem({
-        source: source.url,
-        target: target.url,
-        policiesDir: writeTestPolicies(),
-        overrides: { outbox: { maxAttempts: 2, housekeepingIntervalMs: 600_000 } },
-      });
-    });
-
-    afterAll(async () => {
-      await tandem?.stop();
-      await source?.drop();
-      await target?.drop();
-    });
+    beforeAll(() => ({ source, target, tandem } = suite));
 
     it('isolates the rejected key; the rows applied with it land and later writes apply inline', async () => {
       await tandem.request.post('/v1/tables/people/rows').send({ values: { email: 'first@example.com', full_name: 'Same Name' } }).expect(201);
@@ -87,5 +79,5 @@ for (const pair of runnablePairs()) {
       }
       expect(Number(((await target.knex('app_people').count({ n: '*' })) as Array<{ n: unknown }>)[0]?.n)).toBe(15);
     });
-  });
-}
+  },
+);

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openToolkit } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { applyEntries } from '../../src/write/apply-entries.js';
 import type { OutboxEntry } from '../../src/outbox/outbox-entry.js';
-import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
-import { createTestTables, writeTestPolicies } from '../helpers/schema.js';
+import type { TestDatabase } from '../helpers/databases.js';
+import { describeEachPair } from '../helpers/each-pair.js';
 
 /**
  * The versioned apply itself (DESIGN §3.4), on every target dialect and, on MySQL/MariaDB,
@@ -22,24 +22,19 @@ const kv = (k: number, seq: number, val: number | null) => entry('kv', `t,${k}`,
 const person = (id: number, seq: number, name: string | null) =>
   entry('people', String(id), seq, name === null ? null : { id, email: `p${id}@x.test`, full_name: name, age: seq, active: true, note: null, legacy: 'x' });
 
-for (const pair of runnablePairs()) {
-  describe(`versioned apply (${pair.name})`, () => {
+describeEachPair('versioned apply', { label: 'vap', tandem: false }, (suite) => {
     let source: TestDatabase;
     let target: TestDatabase;
     let toolkit: Toolkit;
 
     beforeAll(async () => {
-      source = await createTestDatabase(pair.source, 'vapsrc');
-      target = await createTestDatabase(pair.target, 'vaptgt');
-      await createTestTables(source.knex, target.knex);
-      const config = loadConfig({ env: {}, overrides: { source: { url: source.url }, target: { url: target.url }, policiesDir: writeTestPolicies() } });
+      ({ source, target } = suite);
+      const config = loadConfig({ env: {}, overrides: { source: { url: source.url }, target: { url: target.url }, policiesDir: suite.policiesDir } });
       toolkit = await openToolkit(config);
     });
 
     afterAll(async () => {
       await toolkit?.close();
-      await source?.drop();
-      await target?.drop();
     });
 
     /** Applies the entries, each key on its own when `single` (the one-trip path on MySQL). */
@@ -101,5 +96,4 @@ for (const pair of runnablePairs()) {
         expect(ledger.map((l) => Number(l.seq))).toEqual(ks.map(() => 40));
       });
     }
-  });
-}
+});

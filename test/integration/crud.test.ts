@@ -1,26 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
-import { convergence, createTestTables, writeTestPolicies } from '../helpers/schema.js';
-import { outboxCounts, startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';
+import { beforeAll, expect, it } from 'vitest';
+import type { TestDatabase } from '../helpers/databases.js';
+import { describeEachPair } from '../helpers/each-pair.js';
+import { convergence } from '../helpers/schema.js';
+import { outboxCounts, waitFor, type TandemHarness } from '../helpers/tandem.js';
 
-for (const pair of runnablePairs()) {
-  describe(`CRUD and batch through Tandem (${pair.name})`, () => {
+describeEachPair('CRUD and batch through Tandem', { label: 'crud' }, (suite) => {
+    const { pair } = suite;
     let source: TestDatabase;
     let target: TestDatabase;
     let tandem: TandemHarness;
-
-    beforeAll(async () => {
-      source = await createTestDatabase(pair.source, 'crudsrc');
-      target = await createTestDatabase(pair.target, 'crudtgt');
-      await createTestTables(source.knex, target.knex);
-      tandem = await startTandem({ source: source.url, target: target.url, policiesDir: writeTestPolicies() });
-    });
-
-    afterAll(async () => {
-      await tandem?.stop();
-      await source?.drop();
-      await target?.drop();
-    });
+    beforeAll(() => ({ source, target, tandem } = suite));
 
     it('inserts, reads, updates, upserts and deletes, mirrored into the mapped target', async () => {
       const created = await tandem.request
@@ -167,5 +156,4 @@ for (const pair of runnablePairs()) {
       expect(metrics.text).toMatch(/tandem_stage\{table="people",stage="dual-write"\} 1/);
       expect(metrics.text).toMatch(/tandem_circuit_state\{store="target"\} 0/);
     });
-  });
-}
+});

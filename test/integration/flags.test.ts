@@ -1,9 +1,10 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, PAIRS, runnablePairs, type Pair, type TestDatabase } from '../helpers/databases.js';
-import { createTestTables, mapPeople, snapshot, writeTestPolicies } from '../helpers/schema.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { PAIRS, type Pair, type TestDatabase } from '../helpers/databases.js';
+import { describeEachPair } from '../helpers/each-pair.js';
+import { mapPeople, snapshot } from '../helpers/schema.js';
 import { DUAL_WRITE_ALL, startTandem, waitFor, type Feature, type TandemHarness } from '../helpers/tandem.js';
 
 /**
@@ -99,18 +100,11 @@ function removeScratch(scratch: string[]): void {
   for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
-async function databases(pair: Pair, label: string): Promise<{ source: TestDatabase; target: TestDatabase }> {
-  const source = await createTestDatabase(pair.source, `${label}src`);
-  const target = await createTestDatabase(pair.target, `${label}tgt`);
-  await createTestTables(source.knex, target.knex);
-  return { source, target };
-}
-
-const SWITCH_PAIRS = runnablePairs(PAIRS.filter((p) => p.name === 'sqlite→sqlite' || p.name === 'postgres→mariadb'));
+const SWITCH_PAIRS = PAIRS.filter((p) => p.name === 'sqlite→sqlite' || p.name === 'postgres→mariadb');
 const SQLITE = PAIRS.find((p) => p.name === 'sqlite→sqlite') as Pair;
 
-for (const pair of SWITCH_PAIRS) {
-  describe(`dual-write switched on over existing rows (${pair.name})`, () => {
+// These suites restart Tandem with other flags: they start and stop it themselves.
+describeEachPair('dual-write switched on over existing rows', { pairs: SWITCH_PAIRS, label: 'flagon', tandem: false }, (suite) => {
     let source: TestDatabase;
     let target: TestDatabase;
     let policiesDir: string;
@@ -119,15 +113,12 @@ for (const pair of SWITCH_PAIRS) {
     const scratch: string[] = [];
 
     beforeAll(async () => {
-      ({ source, target } = await databases(pair, 'flagon'));
-      policiesDir = writeTestPolicies();
+      ({ source, target, policiesDir } = suite);
       tandem = await startTracked(scratch, { source: source.url, target: target.url, policiesDir, flags: ALL_OFF });
     });
 
     afterAll(async () => {
       await tandem?.stop();
-      await source?.drop();
-      await target?.drop();
       removeScratch(scratch);
     });
 
@@ -203,30 +194,26 @@ for (const pair of SWITCH_PAIRS) {
       expect(people.staleReason).toMatch(/already held rows/);
       expect(sample(await metrics(tandem), 'tandem_target_stale{table="people"}')).toBe(1);
     });
-  });
-}
+});
 
-for (const pair of runnablePairs([SQLITE])) {
-  describe(`flags reconcile into stages (${pair.name})`, () => {
+describeEachPair('flags reconcile into stages', { pairs: [SQLITE], label: 'flagcycle', tandem: false }, (suite) => {
     let source: TestDatabase;
     let target: TestDatabase;
     let tandem: TandemHarness;
     const scratch: string[] = [];
 
     beforeAll(async () => {
-      ({ source, target } = await databases(pair, 'flagcycle'));
+      ({ source, target } = suite);
       tandem = await startTracked(scratch, {
         source: source.url,
         target: target.url,
-        policiesDir: writeTestPolicies(),
+        policiesDir: suite.policiesDir,
         flags: DUAL_WRITE_ALL,
       });
     });
 
     afterAll(async () => {
       await tandem?.stop();
-      await source?.drop();
-      await target?.drop();
       removeScratch(scratch);
     });
 
@@ -300,6 +287,22 @@ for (const pair of runnablePairs([SQLITE])) {
       expect(await tableStatus(tandem)).toMatchObject({ stage: 'dual-write' });
     });
 
+    it('a deleted flag file keeps the last good flags: no stage changes, an error in status and the metric', async () => {
+      const before = await tableStatus(tandem);
+      expect(before.stage).toBe('dual-write');
+      const errorsBefore = sample(await metrics(tandem), 'tandem_flags_errors_total') ?? 0;
+      rmSync(tandem.flagsFile);
+      await waitFor(async () => /missing/.test((await status(tandem)).flags.lastError ?? ''), { timeoutMs: 5_000, what: 'the missing flag file to be reported' });
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      expect(await tableStatus(tandem)).toMatchObject({ stage: 'dual-write', stale: before.stale, flags: { dualWrite: true } });
+      expect(await tableStatus(tandem, 'kv')).toMatchObject({ stage: 'dual-write' });
+      expect(sample(await metrics(tandem), 'tandem_flags_errors_total')).toBeGreaterThan(errorsBefore);
+      expect((await tandem.request.get('/readyz')).status).toBe(200);
+      expect((await insertPerson(tandem, 'no-file@example.com', 'No File')).write).toBe('applied');
+      tandem.setFlags(DUAL_WRITE_ALL);
+      await waitFor(async () => (await status(tandem)).flags.lastError === null, { timeoutMs: 5_000, what: 'the flag error to clear' });
+    });
+
     it('target-primary on a stale target is refused: the stage stays dual-write', async () => {
       const conflictsBefore = sample(await metrics(tandem), 'tandem_flag_conflicts_total') ?? 0;
       tandem.setFlags([...DUAL_WRITE_ALL, on('tandem.people.target-primary')]);
@@ -334,5 +337,4 @@ for (const pair of runnablePairs([SQLITE])) {
       const cleared = await statusWhen(tandem, (s) => s.flagConflict === null, 'clear the conflict');
       expect(cleared.stage).toBe('dual-write');
     });
-  });
-}
+});

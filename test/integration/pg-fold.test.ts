@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { decodeImage } from '../../src/outbox/image-codec.js';
-import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
-import { createTestTables, writeTestPolicies } from '../helpers/schema.js';
-import { outboxCounts, startTandem, waitFor, type Feature, type TandemHarness } from '../helpers/tandem.js';
+import { PAIRS, type TestDatabase } from '../helpers/databases.js';
+import { describeEachPair } from '../helpers/each-pair.js';
+import { createTestTables } from '../helpers/schema.js';
+import { outboxCounts, waitFor, type Feature, type TandemHarness } from '../helpers/tandem.js';
 
 /**
  * The folded PostgreSQL write (one statement: state, change, outbox row) must leave exactly
@@ -58,24 +59,28 @@ const VALUES = {
   name: 'Zoë "quoted", comma',
 };
 
-for (const pair of runnablePairs().filter((p) => p.source === 'pg')) {
-  describe(`folded PostgreSQL writes (${pair.name})`, () => {
+const FOLD_PAIRS = PAIRS.filter((p) => p.source === 'pg');
+
+describeEachPair(
+  'folded PostgreSQL writes',
+  {
+    pairs: FOLD_PAIRS,
+    label: 'fold',
+    schema: async (source, target) => {
+      await createTables(source.knex, true);
+      await createTables(target.knex, false);
+      await createTestTables(source.knex, target.knex);
+    },
+    policies: { 'typed.yaml': TYPED_POLICY, 'tokens.yaml': TOKENS_POLICY },
+    tandem: () => ({ flags: ['typed', 'tokens', 'kv'].map(dualWrite) }),
+  },
+  (suite) => {
     let source: TestDatabase;
     let target: TestDatabase;
     let tandem: TandemHarness;
 
     beforeAll(async () => {
-      source = await createTestDatabase(pair.source, 'foldsrc');
-      target = await createTestDatabase(pair.target, 'foldtgt');
-      await createTables(source.knex, true);
-      await createTables(target.knex, false);
-      await createTestTables(source.knex, target.knex);
-      tandem = await startTandem({
-        source: source.url,
-        target: target.url,
-        policiesDir: writeTestPolicies({ 'typed.yaml': TYPED_POLICY, 'tokens.yaml': TOKENS_POLICY }),
-        flags: ['typed', 'tokens', 'kv'].map(dualWrite),
-      });
+      ({ source, target, tandem } = suite);
       // Applied outbox rows are deleted within a second; a trigger keeps a copy of every row
       // as written, so the test can read each image.
       await source.knex.raw('CREATE TABLE outbox_audit AS SELECT * FROM tandem_outbox WHERE false');
@@ -83,12 +88,6 @@ for (const pair of runnablePairs().filter((p) => p.source === 'pg')) {
         `CREATE FUNCTION outbox_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO outbox_audit SELECT NEW.*; RETURN NEW; END $$`,
       );
       await source.knex.raw('CREATE TRIGGER outbox_audit AFTER INSERT ON tandem_outbox FOR EACH ROW EXECUTE FUNCTION outbox_audit()');
-    });
-
-    afterAll(async () => {
-      await tandem?.stop();
-      await source?.drop();
-      await target?.drop();
     });
 
     const imagesOf = async (table: string, rowKey: string) =>
@@ -209,5 +208,5 @@ for (const pair of runnablePairs().filter((p) => p.source === 'pg')) {
       await verifyClean('typed');
       expect(await target.knex('typed').where({ id: afterDrop.body.row.id }).first()).toMatchObject({ name: 'after drop' });
     });
-  });
-}
+  },
+);

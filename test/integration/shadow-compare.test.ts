@@ -1,12 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Knex } from 'knex';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import type { TandemEvent } from '../../src/events.js';
-import { createTestDatabase, runnablePairs, viaProxy, type TestDatabase } from '../helpers/databases.js';
+import { viaProxy, type TestDatabase } from '../helpers/databases.js';
+import { describeEachPair } from '../helpers/each-pair.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
-import { outboxCounts, startTandem, waitFor, type Feature, type TandemHarness } from '../helpers/tandem.js';
+import { outboxCounts, waitFor, type Feature, type TandemHarness } from '../helpers/tandem.js';
 
 /** One column of every kind the issue lists, declared the way each engine spells it. */
 async function createTyped(db: Knex, table: string): Promise<void> {
@@ -30,11 +28,6 @@ target: { table: typed_copy }
 compare: { timestampPrecision: ms }
 `;
 
-function typedPolicies(): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'tandem-typed-'));
-  writeFileSync(path.join(dir, 'typed.yaml'), TYPED_POLICY);
-  return dir;
-}
 
 const flags = (readTarget: number, shadow: number): Feature[] => [
   { name: 'tandem.typed.dual-write', enabled: true, strategies: [{ name: 'default' }] },
@@ -88,8 +81,29 @@ function plantings(dialect: string): Array<{ i: number; column: string; value: u
   ];
 }
 
-for (const pair of runnablePairs()) {
-  describe(`shadow reads compare across engines (${pair.name})`, () => {
+/** Each pair's fault proxy in front of a networked target (none for SQLite). */
+const proxies = new Map<string, FaultProxy>();
+
+describeEachPair(
+  'shadow reads compare across engines',
+  {
+    label: 'sh',
+    schema: async (source, target) => {
+      await createTyped(source.knex, 'typed');
+      await createTyped(target.knex, 'typed_copy');
+    },
+    policies: { 'typed.yaml': TYPED_POLICY },
+    testPolicies: false,
+    tandem: async ({ pair, target, onCleanup }) => {
+      if (pair.target === 'sqlite') return { flags: flags(0, 100) };
+      const proxy = await startFaultProxy({ targetHost: target.host, targetPort: target.port });
+      proxies.set(pair.name, proxy);
+      onCleanup(() => proxy.close());
+      return { target: viaProxy(target, proxy.port), flags: flags(0, 100) };
+    },
+  },
+  (suite) => {
+    const { pair } = suite;
     let source: TestDatabase;
     let target: TestDatabase;
     let proxy: FaultProxy | undefined;
@@ -98,17 +112,8 @@ for (const pair of runnablePairs()) {
     const ROWS = 12;
 
     beforeAll(async () => {
-      source = await createTestDatabase(pair.source, 'shsrc');
-      target = await createTestDatabase(pair.target, 'shtgt');
-      await createTyped(source.knex, 'typed');
-      await createTyped(target.knex, 'typed_copy');
-      if (pair.target !== 'sqlite') proxy = await startFaultProxy({ targetHost: target.host, targetPort: target.port });
-      tandem = await startTandem({
-        source: source.url,
-        target: proxy ? viaProxy(target, proxy.port) : target.url,
-        policiesDir: typedPolicies(),
-        flags: flags(0, 100),
-      });
+      ({ source, target, tandem } = suite);
+      proxy = proxies.get(pair.name);
       tandem.app.events.on((e) => {
         if (e.type === 'shadow') events.push(e);
       });
@@ -119,12 +124,6 @@ for (const pair of runnablePairs()) {
       await waitFor(async () => (await outboxCounts(source.knex)).pending === 0, { what: 'outbox drained' });
     });
 
-    afterAll(async () => {
-      await tandem?.stop();
-      await proxy?.close();
-      await source?.drop();
-      await target?.drop();
-    });
 
     const idOf = (i: number) => (BIG_ID + BigInt(i)).toString();
 
@@ -220,5 +219,5 @@ for (const pair of runnablePairs()) {
       expect(blackholed.p50 - healthy.p50).toBeLessThan(20);
       expect(blackholed.max).toBeLessThan(500); // well below the 1000 ms shadow deadline
     });
-  });
-}
+  },
+);

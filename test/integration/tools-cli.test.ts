@@ -3,14 +3,15 @@
  * outbox | brake` — the built CLI in a child process beside a running Tandem, exit codes,
  * `--json` output parsed here, and every process exiting on its own (pools closed).
  */
-import { readFileSync, rmSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { beforeAll, expect, it } from 'vitest';
 import type { VerifyReport } from '../../src/consistency/verify.js';
 import { encodeImage } from '../../src/outbox/image-codec.js';
-import { createTestDatabase, PAIRS, runnablePairs, type TestDatabase } from '../helpers/databases.js';
+import { PAIRS, type TestDatabase } from '../helpers/databases.js';
+import { describeEachPair } from '../helpers/each-pair.js';
 import { call } from '../helpers/http-client.js';
-import { convergence, createTestTables, writeTestPolicies } from '../helpers/schema.js';
-import { outboxCounts, startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';
+import { convergence } from '../helpers/schema.js';
+import { outboxCounts, waitFor, type TandemHarness } from '../helpers/tandem.js';
 import { countRows, parseJson, runCli as runTool, toolEnv, type CliResult } from '../helpers/tools.js';
 
 const PEOPLE = 40;
@@ -36,8 +37,7 @@ function exited(result: CliResult, code: number): void {
 }
 
 // SQLite→SQLite, and one server pair across engines.
-for (const pair of runnablePairs([PAIRS[0], PAIRS[1]].filter((p) => p !== undefined))) {
-  describe(`tandem tools CLI (${pair.name})`, () => {
+describeEachPair('tandem tools CLI', { pairs: [PAIRS[0], PAIRS[1]].filter((p) => p !== undefined), label: 'clitool', tandem: () => ({ listen: true }) }, (suite) => {
     let source: TestDatabase;
     let target: TestDatabase;
     let tandem: TandemHarness;
@@ -45,19 +45,10 @@ for (const pair of runnablePairs([PAIRS[0], PAIRS[1]].filter((p) => p !== undefi
     let env: Record<string, string>;
     let policiesDir: string;
     let ids: number[] = [];
-    const cleanups: Array<() => Promise<void>> = [];
 
     beforeAll(async () => {
-      source = await createTestDatabase(pair.source, 'clitoolsrc');
-      cleanups.push(() => source.drop());
-      target = await createTestDatabase(pair.target, 'clitooltgt');
-      cleanups.push(() => target.drop());
-      await createTestTables(source.knex, target.knex);
-      policiesDir = writeTestPolicies();
-      cleanups.push(async () => rmSync(policiesDir, { recursive: true, force: true }));
-      // Both tables empty when dual-write begins: not stale.
-      tandem = await startTandem({ source: source.url, target: target.url, policiesDir, listen: true });
-      cleanups.push(() => tandem.stop());
+      // Both tables empty when dual-write began: not stale.
+      ({ source, target, tandem, policiesDir } = suite);
       base = `http://127.0.0.1:${tandem.app.address().port}`;
       env = toolEnv({ source: source.url, target: target.url, policiesDir, flagsFile: tandem.flagsFile });
 
@@ -77,9 +68,6 @@ for (const pair of runnablePairs([PAIRS[0], PAIRS[1]].filter((p) => p !== undefi
       await target.knex.batchInsert('kv', kv, 250);
     });
 
-    afterAll(async () => {
-      for (const fn of cleanups.splice(0).reverse()) await fn().catch((e: unknown) => console.warn(`cleanup failed: ${String(e)}`));
-    });
 
     it('`verify people --json` on identical data exits 0 with every row matching', async () => {
       const result = await runCli(['verify', 'people', '--json'], env);
@@ -225,5 +213,4 @@ for (const pair of runnablePairs([PAIRS[0], PAIRS[1]].filter((p) => p !== undefi
       exited(one, 0);
       expect(parseJson<Array<{ table: string }>>(one).map((t) => t.table)).toEqual(['people']);
     });
-  });
-}
+});

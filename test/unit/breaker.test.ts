@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { EventBus } from '../../src/events.js';
 import { isBreakerOpenError, makeStoreBreaker, type StoreBreaker } from '../../src/db/breaker.js';
 
@@ -76,6 +76,26 @@ describe('store breaker', () => {
     const { breaker } = make();
     const duplicate = () => Promise.reject(Object.assign(new Error('duplicate key value'), { code: '23505' }));
     for (let i = 0; i < 10; i++) await expect(breaker.run(duplicate)).rejects.toThrow('duplicate');
+    expect(breaker.state()).toBe('closed');
+  });
+
+  it('always leaves half-open: no trial taken, or a trial that never answers, opens it again after the deadline', async () => {
+    const { breaker, states } = make();
+    for (let i = 0; i < 4; i++) await expect(breaker.run(down)).rejects.toThrow('ECONNREFUSED');
+    await sleep(options.resetTimeoutMs + 40);
+    expect(breaker.state()).toBe('half-open');
+    // Nobody takes the trial: past the deadline (2 × timeoutMs here) it is open again, then half-open again.
+    const halfOpenAt = Date.now();
+    await vi.waitFor(() => expect(states.slice(2)).toContain('open'), { timeout: 2_000, interval: 10 });
+    const leftAfter = Date.now() - halfOpenAt;
+    expect(leftAfter).toBeLessThan(2 * options.timeoutMs + 300);
+    await vi.waitFor(() => expect(breaker.state()).toBe('half-open'), { timeout: 2_000, interval: 10 });
+    // A trial that hangs: the breaker does not wait for it.
+    void breaker.run(() => new Promise(() => undefined)).catch(() => undefined);
+    await vi.waitFor(() => expect(states.filter((s) => s === 'open').length).toBe(3), { timeout: 2_000, interval: 10 });
+    // And a trial that answers closes it.
+    await vi.waitFor(() => expect(breaker.state()).toBe('half-open'), { timeout: 2_000, interval: 10 });
+    await breaker.run(ok);
     expect(breaker.state()).toBe('closed');
   });
 });

@@ -27,6 +27,8 @@ describe('classifyDbError', () => {
     ['22001', 'data'], // string_data_right_truncation, via class 22
     ['08006', 'transient'], // connection_failure, via class 08
     ['08001', 'transient'],
+    ['42P01', 'schema'], // undefined_table
+    ['42703', 'schema'], // undefined_column
   ] as const)('PostgreSQL %s → %s', (code, kind) => {
     expect(classifyDbError(withCode(code))).toBe(kind);
   });
@@ -41,6 +43,8 @@ describe('classifyDbError', () => {
     ['ER_LOCK_WAIT_TIMEOUT', 'transient'],
     ['PROTOCOL_CONNECTION_LOST', 'transient'],
     ['ER_STATEMENT_TIMEOUT', 'timeout'],
+    ['ER_NO_SUCH_TABLE', 'schema'],
+    ['ER_BAD_FIELD_ERROR', 'schema'],
   ] as const)('MySQL/MariaDB %s → %s', (code, kind) => {
     // mysql2 also sets a numeric errno and an sqlState; the name is what counts.
     expect(classifyDbError(withCode(code, { errno: 1, sqlState: '23000' }))).toBe(kind);
@@ -96,6 +100,11 @@ describe('classifyDbError', () => {
     expect(classifyDbError(Object.assign(new Error('numeric code'), { code: 23505 }))).toBe('unknown');
   });
 
+  it("falls back to the SQLSTATE when mysql2 names a MariaDB errno after MySQL's (4025: MariaDB CHECK)", () => {
+    expect(classifyDbError(withCode('ER_INNODB_AUTOEXTEND_SIZE_OUT_OF_RANGE', { errno: 4025, sqlState: '23000' }))).toBe('check');
+    expect(classifyDbError(withCode('ER_SOMETHING_NEW', { sqlState: '42S02' }))).toBe('schema');
+  });
+
   it('returns unknown for non-objects', () => {
     expect(classifyDbError(null)).toBe('unknown');
     expect(classifyDbError(undefined)).toBe('unknown');
@@ -124,9 +133,10 @@ describe('isClientDataError / isTransient', () => {
     foreign_key: { client: true, transient: false },
     check: { client: true, transient: false },
     data: { client: true, transient: false },
+    schema: { client: false, transient: false },
     timeout: { client: false, transient: true },
     transient: { client: false, transient: true },
-    unknown: { client: false, transient: true },
+    unknown: { client: false, transient: false },
   };
 
   it.each(DB_ERROR_KINDS)('%s', (kind) => {

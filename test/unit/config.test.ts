@@ -37,6 +37,8 @@ describe('loadConfig defaults', () => {
       bodyLimit: '1mb',
       apiTokens: [],
       requestTimeoutMs: 30_000,
+      requestDeadlineMs: 15_000,
+      maxJsonDepth: 64,
     });
     expect(config.http.adminToken).toBeUndefined();
     expect(config.source.url).toBe(`sqlite:${path.join(cwd, 'data/source.db')}`);

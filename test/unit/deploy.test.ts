@@ -229,6 +229,7 @@ describe('deploy/: dashboard and alert rules', () => {
     expect(find(/^max by \(table\) \(tandem_switch_in_progress\) > 0$/)).toHaveLength(1);
     expect(find(/tandem_switch_refused_total\[10m\]\)\) > 0$/)).toHaveLength(1);
     expect(find(/tandem_reverse_lag_seconds\) > 30$/)).toHaveLength(1);
+    expect(find(/^tandem_outbox_worker_stalled == 1$/)).toHaveLength(1);
   });
 
   it('example Prometheus config scrapes /metrics as job tandem and loads the rules', () => {

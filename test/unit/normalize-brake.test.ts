@@ -94,6 +94,14 @@ describe('safety brake', () => {
     expect(brake.status('people')?.signal).toBe('error_rate');
   });
 
+  it('ordering rejections (a child before its parent) are no target errors', () => {
+    const { brake } = rig();
+    for (let i = 0; i < 100; i++) brake.observe({ type: 'read', table: 'people', store: 'target', result: 'ok' });
+    brake.observe({ type: 'apply', table: 'people', store: 'target', result: 'failed', count: 50, ordering: true });
+    expect(brake.braked('people')).toBe(false);
+    expect(brake.status('people')?.window.targetErrorRate).toBe(0);
+  });
+
   it('forgets samples older than the window', () => {
     const { brake, advance } = rig();
     for (let i = 0; i < 90; i++) brake.observe({ type: 'shadow', table: 'people', result: 'mismatch' });
@@ -119,5 +127,13 @@ describe('safety brake', () => {
     brake.observe({ type: 'outbox.stats', tables: [{ table: 'people', pending: 1, dead: 0, lagSeconds: 40 }] });
     expect(events.filter((e) => e.type === 'brake.warn')).toHaveLength(1);
     expect(brake.braked('people')).toBe(false);
+  });
+});
+
+describe('isBlankPadded (char(n) semantics)', () => {
+  it('is true for fixed-length character types only', async () => {
+    const { isBlankPadded } = await import('../../src/policy/column-kind.js');
+    for (const t of ['character', 'char', 'char(10)', 'CHARACTER(20)', 'bpchar', 'nchar(3)']) expect(isBlankPadded(t), t).toBe(true);
+    for (const t of ['character varying', 'varchar', 'varchar(20)', 'text', 'nvarchar(5)', null, '']) expect(isBlankPadded(t), String(t)).toBe(false);
   });
 });

@@ -127,6 +127,7 @@ describe('bindPolicy', () => {
       maxLength: 5,
       targetName: 'name',
       targetKind: 'string',
+      targetType: 'varchar',
     });
     expect(policy.columns.get('created_date')?.targetName).toBe('created_at');
     expect(policy.columns.get('created_date')?.targetKind).toBe('datetime');

@@ -110,7 +110,10 @@ export class PgFold implements FoldedWriter {
     formatKey: (key: KeyValues) => string,
   ): Promise<PgFold | undefined> {
     const result = (await knex.raw(
-      `SELECT a.attname AS name, a.atttypid::int AS oid, format_type(a.atttypid, NULL) AS cast_type
+      // format_type(…, NULL) of char(n) is "character" — char(1) — and of bit(n) "bit": casts
+      // to them truncate ('f1'::character = 'f'). bpchar and varbit without a length do not.
+      `SELECT a.attname AS name, a.atttypid::int AS oid,
+              CASE a.atttypid WHEN 'bpchar'::regtype THEN 'bpchar' WHEN 'bit'::regtype THEN 'varbit' ELSE format_type(a.atttypid, NULL) END AS cast_type
          FROM pg_attribute a
         WHERE a.attrelid = to_regclass(?) AND a.attnum > 0 AND NOT a.attisdropped
         ORDER BY a.attnum`,

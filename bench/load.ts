@@ -1,10 +1,8 @@
-#!/usr/bin/env node
-/* global setTimeout, clearTimeout -- Node globals (eslint's browser-free default config does not know them) */
 /**
  * HTTP write-load generator for the benchmark. Runs in its own process so it never shares
  * an event loop with the server it measures. Uses `node:http` keep-alive agents only.
  *
- * Modes (all POST `{"values":{name, qty, updated_at}}` to --url + --path):
+ * Modes (all POST `{"values": …}` of the table shape --shape to --url + /v1/tables/<table>/rows):
  *   closed loop  --connections C --warmup W --duration D
  *                C workers, each sends its next request when the previous one answered.
  *   open loop    --rate R --warmup W --duration D [--connections C]
@@ -23,12 +21,13 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import process from 'node:process';
 import { URL } from 'node:url';
-import { percentile } from './lib.mjs';
+import { percentile } from './lib.js';
+import { shapeNamed } from './shapes.js';
 
 const { values: opts } = parseArgs({
   options: {
     url: { type: 'string' },
-    path: { type: 'string', default: '/v1/tables/items/rows' },
+    shape: { type: 'string', default: 'int' },
     connections: { type: 'string', default: '32' },
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '3' },
@@ -42,10 +41,12 @@ const { values: opts } = parseArgs({
 });
 
 if (!opts.url) {
-  process.stderr.write('load.mjs: --url is required\n');
+  process.stderr.write('load.ts: --url is required\n');
   process.exit(2);
 }
 const base = new URL(opts.url);
+const shape = shapeNamed(opts.shape);
+const requestPath = `/v1/tables/${shape.table}/rows`;
 const connections = Math.max(1, Number(opts.connections));
 const durationS = Number(opts.duration);
 const warmupS = Number(opts.warmup);
@@ -55,7 +56,7 @@ const countHeader = opts['count-header']?.toLowerCase();
 const timeoutMs = Number(opts['timeout-ms']);
 for (const [name, v] of Object.entries({ connections, durationS, warmupS, timeoutMs })) {
   if (!Number.isFinite(v) || v < 0) {
-    process.stderr.write(`load.mjs: bad --${name}\n`);
+    process.stderr.write(`load.ts: bad --${name}\n`);
     process.exit(2);
   }
 }
@@ -67,34 +68,32 @@ let sequence = 0;
 /** Measurement state; `recording` is false during warm-up. */
 const stats = {
   recording: false,
-  latencies: /** @type {number[]} */ ([]),
+  latencies: [] as number[],
   ok: 0,
   non2xx: 0,
   errors: 0,
-  statusCounts: /** @type {Record<string, number>} */ ({}),
-  errorCounts: /** @type {Record<string, number>} */ ({}),
-  headerCounts: /** @type {Record<string, number>} */ ({}),
-  samples: /** @type {string[]} */ ([]),
+  statusCounts: {} as Record<string, number>,
+  errorCounts: {} as Record<string, number>,
+  headerCounts: {} as Record<string, number>,
+  samples: [] as string[],
 };
 
-function body() {
+function body(): string {
   sequence += 1;
-  return JSON.stringify({
-    values: { name: `bench-${tag}-${sequence}`, qty: sequence % 1000, updated_at: new Date().toISOString() },
-  });
+  return JSON.stringify({ values: shape.values(sequence, tag) });
 }
 
 /**
  * One POST. Resolves (never rejects) when the answer has been read to the end or failed.
- * @param {number} startedAt performance.now() the latency is measured from
- * @param {number} [windowEnd] completions after this (performance.now()) are not recorded
+ * `startedAt`: performance.now() the latency is measured from; completions after `windowEnd`
+ * (performance.now()) are not recorded.
  */
-function send(startedAt, windowEnd = Infinity) {
-  return /** @type {Promise<void>} */ (
+function send(startedAt: number, windowEnd = Infinity): Promise<void> {
+  return (
     new Promise((resolve) => {
       const payload = body();
       let settled = false;
-      const done = (/** @type {number | undefined} */ status, /** @type {string | undefined} */ header, /** @type {string | undefined} */ error, /** @type {string} */ text = '') => {
+      const done = (status: number | undefined, header: string | undefined, error: string | undefined, text = '') => {
         if (settled) return;
         settled = true;
         const now = performance.now();
@@ -124,7 +123,7 @@ function send(startedAt, windowEnd = Infinity) {
           host: base.hostname,
           port: base.port,
           method: 'POST',
-          path: opts.path,
+          path: requestPath,
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
         },
         (res) => {
@@ -133,7 +132,7 @@ function send(startedAt, windowEnd = Infinity) {
           const header = Array.isArray(headerValue) ? headerValue.join(',') : headerValue;
           const keepText = status < 200 || status >= 300;
           let text = '';
-          res.on('data', (/** @type {Buffer} */ chunk) => {
+          res.on('data', (chunk: Buffer) => {
             if (keepText && text.length < 1000) text += chunk.toString();
           });
           res.on('end', () => done(status, header, undefined, text));
@@ -141,14 +140,14 @@ function send(startedAt, windowEnd = Infinity) {
         },
       );
       req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      req.on('error', (e) => done(undefined, undefined, /** @type {NodeJS.ErrnoException} */ (e).code ?? e.message));
+      req.on('error', (e: NodeJS.ErrnoException) => done(undefined, undefined, e.code ?? e.message));
       req.end(payload);
     })
   );
 }
 
 /** Closed loop: `connections` workers until `until` (performance.now()), or until `budget` requests. */
-async function closedLoop(/** @type {number} */ until, /** @type {{ left: number } | undefined} */ budget, /** @type {number} */ windowEnd = Infinity) {
+async function closedLoop(until: number, budget: { left: number } | undefined, windowEnd = Infinity): Promise<void> {
   const worker = async () => {
     for (;;) {
       if (performance.now() >= until) return;
@@ -163,9 +162,9 @@ async function closedLoop(/** @type {number} */ until, /** @type {{ left: number
 }
 
 /** Open loop: one request every 1/rate s from `from` until `until`; returns the in-flight promises. */
-async function openLoop(/** @type {number} */ from, /** @type {number} */ until, /** @type {number} */ perSecond, /** @type {number} */ windowEnd = Infinity) {
+async function openLoop(from: number, until: number, perSecond: number, windowEnd = Infinity): Promise<number> {
   const interval = 1000 / perSecond;
-  const pending = new Set();
+  const pending = new Set<Promise<void>>();
   let i = 0;
   for (;;) {
     const due = from + i * interval;
@@ -187,9 +186,9 @@ async function openLoop(/** @type {number} */ from, /** @type {number} */ until,
 
 async function main() {
   const started = performance.now();
-  let mode;
-  let windowMs;
-  let scheduled;
+  let mode: 'fixed-count' | 'open-loop' | 'closed-loop';
+  let windowMs: number;
+  let scheduled: number | undefined;
   if (fixedCount !== undefined) {
     mode = 'fixed-count';
     stats.recording = true;
@@ -217,11 +216,11 @@ async function main() {
   agent.destroy();
   const sorted = Float64Array.from(stats.latencies).sort();
   const total = stats.ok + stats.non2xx + stats.errors;
-  const round = (/** @type {number} */ x) => Math.round(x * 1000) / 1000;
-  const result = {
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  const result: LoadResult = {
     label: opts.label,
     mode,
-    url: `${base.origin}${opts.path}`,
+    url: `${base.origin}${requestPath}`,
     connections,
     rate: rate ?? null,
     scheduled: scheduled ?? null,
@@ -236,20 +235,43 @@ async function main() {
       p50: round(percentile(sorted, 50)),
       p90: round(percentile(sorted, 90)),
       p99: round(percentile(sorted, 99)),
-      max: round(sorted.length ? /** @type {number} */ (sorted[sorted.length - 1]) : NaN),
+      max: round(sorted.length ? (sorted[sorted.length - 1] as number) : NaN),
       mean: round(sorted.reduce((a, b) => a + b, 0) / (sorted.length || 1)),
     },
     statusCounts: stats.statusCounts,
     errorCounts: stats.errorCounts,
     headerCounts: countHeader ? stats.headerCounts : undefined,
     samples: stats.samples,
-    /** CPU this load generator used (user + system, whole run), seconds. */
     cpuSeconds: round((process.cpuUsage().user + process.cpuUsage().system) / 1e6),
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-main().catch((error) => {
-  process.stderr.write(`load.mjs: ${error instanceof Error ? error.stack : String(error)}\n`);
+/** What the load generator prints (one JSON line). */
+export interface LoadResult {
+  label: string;
+  mode: string;
+  url: string;
+  connections: number;
+  rate: number | null;
+  scheduled: number | null;
+  warmupS: number;
+  windowS: number;
+  completed: number;
+  ok: number;
+  non2xx: number;
+  errors: number;
+  reqPerSec: number;
+  latencyMs: { p50: number; p90: number; p99: number; max: number; mean: number };
+  statusCounts: Record<string, number>;
+  errorCounts: Record<string, number>;
+  headerCounts: Record<string, number> | undefined;
+  samples: string[];
+  /** CPU this load generator used (user + system, whole run), seconds. */
+  cpuSeconds: number;
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`load.ts: ${error instanceof Error ? error.stack : String(error)}\n`);
   process.exit(1);
 });

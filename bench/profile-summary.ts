@@ -1,12 +1,10 @@
-#!/usr/bin/env node
 /**
- * Summarises a V8 .cpuprofile (from `node --cpu-prof`, e.g. `bench/run.mjs --cpu-prof`):
+ * Summarises a V8 .cpuprofile (from `node --cpu-prof`, e.g. `npm run bench -- --cpu-prof`):
  * self time grouped by package (or Tandem source folder), then the top functions.
  *
- *   node bench/profile-summary.mjs FILE.cpuprofile [--top 25]
+ *   node --import tsx bench/profile-summary.ts FILE.cpuprofile [--top 25]
  */
 import { readFileSync } from 'node:fs';
-import process from 'node:process';
 import { parseArgs } from 'node:util';
 
 const { values: args, positionals } = parseArgs({
@@ -14,29 +12,30 @@ const { values: args, positionals } = parseArgs({
   allowPositionals: true,
 });
 if (positionals.length === 0) {
-  process.stderr.write('usage: node bench/profile-summary.mjs FILE.cpuprofile [--top N]\n');
+  process.stderr.write('usage: node --import tsx bench/profile-summary.ts FILE.cpuprofile [--top N]\n');
   process.exit(2);
 }
 
 for (const file of positionals) summarise(file, Number(args.top));
 
-/** @param {string} file @param {number} top */
-function summarise(file, top) {
-  /** @type {{nodes: Array<{id: number, callFrame: {functionName: string, url: string, lineNumber: number}}>, samples: number[], timeDeltas: number[]}} */
-  const profile = JSON.parse(readFileSync(file, 'utf8'));
+interface CpuProfile {
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+function summarise(file: string, top: number): void {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  /** @type {Map<number, number>} */
-  const selfUs = new Map();
+  const selfUs = new Map<number, number>();
   let total = 0;
   profile.samples.forEach((id, i) => {
     const dt = profile.timeDeltas[i] ?? 0;
     selfUs.set(id, (selfUs.get(id) ?? 0) + dt);
     total += dt;
   });
-  /** @type {Map<string, number>} */
-  const byGroup = new Map();
-  /** @type {Map<string, number>} */
-  const byFunction = new Map();
+  const byGroup = new Map<string, number>();
+  const byFunction = new Map<string, number>();
   for (const [id, us] of selfUs) {
     const node = byId.get(id);
     if (!node) continue;
@@ -56,8 +55,7 @@ function summarise(file, top) {
   process.stdout.write(`${lines.join('\n')}\n\n`);
 }
 
-/** @param {string} functionName @param {string} url */
-function groupOf(functionName, url) {
+function groupOf(functionName: string, url: string): string {
   if (functionName === '(idle)') return '(idle)';
   if (functionName === '(garbage collector)') return 'garbage collector';
   if (functionName === '(program)') return 'V8/native (program)';
@@ -70,14 +68,13 @@ function groupOf(functionName, url) {
   if (url.startsWith('node:')) return `node: ${url.slice(5).split('/')[0]}`;
   const dist = url.match(/\/dist\/(.+)$/);
   if (dist) {
-    const parts = dist[1].split('/');
+    const parts = (dist[1] ?? '').split('/');
     return `tandem: ${parts.length > 1 ? parts.slice(0, -1).join('/') : parts[0]}`;
   }
   return `other: ${shortUrl(url)}`;
 }
 
-/** @param {string} url */
-function shortUrl(url) {
+function shortUrl(url: string): string {
   const nm = url.lastIndexOf('node_modules/');
   if (nm !== -1) return url.slice(nm + 'node_modules/'.length);
   const dist = url.indexOf('/dist/');
@@ -85,12 +82,10 @@ function shortUrl(url) {
   return url.replace(/^file:\/\//, '');
 }
 
-/** @param {Map<string, number>} map */
-function sorted(map) {
+function sorted(map: Map<string, number>): Array<[string, number]> {
   return [...map.entries()].sort((a, b) => b[1] - a[1]);
 }
 
-/** @param {number} part @param {number} whole */
-function pct(part, whole) {
+function pct(part: number, whole: number): string {
   return whole === 0 ? '0 %' : `${((100 * part) / whole).toFixed(1)} %`;
 }

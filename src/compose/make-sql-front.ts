@@ -1,0 +1,121 @@
+import type { Logger } from 'pino';
+import type { TandemConfig } from '../config/schema.js';
+import type { StageReconciler } from '../cutover/stage-reconciler.js';
+import type { Store } from '../db/store.js';
+import { TandemError } from '../errors.js';
+import type { Policy } from '../policy/policy.js';
+import type { ReadRouting } from '../read/read-routing.js';
+import { makeSqlBackend } from '../sql/make-sql-backend.js';
+import { runSqlOverHttp } from '../sql/run-sql.js';
+import type { SqlBackend, SqlEvent } from '../sql/sql-backend.js';
+import { SqlFront } from '../sql/sql-front.js';
+import { recordSqlEvent, type SqlMetrics } from './sql-metrics.js';
+
+export interface SqlFrontParts {
+  backend: SqlBackend;
+  /** The listener, when `sql.port` is set. */
+  front: SqlFront | undefined;
+  /** POST /v1/sql's runner. */
+  runHttp: typeof runSqlOverHttp extends (b: SqlBackend, ...rest: infer A) => infer R ? (...args: A) => R : never;
+  close(): Promise<void>;
+}
+
+export interface SqlFrontDeps {
+  config: Readonly<TandemConfig>;
+  source: Store;
+  target: Store;
+  policies: ReadonlyMap<string, Policy>;
+  reconciler: StageReconciler;
+  routing: ReadRouting;
+  /** Wakes the outbox worker (a transaction with captured writes committed). */
+  poke: () => void;
+  metrics: SqlMetrics;
+  logger: Logger;
+}
+
+/**
+ * The SQL front (DESIGN §13) wired to the engine: PostgreSQL primaries only. Undefined when
+ * the primary speaks another engine and no SQL port is asked for; an error when one is.
+ */
+export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | undefined> {
+  const { config, source, target } = d;
+  if (source.dialect !== 'pg') {
+    if (config.sql.port === undefined) return undefined;
+    throw new TandemError(
+      'config_invalid',
+      500,
+      `sql.port is set but the primary (source) is ${source.dialect}: the SQL front speaks PostgreSQL and needs a PostgreSQL primary (the HTTP API serves other engines)`,
+    );
+  }
+  const emit = (event: SqlEvent) => {
+    recordSqlEvent(d.metrics, event);
+    logSqlEvent(d.logger, event);
+  };
+  const built = await makeSqlBackend({
+    sourceUrl: config.source.url,
+    targetUrl: target.dialect === 'pg' ? config.target.url : undefined,
+    otherTarget: target.dialect === 'pg' ? undefined : { knex: target.knex, dialect: target.dialect },
+    policies: [...d.policies.values()].map((p) => ({
+      name: p.name,
+      sourceTable: p.sourceTable,
+      targetTable: p.targetTable,
+      primaryKey: p.primaryKey,
+      targetColumns: new Map([...p.columns.values()].map((c) => [c.name, c.targetName])),
+    })),
+    poolMax: config.sql.poolMax,
+    statementTimeoutMs: config.sql.statementTimeoutMs,
+    connectTimeoutMs: config.db.connectTimeoutMs,
+    dualWriting: (table) => (d.reconciler.get(table)?.stage ?? 'dual-write') !== 'source-only',
+    routeRead: (table, stickyKey) => {
+      const policy = d.policies.get(table);
+      if (!policy) return { store: 'source', reason: 'unknown table' };
+      const decision = d.routing.decide(policy, { stickyKey, rowKey: undefined });
+      return { store: decision.store, reason: decision.reason };
+    },
+    committed: d.poke,
+    emit,
+  });
+  const front =
+    config.sql.port === undefined
+      ? undefined
+      : new SqlFront(built.backend, {
+          host: config.sql.host,
+          port: config.sql.port,
+          users: config.sql.users,
+          maxSessions: config.sql.maxSessions,
+          maxMessageBytes: config.sql.maxMessageBytes,
+          parameters: built.parameters,
+        });
+  return { backend: built.backend, front, runHttp: (statements) => runSqlOverHttp(built.backend, statements), close: built.close };
+}
+
+/** SQL-front log lines: one per statement with its fingerprint (never its text or parameter values). */
+function logSqlEvent(logger: Logger, event: SqlEvent): void {
+  switch (event.type) {
+    case 'sql.statement': {
+      if (event.result === 'ok' && !logger.isLevelEnabled('info')) return;
+      const fields = {
+        session: event.session,
+        via: event.via,
+        kind: event.kind,
+        ...(event.table ? { table: event.table } : {}),
+        store: event.store,
+        result: event.result,
+        ms: Math.round(event.durationMs * 100) / 100,
+        fingerprint: event.fingerprint,
+        ...(event.sqlstate ? { sqlstate: event.sqlstate } : {}),
+        ...(event.reason ? { reason: event.reason } : {}),
+      };
+      (event.result === 'refused' ? logger.warn : logger.info).call(logger, fields, 'sql statement');
+      return;
+    }
+    case 'sql.session':
+      logger.info({ session: event.session, phase: event.phase, user: event.user, reason: event.reason, active: event.active }, 'sql session');
+      return;
+    case 'sql.error':
+      logger.error({ session: event.session, err: event.error.message }, 'sql front: primary connection failed');
+      return;
+    default:
+      return;
+  }
+}

@@ -1,0 +1,90 @@
+import type { Knex } from 'knex';
+import pg from 'pg';
+import { SqlClassifier, loadParser, type SqlTable } from './classify.js';
+import type { SqlBackend, SqlEvent } from './sql-backend.js';
+
+/** The policy facts the SQL front needs (a narrow copy of the engine's Policy). */
+export interface SqlPolicy {
+  name: string;
+  sourceTable: string;
+  targetTable: string;
+  primaryKey: readonly string[];
+  /** source column → target column (null: excluded). */
+  targetColumns: ReadonlyMap<string, string | null>;
+}
+
+export interface SqlBackendDeps {
+  sourceUrl: string;
+  /** Set when the target is PostgreSQL (reads may be served by it). */
+  targetUrl: string | undefined;
+  /** Set when the target is another engine: reads of the safe subset are rebuilt with knex. */
+  otherTarget: { knex: Knex; dialect: string } | undefined;
+  policies: Iterable<SqlPolicy>;
+  poolMax: number;
+  statementTimeoutMs: number;
+  connectTimeoutMs: number;
+  dualWriting: (table: string) => boolean;
+  routeRead: (table: string, stickyKey: string) => { store: 'source' | 'target'; reason: string };
+  committed: (tables: readonly string[]) => void;
+  emit: (event: SqlEvent) => void;
+}
+
+/** Builds the SQL front's backend: pools, the classifier with each table's columns, and the primary's parameters. */
+export async function makeSqlBackend(deps: SqlBackendDeps): Promise<{ backend: SqlBackend; parameters: Map<string, string>; close(): Promise<void> }> {
+  await loadParser();
+  const poolOptions = (url: string, name: string): pg.PoolConfig => ({
+    connectionString: url,
+    max: deps.poolMax,
+    application_name: name,
+    statement_timeout: deps.statementTimeoutMs,
+    connectionTimeoutMillis: deps.connectTimeoutMs,
+    keepAlive: true,
+  });
+  const primary = new pg.Pool(poolOptions(deps.sourceUrl, 'tandem-sql'));
+  const target = deps.targetUrl ? new pg.Pool(poolOptions(deps.targetUrl, 'tandem-sql-target')) : undefined;
+  // An idle pooled connection that breaks is dropped by the pool; the error must not crash the process.
+  primary.on('error', (error) => deps.emit({ type: 'sql.error', session: 0, error }));
+  target?.on('error', (error) => deps.emit({ type: 'sql.error', session: 0, error }));
+  const close = async () => {
+    await Promise.all([primary.end(), target?.end()]);
+  };
+  try {
+    const parameters = new Map<string, string>();
+    const client = await primary.connect();
+    try {
+      const tables: SqlTable[] = [];
+      for (const policy of deps.policies) {
+        const { rows } = await client.query<{ name: string; oid: number }>(
+          `SELECT a.attname AS name, a.atttypid::int AS oid FROM pg_attribute a
+            WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+          [`"${policy.sourceTable.replace(/"/g, '""')}"`],
+        );
+        tables.push({ ...policy, columns: rows.map((r) => ({ name: r.name, oid: Number(r.oid) })) });
+      }
+      const { rows } = await client.query<{ name: string; setting: string }>(
+        `SELECT name, setting FROM pg_settings WHERE name IN ('server_version', 'server_encoding', 'client_encoding', 'DateStyle', 'IntervalStyle', 'TimeZone', 'integer_datetimes', 'standard_conforming_strings')`,
+      );
+      for (const r of rows) parameters.set(r.name, r.name === 'client_encoding' ? 'UTF8' : r.setting);
+      parameters.set('is_superuser', 'off');
+      return {
+        backend: {
+          primary,
+          target,
+          otherTarget: deps.otherTarget,
+          classifier: new SqlClassifier(tables),
+          dualWriting: deps.dualWriting,
+          routeRead: deps.routeRead,
+          committed: deps.committed,
+          emit: deps.emit,
+        },
+        parameters,
+        close,
+      };
+    } finally {
+      client.release();
+    }
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

@@ -1,0 +1,726 @@
+import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type pg from 'pg';
+import { SqlParseError, type SqlTable, type StatementPlan } from './classify.js';
+import {
+  BodyReader,
+  commandComplete,
+  errorResponse,
+  int16,
+  message,
+  noData,
+  parseComplete,
+  readDataRow,
+  readErrorFields,
+  closeComplete,
+  dataRow,
+  readyForQuery,
+  rowDescription,
+  SQLSTATE,
+  type ErrorFields,
+  type TxStatus,
+} from './protocol.js';
+import type { SqlBackend } from './sql-backend.js';
+import { translateRead } from './knex-read.js';
+import { renameForTarget } from './rename.js';
+import { Exchange, backendPid } from './upstream.js';
+
+/** A prepared statement as the session knows it. */
+interface Statement {
+  /** The client's text (its fingerprint is logged). */
+  sql: string;
+  plan: StatementPlan;
+  fingerprint: string;
+  /** What the primary runs (the rewrite for writes). */
+  upstreamSql: string;
+  /** Parameter type OIDs as the client sent them. */
+  types: number[];
+  /** Shared name on pooled connections: equal text and types share one server-side statement. */
+  upstreamName: string;
+}
+
+/** How the answers to one message sent upstream are relayed. */
+type Expect =
+  | { kind: 'parse'; swallow: boolean; onFail?: () => void }
+  | { kind: 'bind'; swallow: boolean }
+  | { kind: 'close' }
+  | { kind: 'describe'; plan: StatementPlan | undefined }
+  | { kind: 'execute'; stmt: Statement | undefined; started: number }
+  | { kind: 'query'; stmts: Array<{ plan: StatementPlan; fingerprint: string }>; index: number; started: number }
+  | { kind: 'local'; bytes: Buffer }
+  | { kind: 'error'; fields: ErrorFields }
+  | { kind: 'sync' };
+
+/** Prepared statements each pooled connection holds (by shared name), and its unnamed one. */
+const preparedOn = new WeakMap<object, Set<string>>();
+const unnamedOn = new WeakMap<object, Statement>();
+/** The session whose SET statements a pooled connection carries (absent: its defaults). */
+const settingsOf = new WeakMap<object, number>();
+
+/** A statement the primary refuses to parse: stands in for one the SQL front refused, so the transaction fails as PostgreSQL's would. */
+const FAILING_SQL = 'SELECT 1/0';
+
+/**
+ * One client connection after authentication: the simple and extended query protocols
+ * relayed to the primary with statements classified, writes rewritten, reads routed.
+ * A pooled connection is held only while the client is inside a transaction.
+ */
+export class SqlSession {
+  private txStatus: TxStatus = 'I';
+  private held: pg.PoolClient | undefined;
+  private exchange: { ex: Exchange; client: pg.PoolClient; pool: pg.Pool } | undefined;
+  private readonly statements = new Map<string, Statement>();
+  private unnamed: Statement | undefined;
+  private readonly portals = new Map<string, Statement | undefined>();
+  private expects: Expect[] = [];
+  /** Frontend bytes for the current exchange, written at Flush/Sync in one go. */
+  private pendingUp: Buffer[] = [];
+  /** Extended-protocol messages since the last Sync/Flush. */
+  private batch: Array<{ type: string; body: Buffer; raw: Buffer }> = [];
+  private corked = false;
+  private closed = false;
+  /** Policy tables written in the current transaction (dual-write outbox rows to hand over). */
+  private wroteTables = new Set<string>();
+  private rowsSeen = 0;
+  /** Session-level SET statements, replayed on each pooled connection the session borrows. */
+  private settings: string[] = [];
+  private countValue: number | undefined;
+
+  constructor(
+    readonly id: number,
+    private readonly socket: Socket,
+    private readonly backend: SqlBackend,
+  ) {}
+
+  /** Handles one frontend message (called in order; each awaited before the next). */
+  async handle(type: string, body: Buffer, raw: Buffer): Promise<void> {
+    switch (type) {
+      case 'Q':
+        await this.flushBatch(false);
+        await this.simpleQuery(new BodyReader(body).cstring());
+        return;
+      case 'P':
+      case 'B':
+      case 'D':
+      case 'E':
+      case 'C':
+        this.batch.push({ type, body, raw });
+        return;
+      case 'H':
+        await this.flushBatch(false);
+        return;
+      case 'S':
+        await this.flushBatch(true);
+        return;
+      case 'F':
+        this.send(errorResponse({ code: SQLSTATE.refused, message: 'the function-call protocol is not supported by Tandem' }));
+        return;
+      default:
+        throw new ProtocolError(`unexpected message type "${type}"`);
+    }
+  }
+
+  // ---------------------------------------------------------------- simple query
+
+  private async simpleQuery(sql: string): Promise<void> {
+    const started = performance.now();
+    let classified;
+    try {
+      classified = this.backend.classifier.classify(sql);
+    } catch (error) {
+      if (!(error instanceof SqlParseError)) throw error;
+      this.backend.emit({ type: 'sql.parse_error' });
+      this.report({ kind: 'refuse', stmtKind: 'other', table: '', reason: 'parse_error', message: error.message }, '', 'error', started, SQLSTATE.syntax);
+      await this.run([{ kind: 'error', fields: { code: SQLSTATE.syntax, message: error.message, position: error.position } }, { kind: 'sync' }], () =>
+        message('Q', FAILING_SQL),
+      );
+      return;
+    }
+    const plans = classified.statements.map((plan) => this.guard(plan));
+    if (plans.length === 0) {
+      // An empty query string: PostgreSQL answers EmptyQueryResponse.
+      await this.run([{ kind: 'query', stmts: [], index: 0, started }, { kind: 'sync' }], () => message('Q', sql));
+      return;
+    }
+    if (await this.readOnTarget(plans, classified.fingerprint, started)) return;
+    for (const p of plans) this.noteSetting(p);
+    const texts = plans.map((p) => (p.kind === 'write' ? p.sql : p.kind === 'refuse' ? FAILING_SQL : p.sql));
+    const rewritten = plans.some((p) => p.kind === 'write' || p.kind === 'refuse');
+    const text = rewritten ? texts.join(';\n') : sql;
+    await this.run(
+      [{ kind: 'query', stmts: plans.map((plan) => ({ plan, fingerprint: classified.fingerprint })), index: 0, started }, { kind: 'sync' }],
+      () => message('Q', text),
+    );
+  }
+
+  /** A guarded statement is refused while its table dual-writes, else it runs as it is. */
+  private guard(plan: StatementPlan): StatementPlan {
+    if (plan.kind !== 'guarded') return plan;
+    if (!this.backend.dualWriting(plan.table)) return { kind: 'forward', stmtKind: plan.stmtKind, sql: plan.sql };
+    return { kind: 'refuse', stmtKind: plan.stmtKind, table: plan.table, reason: plan.reason, message: plan.message };
+  }
+
+  /**
+   * A single read of one policy table outside a transaction, served by a PostgreSQL target
+   * when routing says so (read %, sticky per session), with the policy's renames applied to
+   * the parse tree. The target's answer is held until it is complete: a failed target read is
+   * run on the primary instead (counted), so the client never sees half of one.
+   */
+  private async readOnTarget(plans: StatementPlan[], fingerprint: string, started: number): Promise<boolean> {
+    const [plan] = plans;
+    if (plans.length !== 1 || plan?.kind !== 'read' || plan.stmtKind !== 'select' || this.txStatus !== 'I' || this.exchange) return false;
+    const pool = this.backend.target;
+    const route = (store: 'source' | 'target', reason: string) => this.backend.emit({ type: 'sql.read_route', table: plan.table, store, reason });
+    const decision = this.backend.routeRead(plan.table, `sql-session-${this.id}`);
+    if (decision.store !== 'target') {
+      route('source', decision.reason);
+      return false;
+    }
+    const table = this.backend.classifier.table(plan.table);
+    if (!pool) return this.readOnOtherEngine(plan, table, fingerprint, started, decision.reason);
+    const renamed = plan.routable !== undefined || !table ? { reason: plan.routable ?? 'unknown table' } : renameForTarget(plan.select, table);
+    if ('reason' in renamed) {
+      route('source', renamed.reason);
+      return false;
+    }
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch {
+      route('source', 'target read failed');
+      return false;
+    }
+    const answer: Buffer[] = [];
+    let failed = false;
+    const ex = new Exchange(client, (type, _body, raw) => {
+      if (type === 'E') failed = true;
+      if (type !== 'Z') answer.push(raw);
+    });
+    ex.write(message('Q', renamed.sql));
+    try {
+      await ex.result();
+      client.release();
+    } catch (error) {
+      client.release(error as Error);
+      failed = true;
+    }
+    if (failed) {
+      route('source', 'target read failed');
+      return false;
+    }
+    route('target', decision.reason);
+    for (const raw of answer) this.send(raw);
+    this.send(readyForQuery('I'));
+    this.report(plan, fingerprint, 'ok', started, undefined, 'target');
+    return true;
+  }
+
+  /** A read a target of another engine answers: the safe subset, rebuilt with knex, its values in PostgreSQL's text form. */
+  private async readOnOtherEngine(plan: Extract<StatementPlan, { kind: 'read' }>, table: SqlTable | undefined, fingerprint: string, started: number, why: string): Promise<boolean> {
+    const other = this.backend.otherTarget;
+    const route = (store: 'source' | 'target', reason: string) => this.backend.emit({ type: 'sql.read_route', table: plan.table, store, reason });
+    if (!other || !table) {
+      route('source', 'no target to read from');
+      return false;
+    }
+    const translated = plan.routable !== undefined ? { reason: plan.routable } : translateRead(plan.select, table, other.dialect);
+    if ('reason' in translated) {
+      route('source', translated.reason);
+      return false;
+    }
+    let rows: Array<Array<string | null>>;
+    try {
+      rows = await translated.run(other.knex);
+    } catch {
+      route('source', 'target read failed');
+      return false;
+    }
+    route('target', why);
+    this.send(rowDescription(translated.fields));
+    for (const row of rows) this.send(dataRow(row));
+    this.send(commandComplete(`SELECT ${rows.length}`));
+    this.send(readyForQuery('I'));
+    this.report(plan, fingerprint, 'ok', started, undefined, 'target');
+    return true;
+  }
+
+  // ---------------------------------------------------------------- extended query
+
+  /** Sends the batch gathered since the last Sync/Flush; with `sync`, waits for ReadyForQuery. */
+  private async flushBatch(sync: boolean): Promise<void> {
+    const batch = this.batch;
+    this.batch = [];
+    if (batch.length === 0 && !sync && !this.exchange) return;
+    const expects: Expect[] = [];
+    const build = (client: pg.PoolClient): Buffer => {
+      const out: Buffer[] = [];
+      for (const m of batch) this.translate(m, client, out, expects);
+      if (sync) {
+        out.push(message('S'));
+        expects.push({ kind: 'sync' });
+      } else out.push(message('H'));
+      return Buffer.concat(out);
+    };
+    await this.run(expects, build, 'source', !sync);
+  }
+
+  private translate(m: { type: string; body: Buffer; raw: Buffer }, client: pg.PoolClient, out: Buffer[], expects: Expect[]): void {
+    const r = new BodyReader(m.body);
+    switch (m.type) {
+      case 'P': {
+        const name = r.cstring();
+        const sql = r.cstring();
+        const n = r.int16();
+        const types: number[] = [];
+        for (let i = 0; i < n; i++) types.push(r.int32());
+        if (name !== '' && this.statements.has(name)) {
+          this.localError(out, expects, { code: '42P05', message: `prepared statement "${name}" already exists` });
+          return;
+        }
+        const started = performance.now();
+        let stmt: Statement;
+        try {
+          stmt = this.prepare(sql, types);
+        } catch (error) {
+          if (!(error instanceof SqlParseError)) throw error;
+          this.backend.emit({ type: 'sql.parse_error' });
+          this.report({ kind: 'refuse', stmtKind: 'other', table: '', reason: 'parse_error', message: error.message }, '', 'error', started, SQLSTATE.syntax);
+          this.localError(out, expects, { code: SQLSTATE.syntax, message: error.message, position: error.position });
+          return;
+        }
+        if (stmt.plan.kind === 'refuse') {
+          this.report(stmt.plan, stmt.fingerprint, 'refused', started, SQLSTATE.refused);
+          this.localError(out, expects, { code: SQLSTATE.refused, message: stmt.plan.message });
+          return;
+        }
+        if (name === '') {
+          this.unnamed = stmt;
+          out.push(message('P', '', stmt.upstreamSql, int16(types.length), ...types));
+          unnamedOn.set(client, stmt);
+          expects.push({ kind: 'parse', swallow: false, onFail: () => unnamedOn.delete(client) });
+          return;
+        }
+        const prepared = preparedSet(client);
+        if (prepared.has(stmt.upstreamName)) {
+          this.statements.set(name, stmt);
+          expects.push({ kind: 'local', bytes: parseComplete() });
+          return;
+        }
+        out.push(message('P', stmt.upstreamName, stmt.upstreamSql, int16(types.length), ...types));
+        // Visible to the following messages of this batch at once, as on PostgreSQL; undone
+        // when the primary refuses it or never gets to it (an earlier error).
+        prepared.add(stmt.upstreamName);
+        this.statements.set(name, stmt);
+        expects.push({
+          kind: 'parse',
+          swallow: false,
+          onFail: () => {
+            prepared.delete(stmt.upstreamName);
+            if (this.statements.get(name) === stmt) this.statements.delete(name);
+          },
+        });
+        return;
+      }
+      case 'B': {
+        const portal = r.cstring();
+        const name = r.cstring();
+        const rest = m.body.subarray(r.offset);
+        const stmt = this.ensure(name, client, out, expects);
+        if (!stmt) return;
+        this.portals.set(portal, stmt);
+        out.push(message('B', portal, name === '' ? '' : stmt.upstreamName, rest));
+        expects.push({ kind: 'bind', swallow: false });
+        return;
+      }
+      case 'D': {
+        const kind = r.byte();
+        const name = r.cstring();
+        if (kind === 'S') {
+          const stmt = this.ensure(name, client, out, expects);
+          if (!stmt) return;
+          out.push(message('D', Buffer.from('S'), name === '' ? '' : stmt.upstreamName));
+          expects.push({ kind: 'describe', plan: stmt.plan });
+        } else {
+          out.push(m.raw);
+          expects.push({ kind: 'describe', plan: this.portals.get(name)?.plan });
+        }
+        return;
+      }
+      case 'E': {
+        const portal = r.cstring();
+        out.push(m.raw);
+        expects.push({ kind: 'execute', stmt: this.portals.get(portal), started: performance.now() });
+        return;
+      }
+      case 'C': {
+        const kind = r.byte();
+        const name = r.cstring();
+        if (kind === 'S') {
+          // Server-side statements are shared by text on pooled connections: only the session forgets it.
+          if (name === '') this.unnamed = undefined;
+          else this.statements.delete(name);
+          expects.push({ kind: 'local', bytes: closeComplete() });
+        } else {
+          this.portals.delete(name);
+          out.push(m.raw);
+          expects.push({ kind: 'close' });
+        }
+        return;
+      }
+      default:
+        throw new ProtocolError(`unexpected message type "${m.type}"`);
+    }
+  }
+
+  /** Makes sure the client's statement exists on this pooled connection (re-prepared when not). */
+  private ensure(name: string, client: pg.PoolClient, out: Buffer[], expects: Expect[]): Statement | undefined {
+    const stmt = name === '' ? this.unnamed : this.statements.get(name);
+    if (!stmt) {
+      this.localError(out, expects, { code: '26000', message: name === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${name}" does not exist` });
+      return undefined;
+    }
+    if (name === '') {
+      if (unnamedOn.get(client) !== stmt) {
+        out.push(message('P', '', stmt.upstreamSql, int16(stmt.types.length), ...stmt.types));
+        expects.push({ kind: 'parse', swallow: true, onFail: () => unnamedOn.delete(client) });
+        unnamedOn.set(client, stmt);
+      }
+      return stmt;
+    }
+    const prepared = preparedSet(client);
+    if (!prepared.has(stmt.upstreamName)) {
+      out.push(message('P', stmt.upstreamName, stmt.upstreamSql, int16(stmt.types.length), ...stmt.types));
+      prepared.add(stmt.upstreamName);
+      expects.push({ kind: 'parse', swallow: true, onFail: () => prepared.delete(stmt.upstreamName) });
+    }
+    return stmt;
+  }
+
+  private prepare(sql: string, types: number[]): Statement {
+    const classified = this.backend.classifier.classify(sql);
+    if (classified.statements.length > 1) {
+      throw new SqlParseError('cannot insert multiple commands into a prepared statement', undefined);
+    }
+    const plan = this.guard(classified.statements[0] ?? { kind: 'forward', stmtKind: 'empty', sql: '' });
+    this.noteSetting(plan);
+    const upstreamSql = plan.kind === 'write' ? plan.sql : sql;
+    const upstreamName = `tandem_${createHash('sha1').update(upstreamSql).update(`\0${types.join(',')}`).digest('hex').slice(0, 24)}`;
+    return { sql, plan, fingerprint: classified.fingerprint, upstreamSql, types, upstreamName };
+  }
+
+  /**
+   * An error the SQL front raises itself, in its place in the answers: the primary is sent a
+   * statement that fails to parse, so the transaction fails (and PostgreSQL skips to Sync)
+   * exactly as it would have; its error is replaced by this one.
+   */
+  private localError(out: Buffer[], expects: Expect[], fields: ErrorFields): void {
+    out.push(message('P', '', 'tandem refused', int16(0)));
+    expects.push({ kind: 'error', fields });
+  }
+
+  private noteSetting(plan: StatementPlan): void {
+    if (plan.kind !== 'forward' || !plan.setting) return;
+    if (plan.setting === 'reset-all') this.settings = [];
+    else if (this.settings.length < 100) this.settings.push(plan.sql);
+  }
+
+  /**
+   * A borrowed connection gets this session's SETs (and loses another session's): like a
+   * transaction-mode pooler that replays session state, so `SET search_path` or `SET TIME
+   * ZONE` outside a transaction keep working and never leak into another session.
+   */
+  private async applySettings(client: pg.PoolClient): Promise<void> {
+    const owner = settingsOf.get(client);
+    if (owner === this.id || (owner === undefined && this.settings.length === 0)) return;
+    const replay = async (statements: string[]): Promise<boolean> => {
+      let failed = false;
+      const ex = new Exchange(client, (type) => {
+        if (type === 'E') failed = true;
+      });
+      ex.write(message('Q', statements.join(';\n')));
+      try {
+        await ex.result();
+      } catch (error) {
+        client.release(error as Error);
+        throw error;
+      }
+      return !failed;
+    };
+    // A SET that failed when the client sent it fails again here: the session keeps none then.
+    if (!(await replay(['RESET ALL', ...this.settings]))) {
+      this.settings = [];
+      await replay(['RESET ALL']);
+    }
+    if (this.settings.length > 0) settingsOf.set(client, this.id);
+    else settingsOf.delete(client);
+  }
+
+  // ---------------------------------------------------------------- relaying
+
+  /**
+   * Runs one exchange with the primary (or target): `build` makes the bytes for the
+   * connection it gets. With `open`, the exchange stays open for more messages (Flush).
+   */
+  private async run(expects: Expect[], build: (client: pg.PoolClient) => Buffer, store: 'source' | 'target' = 'source', open = false): Promise<void> {
+    let current = this.exchange;
+    if (!current) {
+      const pool = store === 'target' && this.backend.target ? this.backend.target : this.backend.primary;
+      const client = store === 'source' && this.held ? this.held : await pool.connect();
+      if (store === 'source' && client !== this.held) await this.applySettings(client);
+      if (store === 'source') this.held = client;
+      const ex = new Exchange(client, (type, body, raw) => this.onUpstream(type, body, raw));
+      current = { ex, client, pool };
+      this.exchange = current;
+    }
+    const bytes = build(current.client);
+    this.expects.push(...expects);
+    this.drainLocal();
+    current.ex.write(bytes);
+    if (open) return;
+    let status: TxStatus;
+    try {
+      status = await current.ex.result();
+    } catch (error) {
+      this.exchange = undefined;
+      this.held = undefined;
+      current.client.release(error as Error);
+      this.expects = [];
+      throw error;
+    }
+    this.exchange = undefined;
+    this.txStatus = status;
+    if (this.settings.length > 0) settingsOf.set(current.client, this.id);
+    if (status === 'I') {
+      this.portals.clear();
+      if (this.wroteTables.size > 0) {
+        this.backend.committed([...this.wroteTables]);
+        this.wroteTables.clear();
+      }
+      if (current.pool === this.backend.primary) this.held = undefined;
+      current.client.release();
+    }
+  }
+
+  private onUpstream(type: string, body: Buffer, raw: Buffer): void {
+    switch (type) {
+      case 'N':
+      case 'S':
+      case 'A':
+      case 'G':
+      case 'H':
+      case 'W':
+      case 'd':
+      case 'c':
+        this.send(raw);
+        return;
+      case 'E':
+        this.onError(body, raw);
+        return;
+      case 'Z':
+        this.drainUntil('sync');
+        this.expects.shift();
+        this.send(raw);
+        return;
+    }
+    const head = this.expects[0];
+    if (!head) throw new ProtocolError(`unexpected message "${type}" from the primary`);
+    switch (type) {
+      case '1':
+        if (head.kind === 'parse') {
+          if (!head.swallow) this.send(raw);
+          this.next();
+          return;
+        }
+        break;
+      case '2':
+        if (head.kind === 'bind') {
+          if (!head.swallow) this.send(raw);
+          this.next();
+          return;
+        }
+        break;
+      case '3':
+        this.send(raw);
+        this.next();
+        return;
+      case 't':
+        this.send(raw);
+        return;
+      case 'T':
+      case 'n':
+        if (head.kind === 'describe') {
+          this.send(head.plan?.kind === 'write' && !head.plan.returning ? noData() : raw);
+          this.next();
+          return;
+        }
+        if (head.kind === 'query') {
+          const plan = head.stmts[head.index]?.plan;
+          if (!(plan?.kind === 'write' && !plan.returning)) this.send(raw);
+          return;
+        }
+        break;
+      case 'D': {
+        const plan = head.kind === 'execute' ? head.stmt?.plan : head.kind === 'query' ? head.stmts[head.index]?.plan : undefined;
+        if (plan?.kind === 'write' && !plan.returning) {
+          this.countValue = countOf(body);
+          return;
+        }
+        this.rowsSeen++;
+        this.send(raw);
+        return;
+      }
+      case 'C':
+      case 'I':
+      case 's': {
+        if (head.kind === 'execute') {
+          this.complete(type, head.stmt?.plan, head.stmt?.fingerprint ?? '', head.started, raw, body);
+          this.next();
+          return;
+        }
+        if (head.kind === 'query') {
+          const entry = head.stmts[head.index];
+          this.complete(type, entry?.plan, entry?.fingerprint ?? '', head.started, raw, body);
+          head.index++;
+          return;
+        }
+        break;
+      }
+    }
+    throw new ProtocolError(`unexpected message "${type}" from the primary while waiting for ${head.kind}`);
+  }
+
+  /** CommandComplete of one statement: a rewritten write gets its own command tag back. */
+  private complete(type: string, plan: StatementPlan | undefined, fingerprint: string, started: number, raw: Buffer, body: Buffer): void {
+    if (type === 'C' && plan?.kind === 'write') {
+      const selected = Number(/(\d+)$/.exec(body.toString('utf8', 0, body.length - 1))?.[1] ?? 0);
+      const n = plan.returning ? selected : (this.countValue ?? 0);
+      this.send(commandComplete(plan.tag === 'INSERT' ? `INSERT 0 ${n}` : `${plan.tag} ${n}`));
+      this.wroteTables.add(plan.table);
+    } else this.send(raw);
+    this.countValue = undefined;
+    this.rowsSeen = 0;
+    if (plan && type !== 's') this.report(plan, fingerprint, 'ok', started);
+  }
+
+  private onError(body: Buffer, raw: Buffer): void {
+    const head = this.expects[0];
+    const fields = readErrorFields(body);
+    const refused = head?.kind === 'query' ? head.stmts[head.index]?.plan : undefined;
+    if (head?.kind === 'error') {
+      this.send(errorResponse(head.fields));
+    } else if (refused?.kind === 'refuse') {
+      this.report(refused, head?.kind === 'query' ? (head.stmts[head.index]?.fingerprint ?? '') : '', 'refused', performance.now(), SQLSTATE.refused);
+      this.send(errorResponse({ code: SQLSTATE.refused, message: refused.message }));
+    } else {
+      this.send(raw);
+      const plan = head?.kind === 'execute' ? head.stmt?.plan : head?.kind === 'query' ? head.stmts[head.index]?.plan : undefined;
+      const started = head?.kind === 'execute' || head?.kind === 'query' ? head.started : performance.now();
+      if (plan) this.report(plan, head?.kind === 'execute' ? (head.stmt?.fingerprint ?? '') : '', 'error', started, fields['C']);
+    }
+    this.countValue = undefined;
+    // PostgreSQL skips everything up to Sync after an error (a simple query ends too).
+    this.drainUntil('sync');
+  }
+
+  /** Drops expectations the primary will not answer (after an error), up to the Sync. */
+  private drainUntil(kind: 'sync'): void {
+    while (this.expects.length > 0 && this.expects[0]?.kind !== kind) {
+      const dropped = this.expects.shift();
+      if (dropped?.kind === 'parse') dropped.onFail?.();
+    }
+  }
+
+  private next(): void {
+    this.expects.shift();
+    this.drainLocal();
+  }
+
+  /** Answers the SQL front gives itself, in their place in the sequence. */
+  private drainLocal(): void {
+    let head = this.expects[0];
+    while (head?.kind === 'local') {
+      this.send(head.bytes);
+      this.expects.shift();
+      head = this.expects[0];
+    }
+  }
+
+  private report(plan: StatementPlan, fingerprint: string, result: 'ok' | 'error' | 'refused', started: number, sqlstate?: string, store: 'source' | 'target' = 'source'): void {
+    const table = plan.kind === 'forward' ? '' : plan.table;
+    if (plan.kind === 'refuse') this.backend.emit({ type: 'sql.refused', reason: plan.reason, table });
+    this.backend.emit({
+      type: 'sql.statement',
+      session: this.id,
+      kind: plan.stmtKind,
+      table,
+      store: plan.kind === 'refuse' ? 'none' : store,
+      result: plan.kind === 'refuse' ? 'refused' : result,
+      durationMs: performance.now() - started,
+      fingerprint,
+      ...(sqlstate ? { sqlstate } : {}),
+      ...(plan.kind === 'refuse' ? { reason: plan.reason } : {}),
+      via: 'wire',
+    });
+  }
+
+  // ---------------------------------------------------------------- socket
+
+  /** Writes to the client, corked until the end of this tick (one TCP segment per burst). */
+  send(bytes: Buffer): void {
+    if (this.closed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(bytes);
+  }
+
+  /** The primary's backend pid of the statement running now (CancelRequest). */
+  runningPid(): number | undefined {
+    return this.exchange && this.exchange.pool === this.backend.primary ? backendPid(this.exchange.client) : undefined;
+  }
+
+  /** The client went away: a transaction in progress is rolled back by dropping its connection. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    // Never back to the pool mid-transaction or mid-statement: destroying the connection
+    // makes the primary roll back. An exchange in flight releases its own (run()).
+    if (this.exchange) this.exchange.ex.abort(new Error('client disconnected'));
+    else if (this.held) this.held.release(new Error('client disconnected'));
+    this.held = undefined;
+  }
+
+  /** COPY data from the client, passed to the primary while its COPY runs (not queued behind it). */
+  copyData(raw: Buffer): void {
+    this.exchange?.ex.write(raw);
+  }
+
+  idle(): boolean {
+    return this.txStatus === 'I';
+  }
+}
+
+export class ProtocolError extends Error {}
+
+function preparedSet(client: object): Set<string> {
+  let set = preparedOn.get(client);
+  if (!set) {
+    set = new Set();
+    preparedOn.set(client, set);
+  }
+  return set;
+}
+
+/** The row count a rewritten write without RETURNING answers (text or binary int8). */
+function countOf(body: Buffer): number {
+  const [value] = readDataRow(body);
+  if (!value) return 0;
+  const text = value.toString('latin1');
+  if (/^\d+$/.test(text)) return Number(text);
+  return value.length === 8 ? Number(value.readBigInt64BE(0)) : 0;
+}

@@ -1,0 +1,48 @@
+import type { Knex } from 'knex';
+import type pg from 'pg';
+import type { SqlClassifier, StatementKind, RefusalReason } from './classify.js';
+
+/**
+ * The narrow view of the engine the SQL front works with. The app builds it (app.ts); the
+ * SQL front never imports the write/read services, so it does not move when they do.
+ */
+export interface SqlBackend {
+  /** Connections to the primary (PostgreSQL only), shared by all sessions. */
+  readonly primary: pg.Pool;
+  /** Connections to the target when it is PostgreSQL too (reads served by the target). */
+  readonly target: pg.Pool | undefined;
+  /** The target's knex handle and dialect when it is another engine (the translated read subset). */
+  readonly otherTarget: { knex: Knex; dialect: string } | undefined;
+  readonly classifier: SqlClassifier;
+  /** Whether the table is dual-writing now (guarded statements are refused then). */
+  dualWriting(table: string): boolean;
+  /** Where a read of the table outside a transaction goes (read %, sticky per session). */
+  routeRead(table: string, stickyKey: string): { store: 'source' | 'target'; reason: string };
+  /** A transaction that wrote policy tables has committed (or ended): hand the outbox rows to the worker. */
+  committed(tables: readonly string[]): void;
+  emit(event: SqlEvent): void;
+}
+
+export const SQL_RESULTS = ['ok', 'error', 'refused'] as const;
+export type SqlResult = (typeof SQL_RESULTS)[number];
+
+/** What the SQL front reports; app.ts turns these into metrics and log lines. */
+export type SqlEvent =
+  | {
+      type: 'sql.statement';
+      session: number;
+      kind: StatementKind;
+      table: string;
+      store: 'source' | 'target' | 'none';
+      result: SqlResult;
+      durationMs: number;
+      fingerprint: string;
+      sqlstate?: string;
+      reason?: string;
+      via: 'wire' | 'http';
+    }
+  | { type: 'sql.refused'; reason: RefusalReason | 'limit'; table: string }
+  | { type: 'sql.parse_error' }
+  | { type: 'sql.read_route'; table: string; store: 'source' | 'target'; reason: string }
+  | { type: 'sql.session'; phase: 'open' | 'close' | 'refused'; session: number; user?: string; reason?: string; active: number }
+  | { type: 'sql.error'; session: number; error: Error };

@@ -1,0 +1,87 @@
+/**
+ * Issue 14 item 7: the target has the same foreign keys as the source. A batch that inserts
+ * an order and its lines is applied table by table in name order (`order_lines` before
+ * `orders`); the target's sessions are replication sessions with FK checks off (the source
+ * already enforced them), so the child landing first is no error and nothing queues.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { foreignKeyOrder } from '../../src/db/foreign-key-order.js';
+import { makeStore } from '../../src/db/store.js';
+import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
+import { createTestTables, writeTestPolicies } from '../helpers/schema.js';
+import { outboxCounts, startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';
+
+for (const pair of runnablePairs()) {
+  describe(`foreign keys on the target (${pair.name})`, () => {
+    let source: TestDatabase;
+    let target: TestDatabase;
+    let tandem: TandemHarness;
+
+    beforeAll(async () => {
+      source = await createTestDatabase(pair.source, 'fksrc');
+      target = await createTestDatabase(pair.target, 'fktgt');
+      await createTestTables(source.knex, target.knex);
+      for (const db of [source, target]) {
+        await db.knex.schema.createTable('orders', (t) => {
+          t.integer('id').primary();
+          t.string('note', 40);
+        });
+        await db.knex.schema.createTable('order_lines', (t) => {
+          t.integer('id').primary();
+          t.integer('order_id').notNullable().references('id').inTable('orders');
+          t.integer('qty');
+        });
+      }
+      tandem = await startTandem({
+        source: source.url,
+        target: target.url,
+        policiesDir: writeTestPolicies({ 'orders.yaml': 'table: orders\nprimaryKey: [id]\n', 'order_lines.yaml': 'table: order_lines\nprimaryKey: [id]\n' }),
+        flags: ['people', 'kv', 'orders', 'order_lines'].map((t) => ({ name: `tandem.${t}.dual-write`, enabled: true, strategies: [{ name: 'default' }] })),
+      });
+    });
+
+    afterAll(async () => {
+      await tandem?.stop();
+      await source?.drop();
+      await target?.drop();
+    });
+
+    it('an order and its lines in one batch reach the target at once; the target sessions have FK checks off', async () => {
+      const res = await tandem.request.post('/v1/batch').send({
+        ops: [
+          { op: 'insert', table: 'orders', values: { id: 1, note: 'first' } },
+          { op: 'insert', table: 'order_lines', values: { id: 10, order_id: 1, qty: 2 } },
+          { op: 'insert', table: 'order_lines', values: { id: 11, order_id: 1, qty: 3 } },
+        ],
+      });
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      expect(res.headers['tandem-write']).toBe('applied');
+      expect((await target.knex('order_lines').orderBy('id')).map((r: { id: number | string }) => Number(r.id))).toEqual([10, 11]);
+      expect(await target.knex('orders').where({ id: 1 }).first()).toBeTruthy();
+      await waitFor(async () => (await outboxCounts(source.knex)).pending === 0, { what: 'no pending rows' });
+      expect((await outboxCounts(source.knex)).dead).toBe(0);
+      const status = await tandem.request.get('/admin/status');
+      expect(status.body.stores.target.foreignKeyChecks).toBe('off');
+      // A delete of a parent with its children, in one batch: also applied at once.
+      const del = await tandem.request.post('/v1/batch').send({
+        ops: [
+          { op: 'delete', table: 'order_lines', key: 10 },
+          { op: 'delete', table: 'order_lines', key: 11 },
+          { op: 'delete', table: 'orders', key: 1 },
+        ],
+      });
+      expect(del.status, JSON.stringify(del.body)).toBe(200);
+      expect(del.headers['tandem-write']).toBe('applied');
+      expect(await target.knex('orders').where({ id: 1 }).first()).toBeUndefined();
+    });
+
+    it('`tandem backfill` with no table copies parents first: the foreign-key order of the source', async () => {
+      const store = makeStore('source', source.url, { statementTimeoutMs: 5_000, poolMax: 1, acquireTimeoutMs: 5_000, connectTimeoutMs: 3_000 });
+      try {
+        expect(await foreignKeyOrder(store, ['people', 'order_lines', 'kv', 'orders'])).toEqual(['kv', 'orders', 'order_lines', 'people']);
+      } finally {
+        await store.knex.destroy();
+      }
+    });
+  });
+}
