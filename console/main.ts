@@ -389,7 +389,7 @@ function switchConsequence(role: string, on: boolean): string {
       ? 'Writes will also be copied to the target through the outbox. If the source already holds rows, the target is marked stale until a backfill and a clean verify.'
       : 'Writes stop reaching the target at once; it starts to drift and is marked stale (a verify or backfill must pass before target reads resume).';
   }
-  if (role === 'targetPrimary') return on ? 'Asks Tandem to make the target the primary. This build refuses the stage (cutover is not available yet) and keeps the last good stage.' : 'The source stays primary.';
+  if (role === 'targetPrimary') return on ? 'Asks Tandem to make the target the primary: the fenced switch (freeze, drain, identity, promote), followed by tandem cutover <table>. Off again rolls back the same way.' : 'The source stays primary.';
   if (role === 'retireSource') return on ? 'Asks Tandem to stop copying to the source (needs target-primary).' : 'The source keeps receiving copies.';
   return on ? 'Turns the flag on.' : 'Turns the flag off.';
 }

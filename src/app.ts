@@ -19,10 +19,15 @@ import { buildStatus, type VerifySummary } from './compose/status.js';
 import { wakeOnRecovery } from './compose/wake-on-recovery.js';
 import type { TandemConfig } from './config/schema.js';
 import type { VerifyOptions, VerifyReport } from './consistency/verify.js';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { PrimaryDirectory } from './cutover/primary-directory.js';
+import { PrimarySwitch } from './cutover/primary-switch.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
+import { makePendingRowsDue } from './outbox/make-rows-due.js';
 import type { StoreBreaker } from './db/breaker.js';
 import type { Store } from './db/store.js';
-import { EventBus } from './events.js';
+import { EventBus, type TandemEvent } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
 import type { HistoryRing } from './history/history-ring.js';
 import { makeHttpApp } from './http/make-http-app.js';
@@ -31,7 +36,6 @@ import { clusterMetricsClient } from './metrics/cluster-metrics.js';
 import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.js';
 import { Housekeeper } from './outbox/housekeeper.js';
 import { PendingKeys } from './outbox/pending-keys.js';
-import { replayDeadRows } from './outbox/replay-dead-rows.js';
 import { orphanStats, restoreOrphans } from './outbox/orphans.js';
 import { outboxStats } from './outbox/outbox-stats.js';
 import { workerHealth, type WorkerHealth } from './outbox/worker-health.js';
@@ -73,6 +77,12 @@ export class TandemApp {
   private readonly breakers = new Map<string, StoreBreaker>();
   private delivery: Delivery | undefined;
   private housekeeper: Housekeeper | undefined;
+  /** Delivery from the target's outbox into the source while the target is primary. */
+  private reverse: Delivery | undefined;
+  private reverseHousekeeper: Housekeeper | undefined;
+  private directory: PrimaryDirectory | undefined;
+  /** This process's id as the owner of a primary switch. */
+  readonly replicaId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   private reconciler: StageReconciler | undefined;
   private read: Reads | undefined;
   private server: Server | undefined;
@@ -157,29 +167,96 @@ export class TandemApp {
     const { route, breaker: targetBreaker } = delivery;
     this.breakers.set(target.name, targetBreaker);
     events.emit({ type: 'breaker', store: target.name, state: 'closed' });
-    const writes = new WriteService(() => route, delivery.applier, events, {
-      inlineGraceMs: config.outbox.inlineGraceMs,
-      folds: await prepareFolds(route.primary, policies.values()),
-      onQueued: (entries) => pending.add(entries),
-    });
+    // Each table's primary comes from its state rows (DESIGN §5); the reverse route carries
+    // the target's outbox into the source after a cutover (the inverse mapping).
+    const directory = new PrimaryDirectory(source, target);
+    this.directory = directory;
+    for (const table of tables) await directory.refresh(table);
+    // The target's outbox holds rows only once some table's primary is (or was) the target:
+    // before that the reverse direction sends nothing to the target at all.
+    const reverseActive = () =>
+      tables.some((t) => {
+        const view = directory.get(t);
+        return view !== undefined && (view.primary !== 'source' || view.switching !== null || view.epoch > 1);
+      });
+    const reverse = makeDelivery(config, target, source, policies, events, { onApplied: (ids) => pending.complete(ids), isActive: reverseActive });
+    this.reverse = reverse;
+    this.breakers.set(source.name, reverse.breaker);
+    const writes = new WriteService(
+      (table) => {
+        const primary = directory.primary(table);
+        return primary === 'source' ? route : primary === 'target' ? reverse.route : undefined;
+      },
+      delivery.applier,
+      events,
+      {
+        inlineGraceMs: config.outbox.inlineGraceMs,
+        folds: await prepareFolds(route.primary, policies.values()),
+        onQueued: (entries) => pending.add(entries),
+        refresh: (table) => directory.refresh(table),
+        holdMs: config.cutover.holdMs,
+        // The target as primary gets a deadline: a black-holed target answers 503 instead of
+        // pinning requests (and the brake can see the failures).
+        primaryDeadlineMs: (primary) => (primary.name === 'target' ? config.db.statementTimeoutMs : undefined),
+      },
+    );
 
-    const reconciler = new StageReconciler(source, target, [...policies.values()], flags, events, config.stages.reconcileIntervalMs);
+    // Both workers run before the first reconcile: a switch resumed at start drains through them.
+    delivery.worker.start();
+    reverse.worker.start();
+    let lastHurry = 0;
+    const switcher = new PrimarySwitch({
+      source,
+      target,
+      events,
+      replicaId: this.replicaId,
+      options: { leaseMs: config.cutover.leaseMs, drainTimeoutMs: config.cutover.drainTimeoutMs, pauseAtStep: config.cutover.pauseAtStep, pauseMs: config.cutover.pauseMs },
+      hurryDrain: async (from) => {
+        const d = from === 'source' ? delivery : reverse;
+        // Inline applies of both routes go through the request path's applier.
+        await Promise.all([delivery.applier.flush(), reverse.applier.flush()]);
+        // Rows waiting out a backoff or their inline grace are made due, at most twice a second.
+        if (Date.now() - lastHurry > 500) {
+          lastHurry = Date.now();
+          await makePendingRowsDue(d.route.primary);
+        }
+        d.worker.poke();
+      },
+    });
+    // The brake is built with the reads below; the reconciler asks it through this holder.
+    const brakeRef: { current?: { holdsSource(t: string): boolean; braked(t: string): boolean } } = {};
+    const reconciler = new StageReconciler(source, target, [...policies.values()], flags, events, config.stages.reconcileIntervalMs, {
+      directory,
+      switcher,
+      holdSource: (table) => brakeRef.current?.holdsSource(table) ?? false,
+      refuseForward: (table) => (brakeRef.current?.braked(table) ? 'the safety brake is active: release it before switching to the target' : undefined),
+    });
     this.reconciler = reconciler;
     await reconciler.reconcileAll();
     reconciler.start();
 
-    const read = makeReads({ config, events, source, target, primary: route.primary, policies, flags, reconciler, targetBreaker, pending });
+    const read = makeReads({ config, events, source, target, primary: route.primary, policies, flags, reconciler, targetBreaker, pending, targetPrimary: (t) => directory.primary(t) === 'target' });
+    brakeRef.current = read.brake;
+    // An automatic rollback starts now, not at the next reconcile tick.
+    events.on((event) => {
+      if (event.type === 'brake' && (!event.active || read.brake.holdsSource(event.table))) void reconciler.reconcileSoon();
+    });
     this.breakers.set('shadow-source', read.shadowBreakers.source);
     this.breakers.set('shadow-target', read.shadowBreakers.target);
     this.read = read;
     refreshMemoryGaugesOnCollect(this.metrics, tables, read.routing, read.consistency);
     refreshOutboxGaugesOnCollect(this.metrics, () => this.housekeeper?.stats() ?? [], () => this.workerHealth());
 
-    delivery.worker.start();
     wakeOnRecovery(events, route, delivery.worker);
+    wakeOnRecovery(events, reverse.route, reverse.worker);
     this.housekeeper = new Housekeeper(route.primary, tables, events, config.outbox.housekeepingIntervalMs, pending);
     await this.housekeeper.runOnce();
     this.housekeeper.start();
+    // The target's outbox (reverse replication): its figures are the reverse lag.
+    const reverseEvents = { emit: (event: TandemEvent) => events.emit(event.type === 'outbox.stats' ? { type: 'reverse.stats', tables: event.tables } : event) };
+    this.reverseHousekeeper = new Housekeeper(target, tables, reverseEvents, config.outbox.housekeepingIntervalMs, undefined, reverseActive);
+    await this.reverseHousekeeper.runOnce();
+    this.reverseHousekeeper.start();
 
     const consoleWiring = makeConsoleApi({ config, events, source, target, policies, flags, jobs: this.jobs, verify: (table, o) => this.verify(table, o) });
     this.history = consoleWiring.history;
@@ -206,7 +283,9 @@ export class TandemApp {
         status: () => this.status(),
         verify: (table, o) => this.verify(table, o),
         releaseBrake: (table) => read.brake.release(table),
-        afterReplay: async () => (delivery.worker.poke(), await this.housekeeper?.runOnce()),
+        // Dead rows wait in either store's outbox (the reverse outbox after a cutover).
+        replayStores: [target],
+        afterReplay: async () => (delivery.worker.poke(), reverse.worker.poke(), await this.housekeeper?.runOnce()),
       }),
       console: consoleWiring.api,
     });
@@ -262,14 +341,17 @@ export class TandemApp {
         consistency: this.read?.consistency,
         brake: this.read?.brake,
         housekeeper: this.housekeeper,
+        reverseHousekeeper: this.reverseHousekeeper,
+        directory: this.directory,
         lastVerify: this.lastVerify,
       }),
     );
   }
 
-  /** verify (and --repair) from inside the server (src/compose/server-verify.ts). */
+  /** verify (and --repair) from inside the server, in the table's current direction (src/compose/server-verify.ts). */
   verify(table: string, options: VerifyOptions & { repair?: boolean } = {}): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
-    return verifyInServer(this.core, table, this.events, this.lastVerify, options, async () => (this.delivery?.worker.poke(), await this.reconciler?.reconcileSoon()));
+    const primary = this.directory?.primary(table) ?? 'source';
+    return verifyInServer(this.core, table, primary, this.events, this.lastVerify, options, async () => (this.delivery?.worker.poke(), this.reverse?.worker.poke(), await this.reconciler?.reconcileSoon()));
   }
 
   /** Drains requests, stops workers, shuts breakers, the flag client and the pools. Safe to call twice. */
@@ -287,8 +369,11 @@ export class TandemApp {
     await this.sql?.front?.stop();
     await this.reconciler?.stop();
     await this.delivery?.worker.stop();
+    await this.reverse?.worker.stop();
     await this.delivery?.applier.flush();
+    await this.reverse?.applier.flush();
     await this.housekeeper?.stop();
+    await this.reverseHousekeeper?.stop();
     for (const breaker of this.breakers.values()) breaker.shutdown();
     this.flags?.stop();
     await this.sql?.close();

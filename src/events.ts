@@ -75,6 +75,23 @@ export type TandemEvent =
   | { type: 'outbox.stats'; tables: OutboxTableStats[] }
   | { type: 'breaker'; store: StoreName; state: BreakerState }
   | { type: 'stage'; table: string; stage: Stage; stale: boolean; reason: string }
+  | {
+      type: 'cutover.step';
+      table: string;
+      from: StoreName;
+      to: StoreName;
+      /** frozen, drained, identity, promoted, released */
+      step: string;
+      phase: 'started' | 'step' | 'resumed' | 'done';
+      replica: string;
+      /** Whole switch duration (phase done). */
+      ms?: number;
+    }
+  | { type: 'cutover.switched'; table: string; to: StoreName; epoch: number; ms: number; stage: Stage }
+  | { type: 'cutover.identity'; table: string; store: StoreName; oldMax: string | null; movedTo: string | null }
+  | { type: 'cutover.abandoned'; table: string; from: StoreName; reason: string }
+  | { type: 'cutover.refused'; table: string; to: StoreName; reason: string }
+  | { type: 'reverse.stats'; tables: OutboxTableStats[] }
   | { type: 'flags.loaded'; origin: 'unleash' | 'file'; features: number }
   | { type: 'flags.error'; origin: 'unleash' | 'file'; error: Error }
   | { type: 'flag.conflict'; table: string; reason: string }

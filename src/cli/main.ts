@@ -20,6 +20,7 @@ import {
 import { loadConfig } from '../config/load-config.js';
 import { TandemError } from '../errors.js';
 import { CliError, EXIT, exitCodeOf } from './exit-codes.js';
+import { cutoverCommand } from './cutover-command.js';
 import { createDemoSchema } from './demo-schema.js';
 import { runClusterPrimary } from './cluster-primary.js';
 import { formatTable, styleFor } from './term.js';
@@ -95,9 +96,10 @@ export function makeProgram(run: (code: Promise<number> | number) => void): Comm
     .option('--rate <n>', 'rows per second at most', positiveInt)
     .option('--chunk <n>', 'rows per chunk (default 1000)', positiveInt)
     .option('--restart', 'forget the checkpoint and start from the first key')
+    .option('--reverse', 'copy target → source (the resync after retire-source; the target must be primary)')
     .option('--json', 'print the report as JSON')
     .addHelpText('after', `${example('tandem backfill users --rate 5000', 'tandem backfill users --restart --json')}\nExit 0 finished, 3 stopped by a signal (run it again to resume).\n`)
-    .action((table: string | undefined, options: { rate?: number; chunk?: number; restart?: boolean; json?: boolean }) =>
+    .action((table: string | undefined, options: { rate?: number; chunk?: number; restart?: boolean; reverse?: boolean; json?: boolean }) =>
       run(table === undefined ? backfillAllCommand(options) : backfillCommand(table, options)),
     );
 
@@ -161,6 +163,21 @@ export function makeProgram(run: (code: Promise<number> | number) => void): Comm
     .option('--json', 'print the answer as JSON')
     .addHelpText('after', example('tandem brake release users'))
     .action((table: string, options: { url?: string; json?: boolean }) => run(brakeReleaseCommand(table, options)));
+
+  for (const [name, to, what] of [
+    ['cutover', 'target', 'pre-flip checks, tandem.<table>.target-primary on, then follow the fenced switch until the target takes writes'],
+    ['rollback', 'source', 'tandem.<table>.target-primary off, then follow the fenced switch until the source takes writes again'],
+  ] as const) {
+    program
+      .command(name)
+      .description(what)
+      .argument('<table>', 'policy name of the table')
+      .option('--url <url>', 'the running Tandem (default from TANDEM_HOST/TANDEM_PORT)')
+      .option('--timeout <seconds>', 'give up waiting after this long (default 120)', positiveInt)
+      .option('--force', 'flip even when a pre-flip check fails (the switch itself still refuses what is unsafe)')
+      .addHelpText('after', example(`tandem ${name} users`))
+      .action((table: string, options: { url?: string; timeout?: number; force?: boolean }) => run(cutoverCommand(table, options, to)));
+  }
 
   return program;
 }
@@ -255,6 +272,8 @@ async function status(values: { url?: string; json?: boolean }): Promise<number>
     return [
       String(t['table']),
       String(t['stage']),
+      String(t['primary'] ?? (t['switch'] ? `switching@${String((t['switch'] as { step: string }).step)}` : '-')),
+      String(t['epoch'] ?? 1),
       t['stale'] ? style.red('stale') : 'current',
       `${String(t['readTargetPercent'])}%/${String(t['shadowReadPercent'])}%`,
       String(outbox.pending),
@@ -265,7 +284,7 @@ async function status(values: { url?: string; json?: boolean }): Promise<number>
       verify ? (verify.clean ? style.green('clean') : style.red('DRIFT')) : 'never',
     ];
   });
-  process.stdout.write(formatTable(['TABLE', 'STAGE', 'TARGET', 'READS/SHADOW', 'PENDING', 'DEAD', 'LAG', 'CONSISTENCY', 'BRAKE', 'LAST VERIFY'], rows, style));
+  process.stdout.write(formatTable(['TABLE', 'STAGE', 'PRIMARY', 'EPOCH', 'SECONDARY', 'READS/SHADOW', 'PENDING', 'DEAD', 'LAG', 'CONSISTENCY', 'BRAKE', 'LAST VERIFY'], rows, style));
   return EXIT.ok;
 }
 

@@ -5,6 +5,8 @@ import { openCore as openToolkit, type Core } from '../compose/open-core.js';
 import { loadConfig } from '../config/load-config.js';
 import type { TandemConfig } from '../config/schema.js';
 import { backfillTable } from '../consistency/backfill.js';
+import { currentDirection, type Direction } from '../cutover/direction.js';
+import { reversePolicy } from '../cutover/reverse-policy.js';
 import { runVerify } from '../consistency/run-verify.js';
 import { TandemError } from '../errors.js';
 import { EventBus } from '../events.js';
@@ -40,14 +42,16 @@ export async function verifyCommand(table: string, values: VerifyCommandOptions)
     const events = new EventBus();
     const onProgress = (p: { phase: string; done: number; total: number }) => line.update({ label: `verify ${table} ${p.phase}`, done: p.done, total: p.total });
     const chunkSize = values.chunk;
-    let report = await runVerify(toolkit.source, toolkit.target, policy, events, { onProgress, ...(chunkSize ? { chunkSize } : {}), repair: values.repair === true });
+    // map(primary) against the secondary, whichever store is primary now.
+    const direction = await currentDirection(toolkit.source, toolkit.target, policy);
+    let report = await runVerify(direction.from, direction.to, direction.policy, events, { onProgress, ...(chunkSize ? { chunkSize } : {}), repair: values.repair === true });
     let repaired = 0;
     if (values.repair && !report.clean) {
       repaired = report.repaired;
       // Apply the re-enqueued images here (safe beside a running server: claims skip locked
       // rows and applies are versioned), then verify again.
-      await drainLocally(config, toolkit, table, line);
-      report = await runVerify(toolkit.source, toolkit.target, policy, events, { onProgress, ...(chunkSize ? { chunkSize } : {}) });
+      await drainLocally(config, toolkit, table, line, direction);
+      report = await runVerify(direction.from, direction.to, direction.policy, events, { onProgress, ...(chunkSize ? { chunkSize } : {}) });
     }
     line.done();
     const { differingKeys: _keys, ...out } = report;
@@ -74,9 +78,11 @@ export async function verifyCommand(table: string, values: VerifyCommandOptions)
  * Applies the re-enqueued images here, with the delivery the server builds (safe beside a
  * running server: claims skip locked rows and applies are versioned).
  */
-async function drainLocally(config: Readonly<TandemConfig>, toolkit: Core, table: string, line: ReturnType<typeof makeProgress>): Promise<void> {
+async function drainLocally(config: Readonly<TandemConfig>, toolkit: Core, table: string, line: ReturnType<typeof makeProgress>, direction: Direction): Promise<void> {
   const quiet = { emit: () => undefined };
-  const { worker, breaker, route } = makeDelivery(config, toolkit.source, toolkit.target, toolkit.policies, quiet, { pollIntervalMs: 100 });
+  // After a cutover: from the target (named source, with the reversed policies) into the source.
+  const policies = direction.primary === 'target' ? new Map([...toolkit.policies].map(([name, p]) => [name, reversePolicy(p)])) : toolkit.policies;
+  const { worker, breaker, route } = makeDelivery(config, direction.from, direction.to, policies, quiet, { pollIntervalMs: 100 });
   const deadline = Date.now() + 30_000;
   try {
     while (Date.now() < deadline) {
@@ -97,6 +103,8 @@ export interface BackfillCommandOptions {
   chunk?: number;
   restart?: boolean;
   json?: boolean;
+  /** target → source: the resync after retire-source. */
+  reverse?: boolean;
 }
 
 /** `tandem backfill` with no table: every policy table in the source's foreign-key order, parents first. */
@@ -133,7 +141,12 @@ export async function backfillCommand(table: string, values: BackfillCommandOpti
     const policy = toolkit.policies.get(table);
     if (!policy) throw usage(`backfill: no table named "${table}" (tables: ${[...toolkit.policies.keys()].join(', ')})`);
     const line = makeProgress({ json });
-    const report = await backfillTable(toolkit.source, toolkit.target, policy, {
+    // --reverse: target → source (the resync after retire-source), with the same rule: only
+    // keys the source's ledger has never seen, so a live write is never overwritten.
+    const direction = await currentDirection(toolkit.source, toolkit.target, policy);
+    if (values.reverse && direction.primary !== 'target') throw new CliError(EXIT.usage, `backfill --reverse: the target is not ${table}'s primary; a reverse backfill copies from the primary`);
+    if (!values.reverse && direction.primary !== 'source') throw new CliError(EXIT.usage, `backfill: the target is ${table}'s primary now; to resync the source use: tandem backfill --reverse ${table}`);
+    const report = await backfillTable(direction.from, direction.to, direction.policy, {
       ...(rate ? { rate } : {}),
       ...(chunkSize ? { chunkSize } : {}),
       restart: values.restart === true,

@@ -1,4 +1,5 @@
 import type { TandemConfig } from '../config/schema.js';
+import type { Store } from '../db/store.js';
 import type { AdminApi } from '../http/admin-routes.js';
 import { listDeadRows } from '../outbox/list-dead-rows.js';
 import type { OutboxRoute } from '../outbox/outbox-worker.js';
@@ -10,7 +11,9 @@ export interface AdminDeps {
   status(): Promise<unknown>;
   verify: AdminApi['verify'];
   releaseBrake: AdminApi['releaseBrake'];
-  /** After a replay: wake the worker and refresh the outbox figures. */
+  /** Other stores whose outbox may hold dead rows (the target's, after a cutover); replay covers them too. */
+  replayStores?: readonly Store[];
+  /** After a replay: wake the workers and refresh the outbox figures. */
   afterReplay(): Promise<void>;
 }
 
@@ -20,7 +23,8 @@ export function makeAdminApi(d: AdminDeps): AdminApi {
     status: d.status,
     listDead: (o) => listDeadRows(d.route.primary, o),
     replayDead: async (o) => {
-      const n = await replayDeadRows(d.route.primary, o);
+      let n = await replayDeadRows(d.route.primary, o);
+      for (const store of d.replayStores ?? []) n += await replayDeadRows(store, o);
       await d.afterReplay();
       return n;
     },

@@ -50,7 +50,7 @@ export function makeConsoleApi(d: ConsoleDeps): { api: ConsoleApi; history: Hist
     flags: d.flags,
     flagsFile: d.config.flags.file,
     unleashUrl: d.config.flags.unleashUrl,
-    capabilities: { cutover: false, rollback: false },
+    capabilities: { cutover: true, rollback: true },
     verify: d.verify,
     backfill: (table, o) => {
       const policy = d.policies.get(table);

@@ -19,6 +19,8 @@ export interface DeliveryOptions {
   onApplied?: (ids: readonly string[]) => void;
   /** Worker poll interval override (the CLI's local drain polls faster). */
   pollIntervalMs?: number;
+  /** False while the route has nothing to carry (the reverse route before any cutover). */
+  isActive?: () => boolean;
 }
 
 /**
@@ -54,6 +56,7 @@ export function makeDelivery(
     batchSize: config.outbox.batchSize,
     concurrency: config.outbox.concurrency,
     leaseMs: config.outbox.leaseMs,
+    ...(options.isActive ? { isActive: options.isActive } : {}),
   });
   return { route, breaker, applier, worker };
 }

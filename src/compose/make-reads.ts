@@ -33,6 +33,8 @@ export interface ReadDeps {
   reconciler: StageReconciler;
   targetBreaker: StoreBreaker;
   pending: PendingKeys;
+  /** Whether the table's primary is the target now (the brake's automatic rollback). */
+  targetPrimary?: (table: string) => boolean;
 }
 
 /**
@@ -44,7 +46,7 @@ export function makeReads(d: ReadDeps): Reads {
   const { config, events } = d;
   const quiet = { emit: () => undefined };
   const shadowBreakers = { source: makeStoreBreaker('source', { ...config.apply }, quiet), target: makeStoreBreaker('target', { ...config.apply }, quiet) };
-  const brake = new SafetyBrake([...d.policies.values()], events);
+  const brake = new SafetyBrake([...d.policies.values()], events, Date.now, d.targetPrimary ?? (() => false));
   events.on((event) => brake.observe(event));
   const routing = new ReadRouting({ flags: d.flags, stage: (t) => d.reconciler.get(t), targetBreaker: d.targetBreaker, pending: d.pending, braked: (t) => brake.braked(t) });
   const consistency = new ConsistencyWindow(config.read.consistencySamples, config.read.consistencyWindowMs);
@@ -61,6 +63,8 @@ export function makeReads(d: ReadDeps): Reads {
     shadowBreakers,
     events,
     repair: async (policy, key) => {
+      // Read-repair re-enqueues the source image: only while the source is primary.
+      if (d.targetPrimary?.(policy.name)) return;
       await requeueKey(d.primary, policy, key);
     },
     options: { targetTimeoutMs: config.read.targetTimeoutMs, shadowTimeoutMs: config.read.shadowTimeoutMs },

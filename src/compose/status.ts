@@ -7,6 +7,7 @@ import type { FlagSource } from '../flags/flag-source.js';
 import { flagNames, KILL_SWITCH_FLAG } from '../flags/resolve-stage.js';
 import type { TableStage } from '../flags/table-stage.js';
 import type { Housekeeper } from '../outbox/housekeeper.js';
+import type { PrimaryDirectory } from '../cutover/primary-directory.js';
 import type { Policy } from '../policy/policy.js';
 import type { ConsistencyWindow } from '../read/consistency-window.js';
 import type { ReadRouting } from '../read/read-routing.js';
@@ -32,6 +33,10 @@ export interface StatusSources {
   consistency: ConsistencyWindow | undefined;
   brake: SafetyBrake | undefined;
   housekeeper: Housekeeper | undefined;
+  /** The target's outbox (reverse replication after a cutover). */
+  reverseHousekeeper?: Housekeeper | undefined;
+  /** Each table's primary, epoch and switch, read from both state rows. */
+  directory?: PrimaryDirectory | undefined;
   lastVerify: ReadonlyMap<string, VerifySummary>;
   /** The outbox as counted for this call (or the last count, when the primary did not answer in time). */
   outboxCount?: { stats: readonly OutboxTableStats[]; countedAt: number };
@@ -55,20 +60,28 @@ export function buildStatus(s: StatusSources): unknown {
   const counted = s.outboxCount ?? { stats: s.housekeeper?.stats() ?? [], countedAt: s.housekeeper?.countedAt ?? 0 };
   const stats = new Map(counted.stats.map((t) => [t.table, t]));
   const now = Date.now();
+  const reverseStats = new Map((s.reverseHousekeeper?.stats() ?? []).map((t) => [t.table, t]));
   const flags = s.flags;
   const tables = [...s.policies.values()].map((policy) => {
     const stage = s.reconciler?.get(policy.name);
     const names = flagNames(policy.name);
     const outbox = stats.get(policy.name);
+    const view = s.directory?.get(policy.name);
+    const reverse = reverseStats.get(policy.name);
     return {
       table: policy.name,
       targetTable: policy.targetTable,
       stage: stage?.stage ?? 'source-only',
-      primary: primaryOf(stage),
-      switching: stage?.state?.role === 'frozen',
-      epoch: stage?.state?.epoch ?? 1,
-      stale: stage?.state?.stale ?? false,
-      staleReason: stage?.state?.staleReason ?? null,
+      // null while a switch holds the table frozen (see `switch`).
+      primary: view ? view.primary : primaryOf(stage),
+      switching: view ? view.switching !== null : stage?.state?.role === 'frozen',
+      switch: view?.switching ? { ...view.switching, elapsedMs: Date.now() - view.switching.startedAt } : null,
+      lastSwitchMs: view?.lastSwitchMs ?? 0,
+      epoch: view?.epoch ?? stage?.state?.epoch ?? 1,
+      // The current secondary may lack rows: the target before a cutover, the source after retire-source.
+      stale: view?.primary === 'target' ? view.target.stale : (stage?.state?.stale ?? false),
+      staleReason: view?.primary === 'target' ? view.target.staleReason : (stage?.state?.staleReason ?? null),
+      reverse: { pending: reverse?.pending ?? 0, dead: reverse?.dead ?? 0, lagSeconds: reverse?.lagSeconds ?? 0 },
       flagConflict: stage?.conflict ?? null,
       flags: {
         dualWrite: flags?.isEnabled(names.dualWrite) ?? false,
@@ -92,7 +105,7 @@ export function buildStatus(s: StatusSources): unknown {
     };
   });
   // A store is primary when it holds the primary copy of any table (all of them, today).
-  const primaries = new Set(tables.map((t) => t.primary));
+  const primaries = new Set(tables.map((t) => t.primary ?? 'source'));
   const store = (name: StoreName, st: Store | undefined) => ({
     url: st?.displayUrl,
     dialect: st?.dialect,

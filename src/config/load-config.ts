@@ -27,6 +27,9 @@ export const ENV_NAMES = {
   TANDEM_OUTBOX_MAX_ATTEMPTS: ['outbox', 'maxAttempts'],
   TANDEM_LOG_LEVEL: ['log', 'level'],
   TANDEM_WORKERS: ['workers'],
+  TANDEM_CUTOVER_HOLD_MS: ['cutover', 'holdMs'],
+  TANDEM_CUTOVER_PAUSE_AT: ['cutover', 'pauseAtStep'],
+  TANDEM_CUTOVER_PAUSE_MS: ['cutover', 'pauseMs'],
   TANDEM_SQL_PORT: ['sql', 'port'],
   TANDEM_SQL_HOST: ['sql', 'host'],
   TANDEM_SQL_USERS: ['sql', 'users'],
@@ -39,6 +42,8 @@ const NUMERIC_PATHS = new Set([
   'db.poolMax',
   'apply.timeoutMs',
   'outbox.maxAttempts',
+  'cutover.holdMs',
+  'cutover.pauseMs',
   'workers',
   'sql.port',
 ]);

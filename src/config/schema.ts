@@ -145,6 +145,19 @@ export const configSchema = strictObject({
         reconcileIntervalMs: positiveInt.default(2_000),
       })
       .default({}),
+    cutover: strictObject({
+        /** How long a write waits while its table switches its primary before it answers 503 with Retry-After, ms. Default: 5000. */
+        holdMs: positiveInt.default(5_000),
+        /** Lease of the replica running a switch; past it another replica resumes the switch, ms. Default: 10000. */
+        leaseMs: positiveInt.default(10_000),
+        /** Longest drain of the old primary's outbox during a switch; past it the switch is abandoned and writes resume on the old primary, ms. Default: 60000. */
+        drainTimeoutMs: positiveInt.default(60_000),
+        /** Test hook: pause this long after recording the named switch step (frozen, drained, identity, promoted). Default: none. */
+        pauseAtStep: z.enum(['frozen', 'drained', 'identity', 'promoted']).optional(),
+        /** Test hook: how long `pauseAtStep` pauses, ms. Default: 30000. */
+        pauseMs: positiveInt.default(30_000),
+      })
+      .default({}),
     shutdown: strictObject({
         /** Longest wait for in-flight requests on SIGTERM, ms. Default: 10000. */
         drainTimeoutMs: positiveInt.default(10_000),

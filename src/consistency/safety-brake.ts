@@ -14,12 +14,17 @@ interface TableBrake {
   windowMs: number;
   buckets: Bucket[];
   lagSeconds: number;
-  active: { signal: BrakeSignal; value: number; threshold: number; at: number } | undefined;
+  /** Age of the oldest row in the target's outbox (reverse replication after a cutover). */
+  reverseLagSeconds: number;
+  /** rollback: the brake tripped while the target was primary and the policy asks for an automatic rollback. */
+  active: { signal: BrakeSignal; value: number; threshold: number; at: number; rollback: boolean } | undefined;
   warned: Map<BrakeSignal, number>;
 }
 
 export interface BrakeStatus {
   active: boolean;
+  /** The brake switched (or is switching) the primary back to the source and holds it there. */
+  rollback: boolean;
   signal: BrakeSignal | null;
   value: number | null;
   threshold: number | null;
@@ -47,6 +52,8 @@ export class SafetyBrake {
     policies: readonly Policy[],
     private readonly events: EventSink,
     private readonly now: () => number = Date.now,
+    /** Whether the table's primary is the target now (after a cutover). */
+    private readonly targetPrimary: (table: string) => boolean = () => false,
   ) {
     for (const policy of policies) {
       this.tables.set(policy.name, {
@@ -54,6 +61,7 @@ export class SafetyBrake {
         windowMs: parseWindow(policy.file.safety.window),
         buckets: [],
         lagSeconds: 0,
+        reverseLagSeconds: 0,
         active: undefined,
         warned: new Map(),
       });
@@ -64,10 +72,20 @@ export class SafetyBrake {
     return this.tables.get(table)?.active !== undefined;
   }
 
+  /** True while an automatic rollback holds the table's primary on the source. */
+  holdsSource(table: string): boolean {
+    return this.tables.get(table)?.active?.rollback === true;
+  }
+
   /** Feeds one domain event; trips or warns when a threshold is crossed. */
   observe(event: TandemEvent): void {
     switch (event.type) {
       case 'read':
+        if (event.store !== 'target') return;
+        this.count(event.table, (b) => (event.result === 'ok' ? b.targetOk++ : b.targetErr++));
+        return;
+      case 'write':
+        // Writes count only where the target is their primary (after a cutover).
         if (event.store !== 'target') return;
         this.count(event.table, (b) => (event.result === 'ok' ? b.targetOk++ : b.targetErr++));
         return;
@@ -87,6 +105,14 @@ export class SafetyBrake {
           this.evaluate(brake);
         }
         return;
+      case 'reverse.stats':
+        for (const t of event.tables) {
+          const brake = this.tables.get(t.table);
+          if (!brake) continue;
+          brake.reverseLagSeconds = t.lagSeconds;
+          this.evaluate(brake);
+        }
+        return;
       default:
         return;
     }
@@ -98,6 +124,7 @@ export class SafetyBrake {
     const w = this.window(brake);
     return {
       active: brake.active !== undefined,
+      rollback: brake.active?.rollback ?? false,
       signal: brake.active?.signal ?? null,
       value: brake.active?.value ?? null,
       threshold: brake.active?.threshold ?? null,
@@ -108,7 +135,7 @@ export class SafetyBrake {
         targetErrorRate: w.errorRate,
         shadowSamples: w.shadowSamples,
         consistency: w.consistency,
-        lagSeconds: brake.lagSeconds,
+        lagSeconds: Math.max(brake.lagSeconds, brake.reverseLagSeconds),
       },
     };
   }
@@ -170,11 +197,13 @@ export class SafetyBrake {
     if (w.shadowSamples >= s.minSamples) {
       checks.push({ signal: 'consistency', value: w.consistency, trip: w.consistency < s.minConsistency, warn: w.consistency < s.warnConsistency, threshold: s.minConsistency, warnAt: s.warnConsistency });
     }
-    checks.push({ signal: 'lag', value: brake.lagSeconds, trip: brake.lagSeconds > s.maxLagSeconds, warn: brake.lagSeconds > s.warnLagSeconds, threshold: s.maxLagSeconds, warnAt: s.warnLagSeconds });
+    const lag = Math.max(brake.lagSeconds, brake.reverseLagSeconds);
+    checks.push({ signal: 'lag', value: lag, trip: lag > s.maxLagSeconds, warn: lag > s.warnLagSeconds, threshold: s.maxLagSeconds, warnAt: s.warnLagSeconds });
     const table = brake.policy.name;
     for (const c of checks) {
       if (c.trip) {
-        brake.active = { signal: c.signal, value: c.value, threshold: c.threshold, at: this.now() };
+        const rollback = s.autoRollback && this.targetPrimary(table);
+        brake.active = { signal: c.signal, value: c.value, threshold: c.threshold, at: this.now(), rollback };
         this.events.emit({
           type: 'brake',
           table,
@@ -182,7 +211,9 @@ export class SafetyBrake {
           signal: c.signal,
           value: c.value,
           threshold: c.threshold,
-          reason: `${c.signal} ${round(c.value)} crossed ${round(c.threshold)}: reads held on the primary until released`,
+          reason: rollback
+            ? `${c.signal} ${round(c.value)} crossed ${round(c.threshold)} on the target as primary: automatic rollback to the source; the primary stays there until released`
+            : `${c.signal} ${round(c.value)} crossed ${round(c.threshold)}: reads held on the primary until released`,
         });
         return;
       }

@@ -63,6 +63,16 @@ export async function ensureInternalTables(store: Store): Promise<void> {
     t.string('stale_reason', 255);
     t.bigInteger('updated_at').notNullable();
   });
+  // The primary switch's record (src/cutover/primary-switch.ts); added to state tables
+  // created by earlier versions too.
+  await addColumnsIfMissing(knex, STATE_TABLE, {
+    switch_to: (t) => t.string('switch_to', 16),
+    switch_step: (t) => t.string('switch_step', 32),
+    switch_owner: (t) => t.string('switch_owner', 128),
+    switch_lease_until: (t) => t.bigInteger('switch_lease_until'),
+    switch_started_at: (t) => t.bigInteger('switch_started_at'),
+    last_switch_ms: (t) => t.bigInteger('last_switch_ms'),
+  });
   await createIfMissing(knex, BACKFILL_TABLE, (t) => {
     // One row per table being backfilled: where it got to, so a killed backfill resumes.
     t.string('tbl', 128).notNullable().primary();
@@ -84,5 +94,17 @@ async function createIfMissing(knex: Knex, name: string, build: (t: Knex.CreateT
   } catch (error) {
     // Another Tandem process created it between our check and our create.
     if (!(await knex.schema.hasTable(name))) throw error;
+  }
+}
+
+async function addColumnsIfMissing(knex: Knex, table: string, columns: Record<string, (t: Knex.AlterTableBuilder) => void>): Promise<void> {
+  for (const [name, add] of Object.entries(columns)) {
+    if (await knex.schema.hasColumn(table, name)) continue;
+    try {
+      await knex.schema.alterTable(table, add);
+    } catch (error) {
+      // Another Tandem process added it between our check and our alter.
+      if (!(await knex.schema.hasColumn(table, name))) throw error;
+    }
   }
 }

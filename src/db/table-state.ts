@@ -16,9 +16,19 @@ export interface TableState {
   stale: boolean;
   staleReason: string | null;
   updatedAt: number;
+  /** Store the running switch moves the primary to (null when none runs). */
+  switchTo: 'source' | 'target' | null;
+  /** Last step the running switch completed (see SWITCH_STEPS in src/cutover/primary-switch.ts). */
+  switchStep: string | null;
+  /** Replica running the switch, and until when its lease holds (ms since epoch). */
+  switchOwner: string | null;
+  switchLeaseUntil: number;
+  switchStartedAt: number;
+  /** Duration of the last finished switch, ms (0 before the first). */
+  lastSwitchMs: number;
 }
 
-interface StateRecord {
+export interface StateRecord {
   tbl: string;
   role: string;
   epoch: number | string;
@@ -27,9 +37,15 @@ interface StateRecord {
   stale: number | string | boolean;
   stale_reason: string | null;
   updated_at: number | string;
+  switch_to?: string | null;
+  switch_step?: string | null;
+  switch_owner?: string | null;
+  switch_lease_until?: number | string | null;
+  switch_started_at?: number | string | null;
+  last_switch_ms?: number | string | null;
 }
 
-function fromRecord(r: StateRecord): TableState {
+export function fromStateRecord(r: StateRecord): TableState {
   return {
     table: r.tbl,
     role: r.role as Role,
@@ -39,6 +55,12 @@ function fromRecord(r: StateRecord): TableState {
     stale: Number(r.stale) === 1 || r.stale === true,
     staleReason: r.stale_reason,
     updatedAt: Number(r.updated_at),
+    switchTo: r.switch_to === 'source' || r.switch_to === 'target' ? r.switch_to : null,
+    switchStep: r.switch_step ?? null,
+    switchOwner: r.switch_owner ?? null,
+    switchLeaseUntil: Number(r.switch_lease_until ?? 0),
+    switchStartedAt: Number(r.switch_started_at ?? 0),
+    lastSwitchMs: Number(r.last_switch_ms ?? 0),
   };
 }
 
@@ -59,26 +81,37 @@ export async function ensureStateRows(store: Store, tables: readonly string[], r
  * blocks new ones. Engines with one writer (SQLite) lock implicitly (the adapter adds no clause).
  */
 export async function readStateForShare(trx: Knex.Transaction, adapter: DialectAdapter, table: string): Promise<TableState | undefined> {
+  await adapter.takeWriteLock(trx);
   const row = (await adapter.forShare(trx(STATE_TABLE).where({ tbl: table }).first())) as StateRecord | undefined;
-  return row ? fromRecord(row) : undefined;
+  return row ? fromStateRecord(row) : undefined;
 }
 
 /** Reads and exclusively locks a table's state row (stage changes, cutover). */
 export async function readStateForUpdate(trx: Knex.Transaction, adapter: DialectAdapter, table: string): Promise<TableState | undefined> {
+  await adapter.takeWriteLock(trx);
   const row = (await adapter.forUpdate(trx(STATE_TABLE).where({ tbl: table }).first())) as StateRecord | undefined;
-  return row ? fromRecord(row) : undefined;
+  return row ? fromStateRecord(row) : undefined;
 }
 
 export async function readAllStates(db: Knex): Promise<TableState[]> {
   const rows = (await db(STATE_TABLE).select('*')) as StateRecord[];
-  return rows.map(fromRecord);
+  return rows.map(fromStateRecord);
 }
 
-export async function writeState(
-  trx: Knex.Transaction,
-  table: string,
-  patch: Partial<Pick<TableState, 'role' | 'epoch' | 'dualWrite' | 'everDualWrite' | 'stale' | 'staleReason'>>,
-): Promise<void> {
+export type StatePatch = Partial<
+  Pick<
+    TableState,
+    'role' | 'epoch' | 'dualWrite' | 'everDualWrite' | 'stale' | 'staleReason' | 'switchTo' | 'switchStep' | 'switchOwner' | 'switchLeaseUntil' | 'switchStartedAt' | 'lastSwitchMs'
+  >
+>;
+
+/** Reads one table's state row without a lock (status, routing refresh). */
+export async function readState(db: Knex, table: string): Promise<TableState | undefined> {
+  const row = (await db(STATE_TABLE).where({ tbl: table }).first()) as StateRecord | undefined;
+  return row ? fromStateRecord(row) : undefined;
+}
+
+export async function writeState(trx: Knex.Transaction | Knex, table: string, patch: StatePatch): Promise<void> {
   const update: Record<string, unknown> = { updated_at: Date.now() };
   if (patch.role !== undefined) update['role'] = patch.role;
   if (patch.epoch !== undefined) update['epoch'] = patch.epoch;
@@ -86,5 +119,11 @@ export async function writeState(
   if (patch.everDualWrite !== undefined) update['ever_dual_write'] = patch.everDualWrite ? 1 : 0;
   if (patch.stale !== undefined) update['stale'] = patch.stale ? 1 : 0;
   if (patch.staleReason !== undefined) update['stale_reason'] = patch.staleReason;
+  if (patch.switchTo !== undefined) update['switch_to'] = patch.switchTo;
+  if (patch.switchStep !== undefined) update['switch_step'] = patch.switchStep;
+  if (patch.switchOwner !== undefined) update['switch_owner'] = patch.switchOwner;
+  if (patch.switchLeaseUntil !== undefined) update['switch_lease_until'] = patch.switchLeaseUntil;
+  if (patch.switchStartedAt !== undefined) update['switch_started_at'] = patch.switchStartedAt;
+  if (patch.lastSwitchMs !== undefined) update['last_switch_ms'] = patch.lastSwitchMs;
   await trx(STATE_TABLE).where({ tbl: table }).update(update);
 }

@@ -19,8 +19,8 @@ export function flagNames(table: string) {
 
 export const KILL_SWITCH_FLAG = 'tandem.kill-switch';
 
-/** Stages this build can run. Cutover (target-primary, target-only) arrives with its own work. */
-export const SUPPORTED_STAGES: readonly Stage[] = ['source-only', 'dual-write'];
+/** Stages this build can run. */
+export const SUPPORTED_STAGES: readonly Stage[] = ['source-only', 'dual-write', 'target-primary', 'target-only'];
 
 export interface StageDecision {
   stage: Stage;
@@ -46,12 +46,21 @@ export function resolveStage(flags: TableFlags, previous: Stage, supported: read
       : flags.dualWrite
         ? 'dual-write'
         : 'source-only';
-  if (previous === 'target-only' && desired !== 'target-only') {
-    return { stage: previous, conflict: 'target-only cannot be left: the source is stale; resync it first' };
+  // Leaving target-only turns reverse replication back on (target-primary) with the source
+  // still marked stale; the way back to the source opens after a reverse resync and a clean verify.
+  if (previous === 'target-only' && desired !== 'target-only' && !(desired === 'target-primary' && supported.includes('target-primary'))) {
+    return { stage: previous, conflict: 'target-only can only be left to target-primary: the source is stale; resync it (tandem backfill --reverse, then verify) before rolling back' };
   }
   if (!supported.includes(desired)) {
-    const canFallBack = previous === 'source-only' || previous === 'dual-write';
-    const fallback: Stage = canFallBack && supported.includes('dual-write') && flags.dualWrite ? 'dual-write' : previous;
+    const canFallBack = previous === 'source-only' || previous === 'dual-write' || previous === 'target-primary';
+    // The nearest supported stage on the way: target-primary for target-only, else dual-write.
+    const fallback: Stage = !canFallBack
+      ? previous
+      : desired === 'target-only' && supported.includes('target-primary')
+        ? 'target-primary'
+        : supported.includes('dual-write') && flags.dualWrite
+          ? 'dual-write'
+          : previous;
     return { stage: fallback, conflict: `stage ${desired} is not supported by this version of Tandem` };
   }
   return { stage: desired };

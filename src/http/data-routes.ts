@@ -45,6 +45,7 @@ export function dataRoutes(deps: DataRouteDeps): Router {
   const sendWrite = (res: Response, outcome: WriteOutcome) => {
     const result = outcome.results[0];
     res.setHeader('Tandem-Write', outcome.disposition);
+    res.setHeader('Tandem-Primary', outcome.primary);
     if (!result) return res.status(500).end();
     if (result.status === 204) return res.status(204).end();
     res.status(result.status).json({ row: result.row });
@@ -132,6 +133,7 @@ export function dataRoutes(deps: DataRouteDeps): Router {
     const parsed = ops.map((raw, i) => parseBatchOp(policies, raw, `ops[${i}]`));
     const outcome = await writes.write(parsed, res.locals['requestId'] as string);
     res.setHeader('Tandem-Write', outcome.disposition);
+    res.setHeader('Tandem-Primary', outcome.primary);
     res.status(200).json({ results: outcome.results });
   });
 

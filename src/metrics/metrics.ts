@@ -128,6 +128,60 @@ export function makeMetrics() {
       aggregator: 'max',
       registers: [registry],
     }),
+    primaryEpoch: new Gauge({
+      name: 'tandem_primary_epoch',
+      help: 'Epoch of each table\'s primary (grows by one per switch)',
+      labelNames: ['table'] as const,
+      aggregator: 'max',
+      registers: [registry],
+    }),
+    targetPrimary: new Gauge({
+      name: 'tandem_target_primary',
+      help: '1 while the table\'s primary is the target (after a cutover), 0 while it is the source',
+      labelNames: ['table'] as const,
+      aggregator: 'max',
+      registers: [registry],
+    }),
+    switchInProgress: new Gauge({
+      name: 'tandem_switch_in_progress',
+      help: '1 while a primary switch holds the table frozen',
+      labelNames: ['table'] as const,
+      aggregator: 'max',
+      registers: [registry],
+    }),
+    switchDuration: new Histogram({
+      name: 'tandem_switch_duration_seconds',
+      help: 'Duration of primary switches (freeze to release), by table and new primary',
+      labelNames: ['table', 'to'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    switchSteps: new Counter({
+      name: 'tandem_switch_steps_total',
+      help: 'Primary switch steps recorded, by table and step',
+      labelNames: ['table', 'step'] as const,
+      registers: [registry],
+    }),
+    switchRefused: new Counter({
+      name: 'tandem_switch_refused_total',
+      help: 'Primary switches refused or abandoned before their commit point',
+      labelNames: ['table'] as const,
+      registers: [registry],
+    }),
+    reversePending: new Gauge({
+      name: 'tandem_reverse_outbox_pending',
+      help: 'Rows in the target\'s outbox waiting for the source (reverse replication after a cutover)',
+      labelNames: ['table'] as const,
+      aggregator: 'max',
+      registers: [registry],
+    }),
+    reverseLag: new Gauge({
+      name: 'tandem_reverse_lag_seconds',
+      help: 'Age of the oldest row in the target\'s outbox not yet applied to the source',
+      labelNames: ['table'] as const,
+      aggregator: 'max',
+      registers: [registry],
+    }),
     stale: new Gauge({
       name: 'tandem_target_stale',
       help: '1 while a table\'s target may lack rows (reads stay off it until a clean verify)',
@@ -258,6 +312,26 @@ export function recordEvent(m: TandemMetrics, event: TandemEvent): void {
         m.outboxDead.set({ table: t.table }, t.dead);
         m.lag.set({ table: t.table }, t.lagSeconds);
       }
+      return;
+    case 'reverse.stats':
+      for (const t of event.tables) {
+        m.reversePending.set({ table: t.table }, t.pending);
+        m.reverseLag.set({ table: t.table }, t.lagSeconds);
+      }
+      return;
+    case 'cutover.step':
+      m.switchSteps.inc({ table: event.table, step: event.step });
+      m.switchInProgress.set({ table: event.table }, event.phase === 'done' ? 0 : 1);
+      return;
+    case 'cutover.switched':
+      m.switchDuration.observe({ table: event.table, to: event.to }, event.ms / 1000);
+      m.primaryEpoch.set({ table: event.table }, event.epoch);
+      m.targetPrimary.set({ table: event.table }, event.to === 'target' ? 1 : 0);
+      return;
+    case 'cutover.refused':
+    case 'cutover.abandoned':
+      m.switchRefused.inc({ table: event.table });
+      m.switchInProgress.set({ table: event.table }, 0);
       return;
     case 'breaker':
       m.circuit.set({ store: event.store }, BREAKER_STATES.indexOf(event.state));

@@ -23,6 +23,8 @@ export class Housekeeper {
     private readonly intervalMs: number,
     /** Read-your-writes bookkeeping: rows another replica applied are forgotten here. */
     private readonly pending?: PendingKeys,
+    /** False while this outbox's store is nobody's primary (the target before a cutover): no queries then. */
+    private readonly isActive: () => boolean = () => true,
   ) {}
 
   start(): void {
@@ -44,6 +46,10 @@ export class Housekeeper {
   }
 
   async runOnce(): Promise<void> {
+    if (!this.isActive()) {
+      this.latest = this.tables.map((table) => ({ table, pending: 0, dead: 0, lagSeconds: 0 }));
+      return;
+    }
     try {
       if (this.pending) {
         const tracked = this.pending.trackedIds(5_000);

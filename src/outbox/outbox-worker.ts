@@ -28,6 +28,11 @@ export interface OutboxWorkerOptions {
   /** Batch loops running side by side: one claims while another applies (applies take turns). Default 1. */
   concurrency?: number;
   leaseMs: number;
+  /**
+   * False while this direction has nothing to carry (the reverse worker before any cutover):
+   * the worker then sends nothing to its outbox's store. Default: always active.
+   */
+  isActive?: () => boolean;
 }
 
 /**
@@ -77,6 +82,10 @@ export class OutboxWorker {
 
   /** One claim-and-apply round; returns how many rows it handled. */
   async drainOnce(): Promise<number> {
+    if (this.options.isActive && !this.options.isActive()) {
+      this.backlog = false;
+      return 0;
+    }
     const state = this.route.breaker.state();
     if (state === 'open') {
       this.backlog = false;

@@ -47,6 +47,13 @@ export const policyFileSchema = z
         warnLagSeconds: z.number().positive().default(30),
         window: z.string().regex(/^\d+(ms|s|m)$/).default('60s'),
         minSamples: z.number().int().positive().default(100),
+        /**
+         * After a cutover, a tripped brake also switches the primary back to the source (the
+         * fenced rollback) and holds it there until an operator releases the brake. The
+         * rollback drains the target's outbox first, so it completes once the target answers
+         * again (README: automatic rollback). Default: false.
+         */
+        autoRollback: z.boolean().default(false),
       })
       .strict()
       .default({}),

@@ -9,6 +9,8 @@ import type { PendingKeys } from '../outbox/pending-keys.js';
 
 export interface RouteDecision {
   store: StoreName;
+  /** The table's primary for this read (the target after a cutover). */
+  primary: StoreName;
   shadow: boolean;
   /** Why the primary serves when the target was asked for (status, debugging). */
   reason: string;
@@ -33,25 +35,34 @@ export class ReadRouting {
 
   decide(policy: Policy, input: { stickyKey: string | undefined; rowKey: string | undefined }): RouteDecision {
     const { flags } = this.deps;
-    const primary: StoreName = 'source';
-    if (!flags.synchronized()) return { store: primary, shadow: false, reason: 'flags not loaded yet' };
-    if (flags.isEnabled(KILL_SWITCH_FLAG)) return { store: primary, shadow: false, reason: 'kill switch' };
     const stage = this.deps.stage(policy.name);
-    if (!stage || stage.stage !== 'dual-write') return { store: primary, shadow: false, reason: 'table is not dual-writing' };
+    // Reads follow the primary; mid-switch, the frozen old primary still holds every write.
+    const primary: StoreName = stage?.primary ? (stage.primary.primary ?? stage.primary.switching?.from ?? 'source') : 'source';
+    if (!flags.synchronized()) return { store: primary, primary, shadow: false, reason: 'flags not loaded yet' };
+    if (flags.isEnabled(KILL_SWITCH_FLAG)) return { store: primary, primary, shadow: false, reason: 'kill switch' };
     const names = flagNames(policy.name);
     const context: Context =
       input.stickyKey === undefined
         ? {}
         : { userId: input.stickyKey, sessionId: input.stickyKey, properties: { stickyKey: input.stickyKey } };
+    if (primary === 'target') {
+      // After a cutover the target serves every read; `shadow-read` compares the source (now
+      // the secondary). The source is never served: it trails the target by the reverse lag.
+      const pendingHere = input.rowKey === undefined ? this.deps.pending.count(policy.name) > 0 : this.deps.pending.has(policy.name, input.rowKey);
+      // A retired (stale) source is not compared: it misses writes by design.
+      const sourceStale = stage?.primary?.target.stale ?? false;
+      return { store: 'target', primary, shadow: !pendingHere && !sourceStale && flags.isEnabled(names.shadowRead, context), reason: 'target is primary' };
+    }
+    if (!stage || stage.stage !== 'dual-write') return { store: primary, primary, shadow: false, reason: 'table is not dual-writing' };
     const stale = stage.state?.stale ?? false;
     const pending = input.rowKey === undefined ? this.deps.pending.count(policy.name) > 0 : this.deps.pending.has(policy.name, input.rowKey);
     const shadow = !stale && !pending && flags.isEnabled(names.shadowRead, context);
-    if (!flags.isEnabled(names.readTarget, context)) return { store: primary, shadow, reason: 'read-target not on for this key' };
-    if (stale) return { store: primary, shadow, reason: 'target is stale' };
-    if (this.deps.braked?.(policy.name)) return { store: primary, shadow, reason: 'safety brake' };
-    if (this.deps.targetBreaker.state() !== 'closed') return { store: primary, shadow, reason: 'target breaker not closed' };
-    if (pending) return { store: primary, shadow, reason: 'pending write (read-your-writes)' };
-    return { store: 'target', shadow, reason: 'read-target' };
+    if (!flags.isEnabled(names.readTarget, context)) return { store: primary, primary, shadow, reason: 'read-target not on for this key' };
+    if (stale) return { store: primary, primary, shadow, reason: 'target is stale' };
+    if (this.deps.braked?.(policy.name)) return { store: primary, primary, shadow, reason: 'safety brake' };
+    if (this.deps.targetBreaker.state() !== 'closed') return { store: primary, primary, shadow, reason: 'target breaker not closed' };
+    if (pending) return { store: primary, primary, shadow, reason: 'pending write (read-your-writes)' };
+    return { store: 'target', primary, shadow, reason: 'read-target' };
   }
 
   isPending(table: string, rowKey: string): boolean {

@@ -74,9 +74,7 @@ export class ReadService {
       : undefined;
     shadow?.catch(() => undefined);
 
-    const served = await this.serve(policy, decision.store, () => fetchFrom(this.deps.target, this.deps.options.targetTimeoutMs), () =>
-      fetchFrom(this.deps.source, 0),
-    );
+    const served = await this.serve(policy, decision.store, decision.primary, (ms) => fetchFrom(this.deps.target, ms), (ms) => fetchFrom(this.deps.source, ms));
     if (shadow && shadowStore) {
       void this.compare(policy, served, shadow, shadowStore.name, [key]);
     }
@@ -92,8 +90,9 @@ export class ReadService {
     const served = await this.serve(
       policy,
       decision.store,
-      () => this.fetchPage(this.deps.target, policy, query, after, this.deps.options.targetTimeoutMs),
-      () => this.fetchPage(this.deps.source, policy, query, after, 0),
+      decision.primary,
+      (ms) => this.fetchPage(this.deps.target, policy, query, after, ms),
+      (ms) => this.fetchPage(this.deps.source, policy, query, after, ms),
     );
     if (decision.shadow && served.value.length > 0) {
       const other = served.store === 'source' ? this.deps.target : this.deps.source;
@@ -108,19 +107,34 @@ export class ReadService {
     return { value: { rows: rows.map(toApiRow), next }, store: served.store };
   }
 
-  /** Serves from the chosen store; a failed target read falls back to the source (counted, never surfaced). */
+  /**
+   * Serves from the chosen store; a failed read of the secondary (the target before a
+   * cutover) falls back to the primary (counted, never surfaced). A failed primary read is
+   * the client's 503. Fetchers take a deadline in ms (0: none).
+   */
   private async serve(
     policy: Policy,
     store: StoreName,
-    fromTarget: () => Promise<Row[]>,
-    fromSource: () => Promise<Row[]>,
+    primary: StoreName,
+    fromTarget: (deadlineMs: number) => Promise<Row[]>,
+    fromSource: (deadlineMs: number) => Promise<Row[]>,
   ): Promise<{ value: Row[]; store: StoreName }> {
     const { events } = this.deps;
+    if (primary === 'target') {
+      try {
+        const value = await fromTarget(0);
+        events.emit({ type: 'read', table: policy.name, store: 'target', result: 'ok' });
+        return { value, store: 'target' };
+      } catch (error) {
+        events.emit({ type: 'read', table: policy.name, store: 'target', result: 'error', error: coerceError(error) });
+        throw readError(error);
+      }
+    }
     if (store === 'target') {
       try {
         // Routed here only while the breaker was closed; if it turned half-open since, the
         // trial is the outbox worker's, and this read falls back to the source at once.
-        const value = await this.deps.targetBreaker.run(fromTarget, { trial: false });
+        const value = await this.deps.targetBreaker.run(() => fromTarget(this.deps.options.targetTimeoutMs), { trial: false });
         events.emit({ type: 'read', table: policy.name, store: 'target', result: 'ok' });
         return { value, store: 'target' };
       } catch (error) {
@@ -128,7 +142,7 @@ export class ReadService {
       }
     }
     try {
-      const value = await fromSource();
+      const value = await fromSource(0);
       events.emit({ type: 'read', table: policy.name, store: 'source', result: 'ok' });
       return { value, store: 'source' };
     } catch (error) {

@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import { classifyDbError, isConnectionLoss } from '../db/classify-error.js';
 import type { FoldedWriter, FoldOp } from '../db/dialects/dialect.js';
-import type { Store } from '../db/store.js';
+import type { Store, StoreName } from '../db/store.js';
+import { withDeadlineTransaction } from '../db/with-deadline.js';
 import { readStateForShare, type TableState } from '../db/table-state.js';
 import { TandemError } from '../errors.js';
 import type { EventSink } from '../events.js';
@@ -9,6 +10,7 @@ import { decodeImage, encodeImage, toApiRow } from '../outbox/image-codec.js';
 import { insertOutboxRow } from '../outbox/insert-outbox-row.js';
 import type { OutboxEntry } from '../outbox/outbox-entry.js';
 import type { OutboxRoute } from '../outbox/outbox-worker.js';
+import { mapBackward, mapForward } from '../policy/mapping.js';
 import type { Policy } from '../policy/policy.js';
 import { formatKey } from '../policy/row-key.js';
 import { tableRoute, type TableRoute } from '../policy/table-route.js';
@@ -34,6 +36,8 @@ export type WriteDisposition = 'applied' | 'queued' | 'primary-only';
 export interface WriteOutcome {
   results: OpResult[];
   disposition: WriteDisposition;
+  /** The store whose commit acknowledged the write (header `Tandem-Primary`). */
+  primary: StoreName;
 }
 
 export interface WriteServiceOptions {
@@ -43,6 +47,15 @@ export interface WriteServiceOptions {
   inlineGraceMs: number;
   /** Each table's folded single-statement write, where the primary's engine has one (see prepareFolds). */
   folds?: ReadonlyMap<string, FoldedWriter>;
+  /** Reads a table's state rows again after its primary refused a write (a stale view). */
+  refresh?: (table: string) => Promise<unknown>;
+  /** How long a write waits while its table switches its primary, then 503, ms. Default 0. */
+  holdMs?: number;
+  /**
+   * A deadline for the primary transaction on this store (undefined: none): past it the
+   * connection is cut and the client gets 503, so a black-holed primary never pins requests.
+   */
+  primaryDeadlineMs?: (primary: Store) => number | undefined;
 }
 
 const MAX_TRANSACTION_TRIES = 3;
@@ -54,15 +67,58 @@ const MAX_TRANSACTION_TRIES = 3;
  */
 export class WriteService {
   constructor(
-    private readonly route: () => OutboxRoute,
+    /** The route whose primary is the table's primary; undefined while a switch holds the table frozen. */
+    private readonly route: (table: string) => OutboxRoute | undefined,
     private readonly applier: Applier,
     private readonly events: EventSink,
     private readonly options: WriteServiceOptions,
   ) {}
 
+  /**
+   * Picks the primary from this replica's view and writes there. The state row read inside
+   * the transaction is the authority: while the table is frozen (a switch) or when the view
+   * was stale (another replica switched it), the write is refused before it changes
+   * anything, the view is read again and the write retried, for up to `holdMs`.
+   */
   async write(ops: readonly WriteOp[], requestId?: string): Promise<WriteOutcome> {
-    const route = this.route();
+    const holdUntil = Date.now() + (this.options.holdMs ?? 0);
+    for (;;) {
+      const route = this.routeOf(ops);
+      if (route) {
+        try {
+          return await this.writeOn(route, ops, requestId);
+        } catch (error) {
+          if (!(error instanceof TandemError) || error.code !== 'table_frozen') throw error;
+          if (Date.now() >= holdUntil) throw error;
+        }
+      } else if (Date.now() >= holdUntil) {
+        throw tableFrozen(ops[0]?.policy.name ?? '');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      const tables = [...new Set(ops.map((o) => o.policy.name))];
+      await Promise.all(tables.map((t) => this.options.refresh?.(t))).catch(() => undefined);
+    }
+  }
+
+  /** One route for every op of the request; a batch over tables with different primaries is refused. */
+  private routeOf(ops: readonly WriteOp[]): OutboxRoute | undefined {
+    let chosen: OutboxRoute | undefined;
+    for (const op of ops) {
+      const route = this.route(op.policy.name);
+      if (!route) return undefined;
+      if (chosen && chosen.primary !== route.primary) {
+        throw new TandemError('bad_request', 400, `ops: a batch must stay on one primary; ${op.policy.name} has its primary on the ${route.primary.name}`, { field: 'ops' });
+      }
+      chosen = route;
+    }
+    return chosen;
+  }
+
+  private async writeOn(route: OutboxRoute, givenOps: readonly WriteOp[], requestId?: string): Promise<WriteOutcome> {
     const primary = route.primary;
+    // API values are source-shaped: on the target they take the target's column names.
+    const onTarget = primary.name === 'target';
+    const ops = onTarget ? givenOps.map(toTargetNames) : givenOps;
     let written: Written;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -79,26 +135,33 @@ export class WriteService {
         throw (await explainSqliteFull(primary, ops, error)) ?? primaryError(error, ops);
       }
     }
-    const { results, entries } = written;
+    const { entries } = written;
+    // Responses are always source-shaped: rows written on the target are mapped back.
+    const results = onTarget ? written.results.map((r, i) => (r.row ? { ...r, row: mapBackward((givenOps[i] as WriteOp).policy, r.row) } : r)) : written.results;
     for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'ok', op: op.op, ...(requestId ? { requestId } : {}) });
-    if (entries.length === 0) return { results, disposition: 'primary-only' };
+    if (entries.length === 0) return { results, disposition: 'primary-only', primary: primary.name };
     this.options.onQueued?.(entries);
     const applied = await this.applier.applyInline(route, entries);
-    return { results, disposition: applied ? 'applied' : 'queued' };
+    return { results, disposition: applied ? 'applied' : 'queued', primary: primary.name };
   }
 
   /** One try on the primary: the folded statement when it applies, else the classic transaction. */
   private async writePrimary(primary: Store, ops: readonly WriteOp[]): Promise<Written> {
     const [only] = ops;
     if (ops.length === 1 && only && only.op !== 'upsert') {
-      const fold = this.options.folds?.get(only.policy.name);
+      // Folds are prepared on the source (app.ts): after a cutover the classic path runs.
+      const fold = primary.name === 'source' ? this.options.folds?.get(only.policy.name) : undefined;
       if (fold) {
         const folded = await this.runFolded(fold, primary, only);
         if (folded) return folded;
       }
     }
     const entries: OutboxEntry[] = [];
-    const results = await primary.knex.transaction((trx) => this.runOps(trx, primary, ops, entries));
+    const deadline = this.options.primaryDeadlineMs?.(primary);
+    const results =
+      deadline === undefined
+        ? await primary.knex.transaction((trx) => this.runOps(trx, primary, ops, entries))
+        : await withDeadlineTransaction(primary, deadline, (trx) => this.runOps(trx, primary, ops, entries));
     return { results, entries };
   }
 
@@ -189,6 +252,15 @@ interface Written {
 
 function resultOf(change: PrimaryChange): OpResult {
   return change.row === undefined ? { status: change.status } : { status: change.status, row: toApiRow(change.row) };
+}
+
+/**
+ * An op with the target's column names (the target is primary). A value for a column the
+ * target excludes has nowhere to go and is dropped (README: excluded columns after cutover).
+ */
+function toTargetNames(op: WriteOp): WriteOp {
+  if (op.op === 'delete') return op;
+  return { ...op, values: mapForward(op.policy, op.values) };
 }
 
 function keyFieldOf(op: WriteOp): string {

@@ -6,6 +6,8 @@ export interface CallResult {
   status: number;
   /** The `Tandem-Write` header, when present. */
   write: string | null;
+  /** The `Tandem-Primary` header (the store that acknowledged a write), when present. */
+  primary?: string | null;
   /** Parsed JSON body (or text), undefined for empty bodies. */
   body: unknown;
   /** Time the request was sent and the time its answer (or failure) arrived, `performance.now()` ms. */
@@ -36,7 +38,7 @@ export async function call(base: string, method: string, path: string, body?: un
       }
     }
     const doneAt = performance.now();
-    return { status: res.status, write: res.headers.get('tandem-write'), body: parsed, sentAt, doneAt, ms: doneAt - sentAt };
+    return { status: res.status, write: res.headers.get('tandem-write'), primary: res.headers.get('tandem-primary'), body: parsed, sentAt, doneAt, ms: doneAt - sentAt };
   } catch (error) {
     const doneAt = performance.now();
     return { status: 0, write: null, body: undefined, sentAt, doneAt, ms: doneAt - sentAt, error: error as Error };

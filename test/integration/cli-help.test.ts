@@ -53,7 +53,7 @@ describe('tandem CLI: help, options, --json', () => {
   it('every subcommand answers --help with its usage, options and an example', async () => {
     const top = ok(await runCli(['--help'], {}));
     const queue = subcommands(top.stdout).map((name) => [name]);
-    expect(queue.map((q) => q[0])).toEqual(['serve', 'status', 'verify', 'backfill', 'flags', 'outbox', 'brake']);
+    expect(queue.map((q) => q[0])).toEqual(['serve', 'status', 'verify', 'backfill', 'flags', 'outbox', 'brake', 'cutover', 'rollback']);
     const walked: string[] = [];
     while (queue.length > 0) {
       const path = queue.shift() as string[];
@@ -98,8 +98,8 @@ describe('tandem CLI: help, options, --json', () => {
 
   it('prints human tables by default, without colour off a terminal, and progress as plain lines', async () => {
     const status = ok(await runCli(['status'], env));
-    expect(status.stdout).toMatch(/^TABLE +STAGE +TARGET +READS\/SHADOW/m);
-    expect(status.stdout).toMatch(/^people +dual-write +current/m);
+    expect(status.stdout).toMatch(/^TABLE +STAGE +PRIMARY +EPOCH +SECONDARY +READS\/SHADOW/m);
+    expect(status.stdout).toMatch(/^people +dual-write +source +1 +current/m);
     expect(status.stdout).not.toContain('\x1b[');
     const verify = ok(await runCli(['verify', 'people'], env));
     expect(verify.stdout).toMatch(/^verify people: clean/m);

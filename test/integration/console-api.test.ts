@@ -123,7 +123,7 @@ describe('console admin API (sqlite→sqlite)', () => {
     expect(unknown.body.field).toBe('name');
   });
 
-  it('keeps a history per table and reports capabilities (no cutover in this build)', async () => {
+  it('keeps a history per table and reports capabilities (cutover and rollback, driven by the CLI)', async () => {
     const history = (await tandem.request.get('/admin/tables/people/history').set(admin).expect(200)).body;
     expect(history).toMatchObject({ table: 'people', intervalSeconds: 5 });
     expect(Object.keys(history.series)).toEqual(
@@ -131,6 +131,6 @@ describe('console admin API (sqlite→sqlite)', () => {
     );
     await tandem.request.get('/admin/tables/nope/history').set(admin).expect(404);
     const caps = (await tandem.request.get('/admin/capabilities').set(admin).expect(200)).body;
-    expect(caps).toMatchObject({ cutover: false, rollback: false, flagsEditable: true });
+    expect(caps).toMatchObject({ cutover: true, rollback: true, flagsEditable: true });
   });
 });

@@ -303,13 +303,13 @@ describeEachPair('flags reconcile into stages', { pairs: [SQLITE], label: 'flagc
       await waitFor(async () => (await status(tandem)).flags.lastError === null, { timeoutMs: 5_000, what: 'the flag error to clear' });
     });
 
-    it('target-primary (not supported by this build) is refused: the stage stays dual-write', async () => {
+    it('target-primary on a stale target is refused: the stage stays dual-write', async () => {
       const conflictsBefore = sample(await metrics(tandem), 'tandem_flag_conflicts_total') ?? 0;
       tandem.setFlags([...DUAL_WRITE_ALL, on('tandem.people.target-primary')]);
       const people = await statusWhen(tandem, (s) => s.flagConflict !== null, 'show the flag conflict');
       expect(people.stage).toBe('dual-write');
       expect(people.flags.targetPrimary).toBe(true);
-      expect(people.flagConflict).toMatch(/target-primary/);
+      expect(people.flagConflict).toMatch(/target-primary refused: the target is stale/);
       const text = await metrics(tandem);
       expect(sample(text, 'tandem_flag_conflicts_total')).toBeGreaterThanOrEqual(Math.max(1, conflictsBefore + 1));
       expect(sample(text, 'tandem_stage{table="people",stage="dual-write"}')).toBe(1);

@@ -226,6 +226,9 @@ describe('deploy/: dashboard and alert rules', () => {
     expect(find(/^increase\(tandem_flags_errors_total\[5m\]\) > 0$/)).toHaveLength(1);
     expect(find(/tandem_verify_drift_rows\) > 0$/)).toHaveLength(1);
     expect(find(/^up\{job="tandem"\} == 0$/)).toHaveLength(1);
+    expect(find(/^max by \(table\) \(tandem_switch_in_progress\) > 0$/)).toHaveLength(1);
+    expect(find(/tandem_switch_refused_total\[10m\]\)\) > 0$/)).toHaveLength(1);
+    expect(find(/tandem_reverse_lag_seconds\) > 30$/)).toHaveLength(1);
     expect(find(/^tandem_outbox_worker_stalled == 1$/)).toHaveLength(1);
   });
 

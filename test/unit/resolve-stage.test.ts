@@ -55,7 +55,11 @@ describe('resolveStage with every stage supported', () => {
     expect(decision.conflict).toMatch(/requires dual-write/);
   });
 
-  it.each([OFF, DUAL, PRIMARY, { dualWrite: true, targetPrimary: false, retireSource: true }])(
+  it('leaves target-only only to target-primary (reverse replication on again; the source stays stale)', () => {
+    expect(resolveStage(PRIMARY, 'target-only', ALL)).toEqual({ stage: 'target-primary' });
+  });
+
+  it.each([OFF, DUAL, { dualWrite: true, targetPrimary: false, retireSource: true }])(
     'refuses to leave target-only for flags %o',
     (flags) => {
       const decision = resolveStage(flags, 'target-only', ALL);
@@ -65,7 +69,7 @@ describe('resolveStage with every stage supported', () => {
   );
 
   it('names the stale source when refusing to leave target-only', () => {
-    expect(resolveStage(OFF, 'target-only', ALL).conflict).toMatch(/target-only cannot be left/);
+    expect(resolveStage(OFF, 'target-only', ALL).conflict).toMatch(/source is stale; resync it/);
   });
 
   it('stays in target-only quietly while the flags still ask for it', () => {
@@ -74,27 +78,29 @@ describe('resolveStage with every stage supported', () => {
 });
 
 describe('resolveStage with this build’s supported stages', () => {
-  it('supports source-only and dual-write only', () => {
-    expect([...SUPPORTED_STAGES]).toEqual(['source-only', 'dual-write']);
+  it('supports every stage', () => {
+    expect([...SUPPORTED_STAGES]).toEqual(['source-only', 'dual-write', 'target-primary', 'target-only']);
   });
 
   it('uses SUPPORTED_STAGES by default', () => {
     expect(resolveStage(PRIMARY, 'dual-write')).toEqual(resolveStage(PRIMARY, 'dual-write', SUPPORTED_STAGES));
     expect(resolveStage(DUAL, 'source-only')).toEqual({ stage: 'dual-write' });
+    expect(resolveStage(PRIMARY, 'dual-write')).toEqual({ stage: 'target-primary' });
   });
 
   it('falls back from unsupported target-primary to dual-write with a conflict message', () => {
     for (const previous of ['source-only', 'dual-write'] as const) {
-      const decision = resolveStage(PRIMARY, previous);
+      const decision = resolveStage(PRIMARY, previous, ['source-only', 'dual-write']);
       expect(decision.stage).toBe('dual-write');
       expect(decision.conflict).toBe('stage target-primary is not supported by this version of Tandem');
     }
   });
 
-  it('falls back from unsupported target-only to dual-write with a conflict message', () => {
-    const decision = resolveStage(RETIRE, 'dual-write');
-    expect(decision.stage).toBe('dual-write');
+  it('falls back from unsupported target-only to target-primary with a conflict message', () => {
+    const decision = resolveStage(RETIRE, 'dual-write', ['source-only', 'dual-write', 'target-primary']);
+    expect(decision.stage).toBe('target-primary');
     expect(decision.conflict).toMatch(/stage target-only is not supported/);
+    expect(resolveStage(RETIRE, 'dual-write', ['source-only', 'dual-write']).stage).toBe('dual-write');
   });
 
   it('keeps the previous stage when even dual-write is unsupported', () => {
@@ -107,7 +113,7 @@ describe('resolveStage with this build’s supported stages', () => {
     // A table left in target-only (e.g. by a newer build before a downgrade) must stay there:
     // DESIGN §2 "target-only → rollback refused: source is stale". Falling back to dual-write
     // would make the stale source primary again.
-    const decision = resolveStage(RETIRE, 'target-only');
+    const decision = resolveStage(OFF, 'target-only', ['source-only', 'dual-write']);
     expect(decision.stage).toBe('target-only');
     expect(decision.conflict).toBeDefined();
   });

@@ -141,6 +141,14 @@ export interface DialectAdapter {
   forShare<Q extends Knex.QueryBuilder>(query: Q): Q;
   /** `FOR UPDATE`, or nothing where the engine has one writer. */
   forUpdate<Q extends Knex.QueryBuilder>(query: Q): Q;
+  /**
+   * Takes the database's write lock at the start of a transaction where the engine has one
+   * writer and no row locks (SQLite); a no-op elsewhere. A deferred SQLite transaction that
+   * reads and then writes fails at once with SQLITE_BUSY_SNAPSHOT when another process
+   * committed in between, without waiting on busy_timeout; a write statement first waits.
+   * @see https://www.sqlite.org/isolation.html
+   */
+  takeWriteLock(trx: Knex.Transaction): Promise<void>;
 
   // --- changes with their after-image (primary) -----------------------------------------
   /**

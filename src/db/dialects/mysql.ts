@@ -103,6 +103,7 @@ export function makeMysqlAdapter(): DialectAdapter {
 
     forShare: (query) => query.forShare() as typeof query,
     forUpdate: (query) => query.forUpdate() as typeof query,
+    takeWriteLock: () => Promise.resolve(),
 
     async insertReturning(trx, side, values) {
       const insert = trx(side.table).insert(values);

@@ -66,6 +66,7 @@ export const postgresAdapter: DialectAdapter = {
 
   forShare: (query) => query.forShare() as typeof query,
   forUpdate: (query) => query.forUpdate() as typeof query,
+  takeWriteLock: () => Promise.resolve(),
 
   async insertReturning(trx, side, values) {
     const [row] = (await trx(side.table).insert(values).returning('*')) as Row[];

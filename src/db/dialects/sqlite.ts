@@ -70,6 +70,10 @@ export const sqliteAdapter: DialectAdapter = {
 
   forShare: (query) => query,
   forUpdate: (query) => query,
+  // Matches no row and changes nothing; as the first statement it takes the write lock.
+  async takeWriteLock(trx) {
+    await trx.raw('UPDATE tandem_state SET tbl = tbl WHERE 0');
+  },
 
   async insertReturning(trx, side, values) {
     const [row] = (await trx(side.table).insert(values).returning('*')) as Row[];

@@ -6,8 +6,8 @@ import type { JobContext, JobRegistry } from '../../jobs/job-registry.js';
 import { featurePercent } from '../../read/read-routing.js';
 
 /**
- * Capabilities the console shows buttons for. `cutover` and `rollback` stay false until the
- * fenced primary switch (DESIGN §5) exists; the console renders those buttons only when true.
+ * Capabilities the console shows buttons for. `cutover` and `rollback` are true since the
+ * fenced primary switch (DESIGN §5) exists; the console points to the CLI for them.
  */
 export interface ConsoleCapabilities {
   cutover: boolean;
