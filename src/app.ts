@@ -26,7 +26,7 @@ import { PrimarySwitch } from './cutover/primary-switch.js';
 import { StageReconciler } from './cutover/stage-reconciler.js';
 import { makePendingRowsDue } from './outbox/make-rows-due.js';
 import type { StoreBreaker } from './db/breaker.js';
-import type { Store } from './db/store.js';
+import { destroyStore, type Store } from './db/store.js';
 import { EventBus, type TandemEvent } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
 import type { HistoryRing } from './history/history-ring.js';
@@ -377,7 +377,7 @@ export class TandemApp {
     for (const breaker of this.breakers.values()) breaker.shutdown();
     this.flags?.stop();
     await this.sql?.close();
-    await Promise.all([this.stores.source?.knex.destroy(), this.stores.target?.knex.destroy()]);
+    await Promise.all([destroyStore(this.stores.source), destroyStore(this.stores.target)]);
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
 }

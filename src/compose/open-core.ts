@@ -1,7 +1,7 @@
 import type { TandemConfig } from '../config/schema.js';
 import { ensureInternalTables } from '../db/internal-tables.js';
 import { describeTable } from '../db/introspect.js';
-import { makeStore, type Store, type StoreOptions } from '../db/store.js';
+import { destroyStore, makeStore, type Store, type StoreOptions } from '../db/store.js';
 import { ensureStateRows } from '../db/table-state.js';
 import { TandemError } from '../errors.js';
 import { bindPolicy } from '../policy/bind-policy.js';
@@ -39,7 +39,7 @@ export async function openCore(config: Readonly<TandemConfig>, options: OpenCore
   const target = makeStore('target', config.target.url, storeOptions('target'));
   options.onStores?.(source, target);
   const close = async () => {
-    await Promise.all([source.knex.destroy(), target.knex.destroy()]);
+    await Promise.all([destroyStore(source), destroyStore(target)]);
   };
   try {
     if (options.prepareStores) await options.prepareStores(source, target);

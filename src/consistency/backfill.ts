@@ -128,7 +128,8 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
 async function copyChunk(target: Store, policy: Policy, rows: readonly Row[], marker: number): Promise<number> {
   const byKey = new Map(rows.map((r) => [formatKey(policy.primaryKey.map((c) => r[c])), r]));
   const rowKeys = [...byKey.keys()];
-  return target.knex.transaction(async (trx) => {
+  // Replication sessions: a child row may be copied before its parent (foreign-key checks off).
+  return target.replica.transaction(async (trx) => {
     const ledger = rowKeys.map((k) => ({ tbl: policy.name, row_key: k, epoch: 0, seq: 0, applied_at: marker }));
     for (let i = 0; i < ledger.length; i += 500) await target.adapter.claimAbsent(trx, ledger.slice(i, i + 500));
     // Ours: the ledger rows carrying this run's marker and still at version (0, 0).

@@ -16,9 +16,17 @@ export interface Store {
   readonly dialect: Dialect;
   /** Everything engine-specific, for this store in whichever role it plays. */
   readonly adapter: DialectAdapter;
+  /** Client sessions: the writes this store acknowledges as a primary, reads, tools. Foreign keys checked. */
   readonly knex: Knex;
+  /**
+   * Replication sessions (replication-session.ts: foreign-key checks off): the apply and the
+   * backfill write this store through them while it is the secondary. A pool of its own, so
+   * a store that becomes the primary at a cutover keeps checking its clients' writes; the
+   * same pool as `knex` where the engine runs in process (SQLite: one writer, checks off by default).
+   */
+  readonly replica: Knex;
   readonly displayUrl: string;
-  /** The target's sessions are replication sessions (replication-session.ts): whether its FK checks are off. */
+  /** Whether the replication sessions' foreign-key checks are off (or why not). */
   readonly session: SessionState;
 }
 
@@ -44,15 +52,27 @@ export function makeStore(name: StoreName, url: string, options: StoreOptions): 
   const session = makeSessionState();
   // knex prints its warnings with console.log: route them into Tandem's JSON logs instead,
   // so stdout stays one JSON document per line.
-  const knex = knexFactory({
-    // The target only ever receives replicated rows (a cutover is refused by this build).
-    ...withSessionSetup(adapter.knexConfig(url, `tandem-${name}`, options), adapter, name === 'target', session, options.statementTimeoutMs),
-    log: {
-      warn: (message: unknown) => onLog('warn', String(message)),
-      error: (message: unknown) => onLog('error', String(message)),
-      deprecate: (message: unknown) => onLog('deprecate', String(message)),
-      debug: () => undefined,
-    },
-  });
-  return Object.freeze({ name, dialect: adapter.name, adapter, knex, displayUrl: redactUrl(url), session });
+  const log = {
+    warn: (message: unknown) => onLog('warn', String(message)),
+    error: (message: unknown) => onLog('error', String(message)),
+    deprecate: (message: unknown) => onLog('deprecate', String(message)),
+    debug: () => undefined,
+  };
+  const pool = (applicationName: string, replica: boolean): Knex =>
+    knexFactory({ ...withSessionSetup(adapter.knexConfig(url, applicationName, options), adapter, replica, session, options.statementTimeoutMs), log });
+  // Pools open connections on demand (min 0): a store that is never a secondary never opens a replication session.
+  const knex = pool(`tandem-${name}`, adapter.inProcess);
+  const replica = adapter.inProcess ? knex : pool(`tandem-${name}-replica`, true);
+  return Object.freeze({ name, dialect: adapter.name, adapter, knex, replica, displayUrl: redactUrl(url), session });
+}
+
+/** The store as the apply and the backfill write it: through its replication sessions. */
+export function replicaView(store: Store): Store {
+  return store.replica === store.knex ? store : Object.freeze({ ...store, knex: store.replica });
+}
+
+/** Closes both pools. */
+export async function destroyStore(store: Store | undefined): Promise<void> {
+  if (!store) return;
+  await Promise.all([store.knex.destroy(), store.replica === store.knex ? undefined : store.replica.destroy()]);
 }

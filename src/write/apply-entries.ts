@@ -1,5 +1,5 @@
 import type { ApplyItem, ApplySlice } from '../db/dialects/dialect.js';
-import type { Store } from '../db/store.js';
+import { replicaView, type Store } from '../db/store.js';
 import { deadlineRunner } from '../db/with-deadline.js';
 import type { OutboxEntry } from '../outbox/outbox-entry.js';
 import type { Policy } from '../policy/policy.js';
@@ -62,7 +62,9 @@ export async function applyEntries(
     const items = newest.map((e) => applyItem(secondary, route, e));
     for (let i = 0; i < items.length; i += SLICE) slices.push({ side: route.secondary, items: items.slice(i, i + SLICE) });
   }
-  const counts = await secondary.adapter.applyVersioned(secondary.knex, deadlineRunner(secondary, deadlineMs), slices);
+  // Through the secondary's replication sessions (foreign-key checks off: children may arrive before parents).
+  const sessions = replicaView(secondary);
+  const counts = await sessions.adapter.applyVersioned(sessions.knex, deadlineRunner(sessions, deadlineMs), slices);
   const perTable = new Map<string, { applied: number; skipped: number }>();
   slices.forEach(({ side }, i) => {
     const sum = perTable.get(side.name) ?? { applied: 0, skipped: 0 };

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keyPartSql } from '../../src/db/dialects/postgres-fold.js';
-import { makeStore, type Store } from '../../src/db/store.js';
+import { destroyStore, makeStore, type Store } from '../../src/db/store.js';
 import { formatKey } from '../../src/policy/row-key.js';
 import { createTestDatabase, dialectAvailable, type TestDatabase } from '../helpers/databases.js';
 
@@ -43,7 +43,7 @@ run('the folded write builds the outbox key exactly as formatKey does (PostgreSQ
   });
 
   afterAll(async () => {
-    await store?.knex.destroy();
+    await destroyStore(store);
     await db?.drop();
   });
 

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { foreignKeyOrder } from '../../src/db/foreign-key-order.js';
-import { makeStore } from '../../src/db/store.js';
+import { destroyStore, makeStore } from '../../src/db/store.js';
 import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
 import { createTestTables, writeTestPolicies } from '../helpers/schema.js';
 import { outboxCounts, startTandem, waitFor, type TandemHarness } from '../helpers/tandem.js';
@@ -80,7 +80,27 @@ for (const pair of runnablePairs()) {
       try {
         expect(await foreignKeyOrder(store, ['people', 'order_lines', 'kv', 'orders'])).toEqual(['kv', 'orders', 'order_lines', 'people']);
       } finally {
-        await store.knex.destroy();
+        await destroyStore(store);
+      }
+    });
+
+    it('only replication sessions skip foreign-key checks: client sessions of the same store still refuse an orphan (the target after a cutover is a primary)', async () => {
+      const store = makeStore('target', target.url, { statementTimeoutMs: 5_000, poolMax: 1, acquireTimeoutMs: 5_000, connectTimeoutMs: 3_000 });
+      try {
+        if (store.adapter.inProcess) {
+          // SQLite: one in-process pool, foreign keys off as SQLite's default; nothing to separate.
+          expect(store.replica).toBe(store.knex);
+        } else {
+          expect(store.replica).not.toBe(store.knex);
+          await expect(store.knex('order_lines').insert({ id: 90, order_id: 9_999, qty: 1 })).rejects.toThrow();
+          expect(await target.knex('order_lines').where({ id: 90 }).first()).toBeUndefined();
+          await store.replica('order_lines').insert({ id: 91, order_id: 9_999, qty: 1 });
+          expect(store.session.foreignKeyChecks).toBe('off');
+          expect(await target.knex('order_lines').where({ id: 91 }).first()).toBeTruthy();
+          await target.knex('order_lines').where({ id: 91 }).del();
+        }
+      } finally {
+        await destroyStore(store);
       }
     });
   });
