@@ -36,6 +36,27 @@ const LAYERS = {
 };
 const FOLDERS = ['config', 'metrics', 'db', 'policy', 'flags', 'outbox', 'history', 'jobs', 'write', 'read', 'consistency', 'cutover', 'http', 'sql'];
 
+/** Syntax refused everywhere. */
+const RESTRICTED = [
+  { selector: "ExportDefaultDeclaration", message: 'Use named exports.' },
+  { selector: "TSEnumDeclaration", message: 'Use `as const` arrays instead of enums.' },
+];
+
+/**
+ * Outside src/db/dialects/ no code compares engine names (issue 10): it asks its store's
+ * adapter (`store.adapter`, src/db/dialects/dialect.ts) instead.
+ */
+const ENGINE_NAME = 'engine-name comparison outside src/db/dialects/: add a method or property to DialectAdapter (src/db/dialects/dialect.ts) and ask store.adapter (issue 10)';
+const ENGINE = '/^(pg|mysql|sqlite)$/';
+const ENGINE_COMPARISONS = [
+  {
+    // `x === 'mysql'`, `'pg' !== y`, `store.dialect === …`, `dialect !== …`: one report per comparison.
+    selector: `BinaryExpression[operator=/^[!=]==?$/]:matches([left.value=${ENGINE}], [right.value=${ENGINE}], [left.property.name='dialect'], [right.property.name='dialect'], [left.name='dialect'], [right.name='dialect'])`,
+    message: ENGINE_NAME,
+  },
+  { selector: `SwitchStatement:matches([discriminant.property.name='dialect'], [discriminant.name='dialect']), SwitchCase[test.value=${ENGINE}]`, message: ENGINE_NAME },
+];
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'data/', 'coverage/', '.unleash/'] },
   js.configs.recommended,
@@ -45,11 +66,7 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      'no-restricted-syntax': [
-        'error',
-        { selector: "ExportDefaultDeclaration", message: 'Use named exports.' },
-        { selector: "TSEnumDeclaration", message: 'Use `as const` arrays instead of enums.' },
-      ],
+      'no-restricted-syntax': ['error', ...RESTRICTED],
     },
   },
   {
@@ -82,6 +99,11 @@ export default tseslint.config(
         },
       ],
     },
+  },
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/db/dialects/**'],
+    rules: { 'no-restricted-syntax': ['error', ...RESTRICTED, ...ENGINE_COMPARISONS] },
   },
   {
     // The lint's own import resolver is loaded with require() by eslint-module-utils.

@@ -39,7 +39,7 @@ export interface SqlFrontDeps {
  */
 export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | undefined> {
   const { config, source, target } = d;
-  if (source.dialect !== 'pg') {
+  if (!source.adapter.speaksPostgresWire) {
     if (config.sql.port === undefined) return undefined;
     throw new TandemError(
       'config_invalid',
@@ -53,8 +53,8 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
   };
   const built = await makeSqlBackend({
     sourceUrl: config.source.url,
-    targetUrl: target.dialect === 'pg' ? config.target.url : undefined,
-    otherTarget: target.dialect === 'pg' ? undefined : { knex: target.knex, dialect: target.dialect },
+    targetUrl: target.adapter.speaksPostgresWire ? config.target.url : undefined,
+    otherTarget: target.adapter.speaksPostgresWire ? undefined : { knex: target.knex, dialect: target.dialect, translatesReads: target.adapter.translatesReads },
     policies: [...d.policies.values()].map((p) => ({
       name: p.name,
       sourceTable: p.sourceTable,

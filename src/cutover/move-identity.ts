@@ -39,54 +39,6 @@ export async function moveIdentity(
 }
 
 /** Sets the table's counter so the next generated key is above `floor`; returns the counter's new last value. */
-async function raiseCounter(store: Store, table: string, key: string, floor: bigint): Promise<bigint | null> {
-  const { knex } = store;
-  if (store.dialect === 'pg') {
-    const found = (await knex.raw('SELECT pg_get_serial_sequence(?, ?) AS seq', [quotePg(table), key])) as { rows: Array<{ seq: string | null }> };
-    const seq = found.rows[0]?.seq;
-    if (!seq) return null;
-    // setval(seq, v, true): the next nextval() returns v + 1. GREATEST keeps it from going back.
-    const result = (await knex.raw(
-      `SELECT setval(?::regclass, GREATEST(?::bigint, COALESCE(pg_sequence_last_value(?::regclass), 0), 1), true) AS v`,
-      [seq, floor.toString(), seq],
-    )) as { rows: Array<{ v: string | number }> };
-    return BigInt(String(result.rows[0]?.v ?? floor));
-  }
-  if (store.dialect === 'mysql') {
-    const rows = (await knex('information_schema.columns')
-      .select('extra')
-      .whereRaw('table_schema = DATABASE()')
-      .andWhere({ table_name: table, column_name: key })) as Array<{ extra?: string; EXTRA?: string }>;
-    const extra = String(rows[0]?.extra ?? rows[0]?.EXTRA ?? '');
-    if (!/auto_increment/i.test(extra)) return null;
-    // InnoDB never sets AUTO_INCREMENT below MAX(key) + 1, so this cannot move it backwards.
-    // The value is an integer computed here, never request text; DDL takes no bound parameters.
-    const next = floor + 1n;
-    await knex.raw(`ALTER TABLE ${quoteMysql(table)} AUTO_INCREMENT = ${next.toString()}`);
-    return floor;
-  }
-  // SQLite: only AUTOINCREMENT tables keep a counter; plain INTEGER PRIMARY KEY takes MAX(rowid) + 1.
-  const hasSequence = (await knex('sqlite_master').where({ type: 'table', name: 'sqlite_sequence' }).first()) !== undefined;
-  if (!hasSequence) return null;
-  const ddl = (await knex('sqlite_master').select('sql').where({ type: 'table', name: table }).first()) as { sql?: string } | undefined;
-  if (!ddl?.sql || !/autoincrement/i.test(ddl.sql)) return null;
-  return knex.transaction(async (trx) => {
-    const current = (await trx('sqlite_sequence').select('seq').where({ name: table }).first()) as { seq: number | string } | undefined;
-    if (current === undefined) {
-      await trx('sqlite_sequence').insert({ name: table, seq: floor.toString() });
-      return floor;
-    }
-    const value = BigInt(String(current.seq));
-    if (value >= floor) return value;
-    await trx('sqlite_sequence').where({ name: table }).update({ seq: floor.toString() });
-    return floor;
-  });
-}
-
-function quotePg(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-function quoteMysql(name: string): string {
-  return `\`${name.replace(/`/g, '``')}\``;
+function raiseCounter(store: Store, table: string, key: string, floor: bigint): Promise<bigint | null> {
+  return store.adapter.moveIdentityAbove(store.knex, table, key, floor);
 }

@@ -1,5 +1,3 @@
-import type { Dialect } from './dialects/dialect.js';
-
 /** Thrown when a statement got no answer within its deadline; its connection was cut. */
 export class QueryDeadlineError extends Error {
   readonly code = 'ETANDEMDEADLINE';
@@ -17,11 +15,11 @@ type Callback = (error: unknown, ...results: unknown[]) => void;
  * hole): the query would wait for TCP to give up, minutes later, pinning the connection and
  * whatever waits on it (a request, the outbox worker). Past `ms` the socket is destroyed,
  * the query fails with a `DeadlineError` (classified transient), and the pool replaces the
- * connection (knex sees the destroyed socket when it validates it). `ms` sits above the server's statement timeout, so a slow statement still
+ * connection (knex sees the destroyed socket when it validates it). Network engines only
+ * (session-setup.ts skips in-process ones). `ms` sits above the server's statement timeout, so a slow statement still
  * ends with the server's own error code.
  */
-export function addQueryDeadline(dialect: Dialect, connection: unknown, ms: number, destroy: (connection: unknown) => void): void {
-  if (dialect === 'sqlite') return; // in-process: no network to lose
+export function addQueryDeadline(connection: unknown, ms: number, destroy: (connection: unknown) => void): void {
   const conn = connection as { query: (...args: unknown[]) => unknown };
   const original = conn.query.bind(conn);
   conn.query = (...args: unknown[]) => {

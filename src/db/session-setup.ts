@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { DialectAdapter } from './dialects/dialect.js';
 import { addQueryDeadline } from './query-deadline.js';
-import { startReplicationSession, startSqliteReplicationSession, type SessionState } from './replication-session.js';
+import { startReplicationSession, type SessionState } from './replication-session.js';
 
 type Done = (err: Error | null, conn: unknown) => void;
 
@@ -14,13 +14,10 @@ export function withSessionSetup(config: Knex.Config, adapter: DialectAdapter, r
   const pool = (config.pool ?? {}) as Knex.PoolConfig & { afterCreate?: (conn: unknown, done: Done) => void };
   const original = pool.afterCreate;
   const finish = (conn: unknown, done: Done) => {
-    addQueryDeadline(adapter.name, conn, statementTimeoutMs + 1_000, (c) => adapter.destroyConnection(c));
+    // In process: no network to lose.
+    if (!adapter.inProcess) addQueryDeadline(conn, statementTimeoutMs + 1_000, (c) => adapter.destroyConnection(c));
     if (!replica) return done(null, conn);
-    if (adapter.name === 'sqlite') {
-      startSqliteReplicationSession(conn as { pragma(sql: string): unknown }, session);
-      return done(null, conn);
-    }
-    startReplicationSession(adapter.name, conn, session, () => done(null, conn));
+    startReplicationSession(adapter, conn, session, () => done(null, conn));
   };
   return {
     ...config,

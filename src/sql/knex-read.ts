@@ -24,8 +24,8 @@ export interface TranslatedRead {
  * PostgreSQL's default collation does for equality); ORDER BY integer key columns; LIMIT and
  * OFFSET constants. Anything else answers the reason it stays on the primary.
  */
-export function translateRead(select: Node, table: SqlTable, dialect: string): TranslatedRead | { reason: string } {
-  if (dialect !== 'mysql') return { reason: `reads are not translated for ${dialect} targets` };
+export function translateRead(select: Node, table: SqlTable, target: { dialect: string; translatesReads: boolean }): TranslatedRead | { reason: string } {
+  if (!target.translatesReads) return { reason: `reads are not translated for ${target.dialect} targets` };
   const oids = new Map(table.columns.map((c) => [c.name, c.oid]));
   const targetName = (column: string): string | { reason: string } => {
     if (!oids.has(column)) return { reason: `unknown column ${column}` };

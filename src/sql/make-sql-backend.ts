@@ -18,7 +18,7 @@ export interface SqlBackendDeps {
   /** Set when the target is PostgreSQL (reads may be served by it). */
   targetUrl: string | undefined;
   /** Set when the target is another engine: reads of the safe subset are rebuilt with knex. */
-  otherTarget: { knex: Knex; dialect: string } | undefined;
+  otherTarget: { knex: Knex; dialect: string; translatesReads: boolean } | undefined;
   policies: Iterable<SqlPolicy>;
   poolMax: number;
   statementTimeoutMs: number;

@@ -223,7 +223,7 @@ export class SqlSession {
       route('source', 'no target to read from');
       return false;
     }
-    const translated = plan.routable !== undefined ? { reason: plan.routable } : translateRead(plan.select, table, other.dialect);
+    const translated = plan.routable !== undefined ? { reason: plan.routable } : translateRead(plan.select, table, other);
     if ('reason' in translated) {
       route('source', translated.reason);
       return false;

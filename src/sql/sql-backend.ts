@@ -12,7 +12,7 @@ export interface SqlBackend {
   /** Connections to the target when it is PostgreSQL too (reads served by the target). */
   readonly target: pg.Pool | undefined;
   /** The target's knex handle and dialect when it is another engine (the translated read subset). */
-  readonly otherTarget: { knex: Knex; dialect: string } | undefined;
+  readonly otherTarget: { knex: Knex; dialect: string; translatesReads: boolean } | undefined;
   readonly classifier: SqlClassifier;
   /** Whether the table is dual-writing now (guarded statements are refused then). */
   dualWriting(table: string): boolean;

@@ -3,6 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { DIALECTS, type TableSide } from '../../src/db/dialects/dialect.js';
 import { dialectOf, makeAdapter } from '../../src/db/dialects/index.js';
 import { ledgerCreate, ledgerUpsert, oneTripStatements } from '../../src/db/dialects/mysql-apply.js';
+import { mysqlAutoIncrementSql } from '../../src/db/dialects/mysql-schema.js';
 import { supportsReturning } from '../../src/db/dialects/mysql.js';
 import { keyPartSql, PgFold, urlEncodeSql } from '../../src/db/dialects/postgres-fold.js';
 import { formatKey } from '../../src/policy/row-key.js';
@@ -77,6 +78,66 @@ describe('dialectOf and the adapters', () => {
     expect(supportsReturning('10.4.32-MariaDB')).toBe(false);
     expect(supportsReturning('11.4.2-MariaDB')).toBe(true);
     expect(supportsReturning('8.0.36')).toBe(false);
+  });
+});
+
+describe('engine decisions the adapters answer (nothing outside src/db/dialects/ compares engine names)', () => {
+  it('replication sessions: each engine turns foreign-key checks off with its own statement', () => {
+    expect(makeAdapter('pg').replicationSessionSql).toBe('SET session_replication_role = replica');
+    expect(makeAdapter('mysql').replicationSessionSql).toBe('SET SESSION FOREIGN_KEY_CHECKS = 0');
+    expect(makeAdapter('sqlite').replicationSessionSql).toBe('PRAGMA foreign_keys = OFF');
+  });
+
+  it.each(['pg', 'mysql'] as const)('%s: the replication statement goes to the driver connection, its error comes back', (dialect) => {
+    const sent: string[] = [];
+    const refused = new Error('no');
+    const conn = { query: (sql: string, cb: (err: Error | null) => void) => (sent.push(sql), cb(refused)) };
+    let answer: Error | null | undefined;
+    makeAdapter(dialect).startReplicationSession(conn, (err) => (answer = err));
+    expect(sent).toEqual([makeAdapter(dialect).replicationSessionSql]);
+    expect(answer).toBe(refused);
+  });
+
+  it('sqlite: the replication session is a synchronous pragma', () => {
+    const sent: string[] = [];
+    let answer: Error | null | undefined;
+    makeAdapter('sqlite').startReplicationSession({ pragma: (sql: string) => sent.push(sql) }, (err) => (answer = err));
+    expect(sent).toEqual(['foreign_keys = OFF']);
+    expect(answer).toBeNull();
+    const refused = new Error('locked');
+    makeAdapter('sqlite').startReplicationSession({ pragma: () => { throw refused; } }, (err) => (answer = err));
+    expect(answer).toBe(refused);
+  });
+
+  it('the note when checks stay on names what PostgreSQL needs', () => {
+    expect(makeAdapter('pg').foreignKeyChecksNote('42501')).toBe(
+      'foreign-key checks stay on: this role may not set session_replication_role (42501); make it superuser or GRANT SET ON PARAMETER session_replication_role (PostgreSQL 15+), or expect child rows queued until their parents arrive',
+    );
+    expect(makeAdapter('mysql').foreignKeyChecksNote('ER_SPECIFIC_ACCESS_DENIED_ERROR')).toBe('foreign-key checks stay on: ER_SPECIFIC_ACCESS_DENIED_ERROR');
+    expect(makeAdapter('sqlite').foreignKeyChecksNote('Error')).toBe('foreign-key checks stay on: Error');
+  });
+
+  it('the SQL front: PostgreSQL speaks its wire; reads are translated for MySQL/MariaDB targets only', () => {
+    expect(DIALECTS.filter((d) => makeAdapter(d).speaksPostgresWire)).toEqual(['pg']);
+    expect(DIALECTS.filter((d) => makeAdapter(d).translatesReads)).toEqual(['mysql']);
+  });
+
+  it('only SQLite answers SQLITE_FULL when the generated ids run out', () => {
+    const full = Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+    expect(makeAdapter('sqlite').isIdExhausted(full)).toBe(true);
+    expect(makeAdapter('sqlite').isIdExhausted(new Error('other'))).toBe(false);
+    expect(makeAdapter('sqlite').isIdExhausted(null)).toBe(false);
+    expect(makeAdapter('pg').isIdExhausted(full)).toBe(false);
+    expect(makeAdapter('mysql').isIdExhausted(full)).toBe(false);
+  });
+
+  it('MySQL/MariaDB: AUTO_INCREMENT moves to floor + 1, the table name quoted', () => {
+    expect(mysqlAutoIncrementSql('we`ird', 41n)).toBe('ALTER TABLE `we``ird` AUTO_INCREMENT = 42');
+    expect(mysqlAutoIncrementSql('items', 9223372036854775806n)).toBe('ALTER TABLE `items` AUTO_INCREMENT = 9223372036854775807');
+  });
+
+  it.each(['pg', 'sqlite'] as const)('%s: key columns already compare bytes exactly (no query, nothing changed)', async (dialect) => {
+    expect(await makeAdapter(dialect).fixKeyCollations(builder(dialect), { tandem_state: ['tbl'] })).toEqual([]);
   });
 });
 

@@ -186,3 +186,8 @@ export function keyOf(side: TableSide, row: Row): Row {
   for (const c of side.key) where[c] = row[c];
   return where;
 }
+
+/** Sends one statement on a fresh callback-style driver connection (pg, mysql2) and calls back with its error. */
+export function queryOnConnection(connection: unknown, sql: string, done: (err: Error | null) => void): void {
+  (connection as { query(sql: string, cb: (err: Error | null) => void): void }).query(sql, (err) => done(err));
+}

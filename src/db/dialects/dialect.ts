@@ -125,6 +125,40 @@ export interface DialectAdapter {
   destroyConnection(connection: unknown): void;
   /** An in-process engine: no network, so no deadlines and no socket to cut. */
   readonly inProcess: boolean;
+  /** Speaks PostgreSQL's wire protocol: the SQL front (DESIGN §13) passes statements through to it. */
+  readonly speaksPostgresWire: boolean;
+  /**
+   * The SQL front rebuilds the safe subset of a PostgreSQL SELECT with knex for this engine
+   * when it is a target of another engine (src/sql/knex-read.ts).
+   */
+  readonly translatesReads: boolean;
+
+  // --- replication sessions (src/db/replication-session.ts) -----------------------------
+  /** The statement that turns a session's foreign-key checks off. */
+  readonly replicationSessionSql: string;
+  /** Runs `replicationSessionSql` on a fresh driver connection; calls back with the driver's error, never throws. */
+  startReplicationSession(connection: unknown, done: (err: Error | null) => void): void;
+  /** The status note when a session could not turn its checks off (`cause`: the driver's code or error name). */
+  foreignKeyChecksNote(cause: string): string;
+
+  // --- schema --------------------------------------------------------------------------------
+  /** Child → parent edges (foreign keys) whose child is one of `tables`, by table name. */
+  foreignKeyEdges(knex: Knex, tables: readonly string[]): Promise<Array<{ child: string; parent: string }>>;
+  /**
+   * Gives the named key columns of Tandem's own tables a byte-exact collation where the
+   * engine's default is not; returns the `table.column` names it changed.
+   */
+  fixKeyCollations(knex: Knex, columns: Readonly<Record<string, readonly string[]>>): Promise<string[]>;
+  /**
+   * Sets the table's identity counter (sequence, AUTO_INCREMENT, `sqlite_sequence`) so the
+   * next generated key is above `floor`, never backwards; returns the counter's new last
+   * value, null when the table has no counter.
+   */
+  moveIdentityAbove(knex: Knex, table: string, key: string, floor: bigint): Promise<bigint | null>;
+  /** Whether a failed insert's error may mean the table has no generated id left (SQLite: SQLITE_FULL). */
+  isIdExhausted(error: unknown): boolean;
+  /** The largest generated id as text when `table` already holds it, else undefined. */
+  idLimitReached(knex: Knex, table: string): Promise<string | undefined>;
 
   // --- names and values ----------------------------------------------------------------
   quoteIdent(name: string): string;

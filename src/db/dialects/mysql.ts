@@ -1,9 +1,10 @@
 import type { Knex } from 'knex';
 import type { Row } from '../../shared/row.js';
 import { APPLIED_TABLE, OUTBOX_TABLE, type OutboxRecord } from '../internal-tables.js';
-import { bindWith, fixedIntegerRange, keyOf, splitByPresence, whereKeys } from './common.js';
+import { bindWith, fixedIntegerRange, keyOf, queryOnConnection, splitByPresence, whereKeys } from './common.js';
 import type { BindRules, DialectAdapter, TableSide } from './dialect.js';
 import { applyMysqlSlices, ledgerCreate, ledgerUpsert } from './mysql-apply.js';
+import { mysqlFixKeyCollations, mysqlForeignKeyEdges, mysqlMoveIdentityAbove } from './mysql-schema.js';
 
 const RULES: BindRules = { datesAsText: false, booleansAsIntegers: false, jsonTextAsIs: false, isoDatetimesAsDates: true };
 
@@ -28,7 +29,21 @@ export function makeMysqlAdapter(): DialectAdapter {
   const adapter: DialectAdapter = {
     name: 'mysql',
     inProcess: false,
+    speaksPostgresWire: false,
+    translatesReads: true,
     imageColumnType: 'mediumtext',
+
+    replicationSessionSql: 'SET SESSION FOREIGN_KEY_CHECKS = 0',
+    startReplicationSession(connection, done) {
+      queryOnConnection(connection, adapter.replicationSessionSql, done);
+    },
+    foreignKeyChecksNote: (cause) => `foreign-key checks stay on: ${cause}`,
+
+    foreignKeyEdges: mysqlForeignKeyEdges,
+    fixKeyCollations: mysqlFixKeyCollations,
+    moveIdentityAbove: mysqlMoveIdentityAbove,
+    isIdExhausted: () => false,
+    idLimitReached: () => Promise.resolve(undefined),
 
     knexConfig(url, applicationName, options) {
       const parsed = new URL(url.replace(/^mariadb:/i, 'mysql:'));

@@ -8,6 +8,7 @@ import {
   claimAbsentOnConflict,
   fixedIntegerRange,
   lockLedgerReturning,
+  queryOnConnection,
   quoteDouble,
   recordLedgerOnConflict,
   upsertOnConflict,
@@ -24,7 +25,42 @@ const RULES: BindRules = { datesAsText: false, booleansAsIntegers: false, jsonTe
 export const postgresAdapter: DialectAdapter = {
   name: 'pg',
   inProcess: false,
+  speaksPostgresWire: true,
+  translatesReads: false,
   imageColumnType: 'text',
+
+  // Superuser, or PostgreSQL 15+ with GRANT SET ON PARAMETER session_replication_role; it also
+  // skips ordinary triggers on the target, as logical replication does.
+  replicationSessionSql: 'SET session_replication_role = replica',
+  startReplicationSession(connection, done) {
+    queryOnConnection(connection, postgresAdapter.replicationSessionSql, done);
+  },
+  foreignKeyChecksNote: (cause) =>
+    `foreign-key checks stay on: this role may not set session_replication_role (${cause}); make it superuser or GRANT SET ON PARAMETER session_replication_role (PostgreSQL 15+), or expect child rows queued until their parents arrive`,
+
+  async foreignKeyEdges(knex, tables) {
+    const result = (await knex.raw(
+      `SELECT cl.relname AS child, pl.relname AS parent FROM pg_constraint c
+         JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_class pl ON pl.oid = c.confrelid
+        WHERE c.contype = 'f' AND pg_table_is_visible(cl.oid) AND pg_table_is_visible(pl.oid)`,
+    )) as { rows: Array<{ child: string; parent: string }> };
+    return result.rows.filter((e) => tables.includes(e.child));
+  },
+  // Deterministic collations compare equal only byte-equal strings: nothing to fix.
+  fixKeyCollations: () => Promise.resolve([]),
+  async moveIdentityAbove(knex, table, key, floor) {
+    const found = (await knex.raw('SELECT pg_get_serial_sequence(?, ?) AS seq', [quoteDouble(table), key])) as { rows: Array<{ seq: string | null }> };
+    const seq = found.rows[0]?.seq;
+    if (!seq) return null;
+    // setval(seq, v, true): the next nextval() returns v + 1. GREATEST keeps it from going back.
+    const result = (await knex.raw(
+      `SELECT setval(?::regclass, GREATEST(?::bigint, COALESCE(pg_sequence_last_value(?::regclass), 0), 1), true) AS v`,
+      [seq, floor.toString(), seq],
+    )) as { rows: Array<{ v: string | number }> };
+    return BigInt(String(result.rows[0]?.v ?? floor));
+  },
+  isIdExhausted: () => false,
+  idLimitReached: () => Promise.resolve(undefined),
 
   knexConfig(url, applicationName, options) {
     return {

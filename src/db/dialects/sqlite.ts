@@ -15,6 +15,8 @@ import {
 } from './common.js';
 import type { BindRules, DialectAdapter } from './dialect.js';
 
+const SQLITE_MAX_ROWID = '9223372036854775807';
+
 const RULES: BindRules = { datesAsText: true, booleansAsIntegers: true, jsonTextAsIs: false, isoDatetimesAsDates: false };
 
 /**
@@ -25,7 +27,57 @@ const RULES: BindRules = { datesAsText: true, booleansAsIntegers: true, jsonText
 export const sqliteAdapter: DialectAdapter = {
   name: 'sqlite',
   inProcess: true,
+  speaksPostgresWire: false,
+  translatesReads: false,
   imageColumnType: 'text',
+
+  replicationSessionSql: 'PRAGMA foreign_keys = OFF',
+  // better-sqlite3's connection is synchronous.
+  startReplicationSession(connection, done) {
+    try {
+      (connection as SqliteConn).pragma('foreign_keys = OFF');
+    } catch (error) {
+      return done(error as Error);
+    }
+    done(null);
+  },
+  foreignKeyChecksNote: (cause) => `foreign-key checks stay on: ${cause}`,
+
+  async foreignKeyEdges(knex, tables) {
+    const edges: Array<{ child: string; parent: string }> = [];
+    for (const child of tables) {
+      // A PRAGMA takes no bound parameters; the name comes from a policy and is quoted as an identifier.
+      const rows = (await knex.raw(`PRAGMA foreign_key_list("${child.replace(/"/g, '""')}")`)) as Array<{ table: string }>;
+      for (const r of rows) edges.push({ child, parent: r.table });
+    }
+    return edges;
+  },
+  // BINARY by default: nothing to fix.
+  fixKeyCollations: () => Promise.resolve([]),
+  // Only AUTOINCREMENT tables keep a counter; plain INTEGER PRIMARY KEY takes MAX(rowid) + 1.
+  async moveIdentityAbove(knex, table, _key, floor) {
+    const hasSequence = (await knex('sqlite_master').where({ type: 'table', name: 'sqlite_sequence' }).first()) !== undefined;
+    if (!hasSequence) return null;
+    const ddl = (await knex('sqlite_master').select('sql').where({ type: 'table', name: table }).first()) as { sql?: string } | undefined;
+    if (!ddl?.sql || !/autoincrement/i.test(ddl.sql)) return null;
+    return knex.transaction(async (trx) => {
+      const current = (await trx('sqlite_sequence').select('seq').where({ name: table }).first()) as { seq: number | string } | undefined;
+      if (current === undefined) {
+        await trx('sqlite_sequence').insert({ name: table, seq: floor.toString() });
+        return floor;
+      }
+      const value = BigInt(String(current.seq));
+      if (value >= floor) return value;
+      await trx('sqlite_sequence').where({ name: table }).update({ seq: floor.toString() });
+      return floor;
+    });
+  },
+  // SQLITE_FULL ("database or disk is full") when an AUTOINCREMENT table already holds rowid 2^63−1.
+  isIdExhausted: (error) => (error as { code?: unknown } | null)?.code === 'SQLITE_FULL',
+  async idLimitReached(knex, table) {
+    const [row] = (await knex(table).max({ m: 'rowid' })) as Array<{ m: unknown }>;
+    return String(row?.m) === SQLITE_MAX_ROWID ? SQLITE_MAX_ROWID : undefined;
+  },
 
   knexConfig(url, _applicationName, options) {
     const file = url.replace(/^sqlite:(\/\/)?/i, '');
