@@ -34,7 +34,8 @@ export type TandemEvent =
       message?: string;
       error?: Error;
     }
-  | { type: 'write'; table: string; store: StoreName; result: 'ok' | 'error'; op: string; requestId?: string }
+  /** durationMs: the primary transaction, from its first try to its commit (or its last failure). */
+  | { type: 'write'; table: string; store: StoreName; result: 'ok' | 'error'; op: string; requestId?: string; durationMs?: number }
   | { type: 'read'; table: string; store: StoreName; result: 'ok' | 'fallback' | 'error'; error?: Error }
   | {
       type: 'shadow';
@@ -99,7 +100,7 @@ export type TandemEvent =
   | { type: 'lifecycle'; phase: string; detail?: Record<string, unknown> }
   | { type: 'driver'; store: StoreName; level: 'warn' | 'error' | 'deprecate'; message: string };
 
-export const BRAKE_SIGNALS = ['error_rate', 'consistency', 'lag'] as const;
+export const BRAKE_SIGNALS = ['error_rate', 'consistency', 'lag', 'latency'] as const;
 export type BrakeSignal = (typeof BRAKE_SIGNALS)[number];
 
 

@@ -7,6 +7,8 @@ interface Bucket {
   targetErr: number;
   match: number;
   mismatch: number;
+  /** Durations (ms) of the writes the target acknowledged as primary (after a cutover). */
+  writeMs: number[];
 }
 
 interface TableBrake {
@@ -29,7 +31,7 @@ export interface BrakeStatus {
   value: number | null;
   threshold: number | null;
   trippedAt: string | null;
-  window: { seconds: number; targetOps: number; targetErrorRate: number; shadowSamples: number; consistency: number; lagSeconds: number };
+  window: { seconds: number; targetOps: number; targetErrorRate: number; shadowSamples: number; consistency: number; lagSeconds: number; targetWrites: number; writeP99Ms: number | null };
 }
 
 export function parseWindow(text: string): number {
@@ -87,7 +89,11 @@ export class SafetyBrake {
       case 'write':
         // Writes count only where the target is their primary (after a cutover).
         if (event.store !== 'target') return;
-        this.count(event.table, (b) => (event.result === 'ok' ? b.targetOk++ : b.targetErr++));
+        this.count(event.table, (b) => {
+          if (event.result === 'ok') b.targetOk++;
+          else b.targetErr++;
+          if (event.result === 'ok' && event.durationMs !== undefined) b.writeMs.push(event.durationMs);
+        });
         return;
       case 'apply':
         if (event.store !== 'target' || event.ordering) return;
@@ -136,6 +142,8 @@ export class SafetyBrake {
         shadowSamples: w.shadowSamples,
         consistency: w.consistency,
         lagSeconds: Math.max(brake.lagSeconds, brake.reverseLagSeconds),
+        targetWrites: w.targetWrites,
+        writeP99Ms: w.targetWrites === 0 ? null : Math.round(w.writeP99() * 10) / 10,
       },
     };
   }
@@ -156,7 +164,7 @@ export class SafetyBrake {
     const second = Math.floor(this.now() / 1000);
     let bucket = brake.buckets[brake.buckets.length - 1];
     if (!bucket || bucket.second !== second) {
-      bucket = { second, targetOk: 0, targetErr: 0, match: 0, mismatch: 0 };
+      bucket = { second, targetOk: 0, targetErr: 0, match: 0, mismatch: 0, writeMs: [] };
       brake.buckets.push(bucket);
     }
     add(bucket);
@@ -170,11 +178,13 @@ export class SafetyBrake {
     let err = 0;
     let match = 0;
     let mismatch = 0;
+    let writes = 0;
     for (const b of brake.buckets) {
       ok += b.targetOk;
       err += b.targetErr;
       match += b.match;
       mismatch += b.mismatch;
+      writes += b.writeMs.length;
     }
     const targetOps = ok + err;
     const shadowSamples = match + mismatch;
@@ -183,6 +193,8 @@ export class SafetyBrake {
       errorRate: targetOps === 0 ? 0 : err / targetOps,
       shadowSamples,
       consistency: shadowSamples === 0 ? 1 : match / shadowSamples,
+      targetWrites: writes,
+      writeP99: (): number => percentile99(brake.buckets.flatMap((b) => b.writeMs)),
     };
   }
 
@@ -196,6 +208,14 @@ export class SafetyBrake {
     }
     if (w.shadowSamples >= s.minSamples) {
       checks.push({ signal: 'consistency', value: w.consistency, trip: w.consistency < s.minConsistency, warn: w.consistency < s.warnConsistency, threshold: s.minConsistency, warnAt: s.warnConsistency });
+    }
+    if (w.targetWrites >= s.minSamples) {
+      // Only the (rare) window whose share of slow writes reaches 1 % is sorted for its p99.
+      const slow = brake.buckets.reduce((n, b) => n + b.writeMs.filter((ms) => ms > s.warnWriteLatencyMs).length, 0);
+      if (slow / w.targetWrites > 0.01) {
+        const p99 = w.writeP99();
+        checks.push({ signal: 'latency', value: p99, trip: p99 > s.maxWriteLatencyMs, warn: p99 > s.warnWriteLatencyMs, threshold: s.maxWriteLatencyMs, warnAt: s.warnWriteLatencyMs });
+      }
     }
     const lag = Math.max(brake.lagSeconds, brake.reverseLagSeconds);
     checks.push({ signal: 'lag', value: lag, trip: lag > s.maxLagSeconds, warn: lag > s.warnLagSeconds, threshold: s.maxLagSeconds, warnAt: s.warnLagSeconds });
@@ -230,4 +250,11 @@ export class SafetyBrake {
 
 function round(n: number): number {
   return Math.round(n * 10_000) / 10_000;
+}
+
+/** The nearest-rank 99th percentile (0 for no samples). */
+function percentile99(values: number[]): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)] as number;
 }

@@ -48,6 +48,13 @@ export const policyFileSchema = z
         window: z.string().regex(/^\d+(ms|s|m)$/).default('60s'),
         minSamples: z.number().int().positive().default(100),
         /**
+         * After a cutover: the p99 of writes acknowledged by the target (the primary
+         * transaction, in ms) over the window, on at least `minSamples` writes. Default 1000;
+         * warn at 500.
+         */
+        maxWriteLatencyMs: z.number().positive().default(1000),
+        warnWriteLatencyMs: z.number().positive().default(500),
+        /**
          * After a cutover, a tripped brake also switches the primary back to the source (the
          * fenced rollback) and holds it there until an operator releases the brake. The
          * rollback drains the target's outbox first, so it completes once the target answers

@@ -120,6 +120,7 @@ export class WriteService {
     const onTarget = primary.name === 'target';
     const ops = onTarget ? givenOps.map(toTargetNames) : givenOps;
     let written: Written;
+    const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       try {
         written = await this.writePrimary(primary, ops);
@@ -131,14 +132,16 @@ export class WriteService {
         // rolled the whole transaction back: nothing was written, so running it again is safe.
         const retryable = kind === 'transient' || (kind === 'unique' && ops.some((o) => o.op === 'upsert'));
         if (retryable && attempt < MAX_TRANSACTION_TRIES && !isConnectionLoss(error)) continue;
-        for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'error', op: op.op, ...(requestId ? { requestId } : {}) });
+        const durationMs = performance.now() - started;
+        for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'error', op: op.op, durationMs, ...(requestId ? { requestId } : {}) });
         throw (await explainSqliteFull(primary, ops, error)) ?? primaryError(error, ops);
       }
     }
     const { entries } = written;
     // Responses are always source-shaped: rows written on the target are mapped back.
     const results = onTarget ? written.results.map((r, i) => (r.row ? { ...r, row: mapBackward((givenOps[i] as WriteOp).policy, r.row) } : r)) : written.results;
-    for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'ok', op: op.op, ...(requestId ? { requestId } : {}) });
+    const durationMs = performance.now() - started;
+    for (const op of ops) this.events.emit({ type: 'write', table: op.policy.name, store: primary.name, result: 'ok', op: op.op, durationMs, ...(requestId ? { requestId } : {}) });
     if (entries.length === 0) return { results, disposition: 'primary-only', primary: primary.name };
     this.options.onQueued?.(entries);
     const applied = await this.applier.applyInline(route, entries);

@@ -61,10 +61,12 @@ function brakePolicy(): Policy {
   return { name: 'people', sourceTable: 'people', targetTable: 'people', primaryKey: ['id'], targetPrimaryKey: ['id'], columns: new Map(), redact: new Set(), file, sourcePath: 'x' };
 }
 
-function rig() {
+function rig(options: { autoRollback?: boolean; targetPrimary?: boolean } = {}) {
   let now = 1_000_000;
   const events: TandemEvent[] = [];
-  const brake = new SafetyBrake([brakePolicy()], { emit: (e) => events.push(e) }, () => now);
+  const policy = brakePolicy();
+  if (options.autoRollback) policy.file.safety.autoRollback = true;
+  const brake = new SafetyBrake([policy], { emit: (e) => events.push(e) }, () => now, () => options.targetPrimary === true);
   return { brake, events, advance: (ms: number) => (now += ms) };
 }
 
@@ -127,6 +129,29 @@ describe('safety brake', () => {
     brake.observe({ type: 'outbox.stats', tables: [{ table: 'people', pending: 1, dead: 0, lagSeconds: 40 }] });
     expect(events.filter((e) => e.type === 'brake.warn')).toHaveLength(1);
     expect(brake.braked('people')).toBe(false);
+  });
+
+  it('after a cutover, trips on the p99 of writes the target acknowledged, on enough samples, and rolls back when the policy asks', () => {
+    const write = (ms: number) => ({ type: 'write' as const, table: 'people', store: 'target' as const, result: 'ok' as const, op: 'insert', durationMs: ms });
+    const { brake, events } = rig({ autoRollback: true, targetPrimary: true });
+    for (let i = 0; i < 98; i++) brake.observe(write(5));
+    for (let i = 0; i < 1; i++) brake.observe(write(4_000));
+    expect(brake.braked('people')).toBe(false); // 99 samples < minSamples
+    brake.observe(write(5));
+    expect(brake.braked('people')).toBe(false); // 1 slow of 100: p99 is 5 ms
+    brake.observe(write(3_000));
+    expect(brake.status('people')).toMatchObject({ active: true, rollback: true, signal: 'latency', value: 3_000, threshold: 1_000 });
+    expect(events.find((e) => e.type === 'brake')).toMatchObject({ active: true, signal: 'latency' });
+  });
+
+  it('slow writes on the source (before a cutover) and writes under the threshold never trip the latency signal', () => {
+    const { brake, events } = rig({ autoRollback: true });
+    for (let i = 0; i < 200; i++) brake.observe({ type: 'write', table: 'people', store: 'source', result: 'ok', op: 'insert', durationMs: 5_000 });
+    for (let i = 0; i < 200; i++) brake.observe({ type: 'write', table: 'people', store: 'target', result: 'ok', op: 'insert', durationMs: 700 });
+    expect(brake.braked('people')).toBe(false);
+    expect(brake.status('people')?.window).toMatchObject({ targetWrites: 200, writeP99Ms: 700 });
+    // 700 ms is past the warning level (500 ms): one warning, no trip.
+    expect(events.filter((e) => e.type === 'brake.warn').map((e) => (e as { signal: string }).signal)).toEqual(['latency']);
   });
 });
 
