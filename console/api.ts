@@ -125,6 +125,8 @@ export interface Job {
 }
 
 export interface DeadRow {
+  /** The store whose outbox holds it (the target's after a cutover). */
+  store: 'source' | 'target';
   id: string;
   table: string;
   rowKey: string;

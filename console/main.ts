@@ -512,13 +512,13 @@ function DeadRows({ table, ask, act, onAuthError, onError }: DetailProps) {
     );
   }, [table.table]);
   useEffect(load, [load, table.outbox.dead]);
-  const replay = (ids: string[] | undefined, text: string) =>
+  const replay = (ids: string[] | undefined, text: string, store?: DeadRow['store']) =>
     ask({
       title: ids ? `Replay dead row #${ids[0]}` : `Replay all dead rows of ${table.table}`,
       text,
       confirmLabel: 'Replay',
       run: () => act('Replay', async () => {
-        const r = await api<{ replayed: number }>('POST', '/admin/outbox/replay', { table: table.table, ...(ids ? { ids } : {}) });
+        const r = await api<{ replayed: number }>('POST', '/admin/outbox/replay', { table: table.table, ...(ids ? { ids } : {}), ...(store ? { store } : {}) });
         load();
         return `${r.replayed} dead row(s) of ${table.table} made pending again; the outbox worker applies them.`;
       }),
@@ -540,7 +540,7 @@ function DeadRows({ table, ask, act, onAuthError, onError }: DetailProps) {
                         <td data-label="Id">${r.id}</td><td data-label="Key">${r.rowKey}</td><td data-label="Op">${r.op}</td><td data-label="Attempts">${r.attempts}</td>
                         <td data-label="Last error" class="error-text">${r.lastError ?? ''}</td>
                         <td><button type="button" class="secondary" onClick=${() =>
-                          replay([r.id], `Outbox row #${r.id} (key ${r.rowKey}, ${r.op}) becomes pending with a fresh attempt count; the worker applies it to the target. If the cause (${r.lastError ?? 'unknown'}) is not fixed, it dies again after its attempts.`)}>Replay<span class="visually-hidden"> row ${r.id}</span></button></td>
+                          replay([r.id], `Outbox row #${r.id} (key ${r.rowKey}, ${r.op}) becomes pending with a fresh attempt count; the worker applies it to the target. If the cause (${r.lastError ?? 'unknown'}) is not fixed, it dies again after its attempts.`, r.store)}>Replay<span class="visually-hidden"> row ${r.id}</span></button></td>
                       </tr>`,
                     )}
                   </tbody>

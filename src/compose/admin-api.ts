@@ -3,7 +3,8 @@ import type { Store } from '../db/store.js';
 import type { AdminApi } from '../http/admin-routes.js';
 import { listDeadRows } from '../outbox/list-dead-rows.js';
 import type { OutboxRoute } from '../outbox/outbox-worker.js';
-import { replayDeadRows } from '../outbox/replay-dead-rows.js';
+import { countDeadIds, replayDeadRows } from '../outbox/replay-dead-rows.js';
+import { TandemError } from '../errors.js';
 
 export interface AdminDeps {
   route: OutboxRoute;
@@ -17,14 +18,28 @@ export interface AdminDeps {
   afterReplay(): Promise<void>;
 }
 
-/** The admin API over the route's outbox (dead rows live in the primary's outbox). */
+/** The admin API over the outboxes (dead rows live in the outbox of the store that was primary when they were written). */
 export function makeAdminApi(d: AdminDeps): AdminApi {
+  const stores = [d.route.primary, ...(d.replayStores ?? [])];
   return {
     status: d.status,
-    listDead: (o) => listDeadRows(d.route.primary, o),
+    // Every outbox that may hold dead rows, each row tagged with its store.
+    listDead: async (o) => {
+      const rows = [];
+      for (const store of stores) rows.push(...(await listDeadRows(store, o)));
+      return rows.slice(0, o.limit);
+    },
     replayDead: async (o) => {
-      let n = await replayDeadRows(d.route.primary, o);
-      for (const store of d.replayStores ?? []) n += await replayDeadRows(store, o);
+      let chosen = o.store ? stores.filter((s) => s.name === o.store) : stores;
+      if (o.ids && !o.store) {
+        // Ids name rows of one outbox: refuse to guess when they are dead rows in more than one.
+        const holding = [];
+        for (const store of stores) if ((await countDeadIds(store, o.ids)) > 0) holding.push(store);
+        if (holding.length > 1) throw new TandemError('invalid_value', 400, `store: these ids are dead rows in both the ${holding.map((s) => s.name).join(' and the ')} outbox; say which ("store")`, { field: 'store' });
+        chosen = holding;
+      }
+      let n = 0;
+      for (const store of chosen) n += await replayDeadRows(store, o);
       await d.afterReplay();
       return n;
     },

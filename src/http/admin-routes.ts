@@ -5,7 +5,7 @@ import { TandemError } from '../errors.js';
 export interface AdminApi {
   status(): Promise<unknown>;
   listDead(options: { table?: string; limit: number }): Promise<unknown[]>;
-  replayDead(options: { table?: string; ids?: string[] }): Promise<number>;
+  replayDead(options: { table?: string; ids?: string[]; store?: 'source' | 'target' }): Promise<number>;
   tables(): ReadonlySet<string>;
   releaseBrake(table: string): boolean;
   verify(table: string, options: { repair?: boolean }): Promise<unknown>;
@@ -38,7 +38,7 @@ export function adminRoutes(api: AdminApi): Router {
     if (!req.is('application/json')) {
       throw new TandemError('unsupported_media_type', 415, 'body: send JSON (Content-Type: application/json), e.g. {"ids":["12"]} or {"table":"users"}', { field: 'body' });
     }
-    const body = (req.body ?? {}) as { table?: unknown; ids?: unknown };
+    const body = (req.body ?? {}) as { table?: unknown; ids?: unknown; store?: unknown };
     if (typeof body !== 'object' || Array.isArray(body)) throw new TandemError('invalid_value', 400, 'body: expected a JSON object', { field: 'body' });
     const table = optionalTable(api, body.table);
     let ids: string[] | undefined;
@@ -50,7 +50,12 @@ export function adminRoutes(api: AdminApi): Router {
       if (bad >= 0) throw new TandemError('invalid_value', 400, `ids[${bad}]: expected an outbox row id (an integer from 1 to 9223372036854775807)`, { field: `ids[${bad}]` });
       ids = body.ids.map(String);
     }
-    const replayed = await api.replayDead({ ...(table ? { table } : {}), ...(ids ? { ids } : {}) });
+    // Outbox ids are per store: after a cutover the target's outbox has ids of its own.
+    if (body.store !== undefined && body.store !== 'source' && body.store !== 'target') {
+      throw new TandemError('invalid_value', 400, 'store: expected "source" or "target" (the store whose outbox holds the rows, as `store` in GET /admin/outbox)', { field: 'store' });
+    }
+    const store = body.store as 'source' | 'target' | undefined;
+    const replayed = await api.replayDead({ ...(table ? { table } : {}), ...(ids ? { ids } : {}), ...(store ? { store } : {}) });
     res.json({ replayed });
   });
 

@@ -172,7 +172,7 @@ export function openApiDocument(): Schema {
       '/admin/outbox/replay': {
         post: admin('Make dead outbox rows pending again (all, a table\'s, or by id)', {
           operationId: 'replayDeadRows',
-          requestBody: body({ type: 'object', properties: { table: { type: 'string' }, ids: { type: 'array', items: { type: 'string', pattern: '^\\d+$' } } } }, false),
+          requestBody: body({ type: 'object', properties: { table: { type: 'string' }, ids: { type: 'array', items: { type: 'string', pattern: '^\\d+$' } }, store: { type: 'string', enum: ['source', 'target'], description: 'The outbox the ids belong to (`store` in the listing); needed only when an id is dead in both' } } }, false),
           responses: { '200': json('How many rows were replayed', { type: 'object', properties: { replayed: { type: 'integer' } } }), '400': problem('Bad ids'), '404': problem('Unknown table'), ...adminErrors },
         }),
       },
@@ -319,6 +319,7 @@ export function openApiDocument(): Schema {
         DeadRow: {
           type: 'object',
           properties: {
+            store: { type: 'string', enum: ['source', 'target'], description: 'The store whose outbox holds the row (the target\'s after a cutover)' },
             id: { type: 'string' },
             table: { type: 'string' },
             rowKey: { type: 'string' },

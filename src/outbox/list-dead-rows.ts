@@ -1,8 +1,10 @@
 import { OUTBOX_TABLE, type OutboxRecord } from '../db/internal-tables.js';
-import type { Store } from '../db/store.js';
+import type { Store, StoreName } from '../db/store.js';
 
 
 export interface DeadRow {
+  /** The store whose outbox holds it: the source's before a cutover, the target's after (reverse replication). */
+  store: StoreName;
   id: string;
   table: string;
   rowKey: string;
@@ -17,6 +19,7 @@ export async function listDeadRows(primary: Store, options: { table?: string; li
   if (options.table) query = query.andWhere('tbl', options.table);
   const rows = (await query) as OutboxRecord[];
   return rows.map((r) => ({
+    store: primary.name,
     id: String(r.id),
     table: r.tbl,
     rowKey: r.row_key,

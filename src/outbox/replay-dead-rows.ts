@@ -8,3 +8,9 @@ export async function replayDeadRows(primary: Store, options: { table?: string; 
   if (options.ids) query = query.whereIn('id', [...options.ids]);
   return query.update({ status: 'pending', attempts: 0, next_attempt_at: Date.now(), last_error: null });
 }
+
+/** How many of these ids are dead rows in this store's outbox (to tell which outbox an id means). */
+export async function countDeadIds(store: Store, ids: readonly string[]): Promise<number> {
+  const [row] = (await store.knex(OUTBOX_TABLE).where('status', 'dead').whereIn('id', [...ids]).count({ n: '*' })) as Array<{ n: number | string }>;
+  return Number(row?.n ?? 0);
+}

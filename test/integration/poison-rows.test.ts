@@ -166,6 +166,35 @@ for (const pair of runnablePairs()) {
       expect(one.body.replayed).toBe(1);
     });
 
+    it('dead rows of both outboxes are listed with their store; an id dead in both is replayed only where `store` says', async () => {
+      const dead = (await outbox()).filter((r) => r.status === 'dead');
+      const id = String(dead[0]?.id);
+      expect(dead.length).toBeGreaterThanOrEqual(1);
+      // The target's outbox (reverse replication after a cutover) has ids of its own: the same number, another row.
+      const now = Date.now();
+      await target.knex('tandem_outbox').insert({ id: Number(id), tbl: 'kv', row_key: 't,4242', op: 'upsert', epoch: 2, status: 'dead', attempts: 9, next_attempt_at: now, created_at: now, image: '{"tenant":"t","k":4242,"val":1,"note":null}' });
+      try {
+        const listing = await tandem.request.get('/admin/outbox');
+        expect(listing.status).toBe(200);
+        const stores = (listing.body.rows as Array<{ id: string; store: string }>).filter((r) => r.id === id).map((r) => r.store).sort();
+        expect(stores).toEqual(['source', 'target']);
+        const ambiguous = await tandem.request.post('/admin/outbox/replay').send({ ids: [id] });
+        expect(ambiguous.status).toBe(400);
+        expect(ambiguous.body.field).toBe('store');
+        expect((await outbox()).filter((r) => r.status === 'dead').map((r) => String(r.id))).toContain(id);
+        const onTarget = await tandem.request.post('/admin/outbox/replay').send({ ids: [id], store: 'target' });
+        expect(onTarget.status).toBe(200);
+        expect(onTarget.body.replayed).toBe(1);
+        expect((await target.knex('tandem_outbox').where({ id: Number(id) }).first())?.status).toBe('pending');
+        expect((await outbox()).find((r) => String(r.id) === id)?.status).toBe('dead');
+        const badStore = await tandem.request.post('/admin/outbox/replay').send({ ids: [id], store: 'both' });
+        expect(badStore.status).toBe(400);
+        expect(badStore.body.field).toBe('store');
+      } finally {
+        await target.knex('tandem_outbox').where({ id: Number(id) }).del();
+      }
+    });
+
     it.skipIf(pair.name !== 'sqlite→sqlite')('the door refuses deep JSON and lone surrogates with 400 naming the field, writing nothing', async () => {
       let deep: unknown = 1;
       for (let i = 0; i < 3000; i++) deep = { a: deep };
