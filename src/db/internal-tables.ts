@@ -84,6 +84,9 @@ export async function ensureInternalTables(store: Store): Promise<void> {
     t.bigInteger('updated_at').notNullable();
     t.bigInteger('finished_at');
   });
+  // Tables are created in their first shape and brought forward by the same steps an
+  // existing install takes, so every install runs one path.
+  await store.adapter.unboundKeyColumns(knex);
   await ensureBinaryKeyColumns(store);
 }
 

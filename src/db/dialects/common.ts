@@ -116,16 +116,25 @@ export async function upsertOnConflict(trx: Knex.Transaction, side: TableSide, r
   }
 }
 
-/** Records versions with `INSERT … ON CONFLICT DO UPDATE` (PostgreSQL, SQLite). */
-export async function recordLedgerOnConflict(trx: Knex.Transaction, rows: readonly LedgerRow[]): Promise<void> {
+/** `INSERT INTO tandem_applied … <tail>` with bound values (knex's `onConflict` takes columns, not the digest the target may name). */
+function insertLedger(trx: Knex.Transaction, rows: readonly LedgerRow[], tail: string): Promise<unknown> {
+  const values = rows.map(() => '(?, ?, ?, ?, ?)').join(', ');
+  return trx.raw(
+    `INSERT INTO ${APPLIED_TABLE} (tbl, row_key, epoch, seq, applied_at) VALUES ${values} ${tail}`,
+    rows.flatMap((r) => [r.tbl, r.row_key, r.epoch, r.seq, r.applied_at]),
+  );
+}
+
+/** Records versions with `INSERT … ON CONFLICT DO UPDATE` (PostgreSQL, SQLite); `target` is the adapter's `ledgerConflictTarget`. */
+export async function recordLedgerOnConflict(trx: Knex.Transaction, rows: readonly LedgerRow[], target: string): Promise<void> {
   if (rows.length === 0) return;
-  await trx(APPLIED_TABLE).insert([...rows]).onConflict(['tbl', 'row_key']).merge(['epoch', 'seq', 'applied_at']);
+  await insertLedger(trx, rows, `ON CONFLICT ${target} DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq, applied_at = excluded.applied_at`);
 }
 
 /** Inserts ledger rows where absent (PostgreSQL, SQLite). */
-export async function claimAbsentOnConflict(trx: Knex.Transaction, rows: readonly LedgerRow[]): Promise<void> {
+export async function claimAbsentOnConflict(trx: Knex.Transaction, rows: readonly LedgerRow[], target: string): Promise<void> {
   if (rows.length === 0) return;
-  await trx(APPLIED_TABLE).insert([...rows]).onConflict(['tbl', 'row_key']).ignore();
+  await insertLedger(trx, rows, `ON CONFLICT ${target} DO NOTHING`);
 }
 
 /**
@@ -136,6 +145,7 @@ export async function claimAbsentOnConflict(trx: Knex.Transaction, rows: readonl
 export async function lockLedgerReturning(
   trx: Knex.Transaction,
   epochColumn: string,
+  target: string,
   tbl: string,
   rowKeys: readonly string[],
 ): Promise<Map<string, { epoch: number; seq: string }>> {
@@ -144,7 +154,7 @@ export async function lockLedgerReturning(
   const params = rowKeys.flatMap((k) => [tbl, k, now]);
   const result = (await trx.raw(
     `INSERT INTO ${APPLIED_TABLE} (tbl, row_key, epoch, seq, applied_at) VALUES ${values}
-     ON CONFLICT (tbl, row_key) DO UPDATE SET epoch = ${epochColumn}
+     ON CONFLICT ${target} DO UPDATE SET epoch = ${epochColumn}
      RETURNING row_key, epoch, seq`,
     params,
   )) as { rows?: LedgerRecord[] } | LedgerRecord[];

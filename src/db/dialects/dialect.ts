@@ -150,6 +150,12 @@ export interface DialectAdapter {
    */
   fixKeyCollations(knex: Knex, columns: Readonly<Record<string, readonly string[]>>): Promise<string[]>;
   /**
+   * Lifts the length limit off Tandem's own key columns (`row_key`, `last_key`; created as
+   * varchar(512) by earlier versions), indexing a digest where the engine's index entries are
+   * bounded; returns the `table.column` names it changed. Safe to run from several processes.
+   */
+  unboundKeyColumns(knex: Knex): Promise<string[]>;
+  /**
    * Sets the table's identity counter (sequence, AUTO_INCREMENT, `sqlite_sequence`) so the
    * next generated key is above `floor`, never backwards; returns the counter's new last
    * value, null when the table has no counter.

@@ -75,3 +75,56 @@ export async function mysqlMoveIdentityAbove(knex: Knex, table: string, key: str
   await knex.raw(mysqlAutoIncrementSql(table, floor));
   return floor;
 }
+
+interface KeyColumnRow {
+  table: string;
+  column: string;
+  dataType: string;
+  charset: string | null;
+}
+
+/**
+ * Brings Tandem's tables from varchar(512) keys to TEXT. An InnoDB index entry holds at most
+ * 3,072 bytes (768 utf8mb4 characters), so the ledger's uniqueness moves to a stored digest
+ * column (`row_key_hash`, MD5 of the exact key) and lookups by key use a prefix index, which
+ * narrows to the rows sharing the first 191 characters and then compares the whole value.
+ * `ON DUPLICATE KEY UPDATE` and `INSERT IGNORE` fire on the digest's unique key. Each ALTER is
+ * one atomic statement; a concurrent start that lost the race finds the work done.
+ *
+ * @see https://mariadb.com/kb/en/innodb-limitations/#limitations-on-size
+ * @see https://mariadb.com/kb/en/generated-columns/
+ */
+export async function mysqlUnboundKeyColumns(knex: Knex): Promise<string[]> {
+  const changed: string[] = [];
+  for (const row of await mysqlBoundedColumns(knex)) {
+    const charset = row.charset ?? 'utf8mb4';
+    // Identifiers, types and the character set come from our own catalog, never a request.
+    const text = `TEXT CHARACTER SET ${charset} COLLATE ${charset}_bin`;
+    const ddl =
+      row.table === 'tandem_applied'
+        ? `ALTER TABLE tandem_applied MODIFY row_key ${text} NOT NULL, DROP PRIMARY KEY,
+             ADD COLUMN row_key_hash BINARY(16) AS (UNHEX(MD5(row_key))) STORED,
+             ADD UNIQUE KEY tandem_applied_key_uq (tbl, row_key_hash), ADD KEY tandem_applied_key_idx (tbl, row_key(191))`
+        : row.table === 'tandem_outbox'
+          ? `ALTER TABLE tandem_outbox MODIFY row_key ${text} NOT NULL, DROP INDEX tandem_outbox_key_idx, ADD INDEX tandem_outbox_key_idx (tbl, row_key(191))`
+          : `ALTER TABLE tandem_backfill MODIFY last_key ${text} NULL`;
+    try {
+      await knex.raw(ddl);
+      changed.push(`${row.table}.${row.column}`);
+    } catch (error) {
+      // Another Tandem process altered it between our check and our ALTER.
+      if ((await mysqlBoundedColumns(knex)).some((r) => r.table === row.table)) throw error;
+    }
+  }
+  return changed;
+}
+
+async function mysqlBoundedColumns(knex: Knex): Promise<KeyColumnRow[]> {
+  const [rows] = (await knex.raw(
+    `SELECT TABLE_NAME AS \`table\`, COLUMN_NAME AS \`column\`, DATA_TYPE AS dataType, CHARACTER_SET_NAME AS charset
+       FROM information_schema.COLUMNS
+      WHERE TABLE_SCHEMA = DATABASE() AND DATA_TYPE = 'varchar'
+        AND ((TABLE_NAME IN ('tandem_outbox', 'tandem_applied') AND COLUMN_NAME = 'row_key') OR (TABLE_NAME = 'tandem_backfill' AND COLUMN_NAME = 'last_key'))`,
+  )) as unknown as [KeyColumnRow[]];
+  return rows;
+}

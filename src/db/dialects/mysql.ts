@@ -4,7 +4,7 @@ import { APPLIED_TABLE, OUTBOX_TABLE, type OutboxRecord } from '../internal-tabl
 import { bindWith, fixedIntegerRange, keyOf, queryOnConnection, splitByPresence, whereKeys } from './common.js';
 import type { BindRules, DialectAdapter, TableSide } from './dialect.js';
 import { applyMysqlSlices, ledgerCreate, ledgerUpsert } from './mysql-apply.js';
-import { mysqlFixKeyCollations, mysqlForeignKeyEdges, mysqlMoveIdentityAbove } from './mysql-schema.js';
+import { mysqlFixKeyCollations, mysqlUnboundKeyColumns, mysqlForeignKeyEdges, mysqlMoveIdentityAbove } from './mysql-schema.js';
 
 const RULES: BindRules = { datesAsText: false, booleansAsIntegers: false, jsonTextAsIs: false, isoDatetimesAsDates: true };
 
@@ -41,6 +41,7 @@ export function makeMysqlAdapter(): DialectAdapter {
 
     foreignKeyEdges: mysqlForeignKeyEdges,
     fixKeyCollations: mysqlFixKeyCollations,
+    unboundKeyColumns: mysqlUnboundKeyColumns,
     moveIdentityAbove: mysqlMoveIdentityAbove,
     isIdExhausted: () => false,
     idLimitReached: () => Promise.resolve(undefined),

@@ -16,6 +16,8 @@ import {
 import type { BindRules, DialectAdapter } from './dialect.js';
 
 const SQLITE_MAX_ROWID = '9223372036854775807';
+/** The ledger's primary key (text of any length; SQLite's index entries are unbounded). */
+const SQLITE_LEDGER_KEY = '(tbl, row_key)';
 
 const RULES: BindRules = { datesAsText: true, booleansAsIntegers: true, jsonTextAsIs: false, isoDatetimesAsDates: false };
 
@@ -54,6 +56,8 @@ export const sqliteAdapter: DialectAdapter = {
   },
   // BINARY by default: nothing to fix.
   fixKeyCollations: () => Promise.resolve([]),
+  // SQLite enforces no varchar length and its index entries have no size limit.
+  unboundKeyColumns: () => Promise.resolve([]),
   // Only AUTOINCREMENT tables keep a counter; plain INTEGER PRIMARY KEY takes MAX(rowid) + 1.
   async moveIdentityAbove(knex, table, _key, floor) {
     const hasSequence = (await knex('sqlite_master').where({ type: 'table', name: 'sqlite_sequence' }).first()) !== undefined;
@@ -167,9 +171,9 @@ export const sqliteAdapter: DialectAdapter = {
     });
   },
 
-  lockLedger: (trx, tbl, rowKeys) => lockLedgerReturning(trx, 'epoch', tbl, rowKeys),
-  recordLedger: recordLedgerOnConflict,
-  claimAbsent: claimAbsentOnConflict,
+  lockLedger: (trx, tbl, rowKeys) => lockLedgerReturning(trx, 'epoch', SQLITE_LEDGER_KEY, tbl, rowKeys),
+  recordLedger: (trx, rows) => recordLedgerOnConflict(trx, rows, SQLITE_LEDGER_KEY),
+  claimAbsent: (trx, rows) => claimAbsentOnConflict(trx, rows, SQLITE_LEDGER_KEY),
   upsertRows: upsertOnConflict,
   applyVersioned(_knex, deadline, slices) {
     return deadline.transaction((trx) => applyInTransaction(sqliteAdapter, trx, slices));
