@@ -263,7 +263,15 @@ for (const pair of runnablePairs()) {
       const args = ['backfill', 'people', '--rate', '4000', '--chunk', '500', '--json'];
 
       const first = startCli(args, rig.env, 30_000);
-      await sleep(1_500);
+      // Kill it once it has checkpointed a chunk (a fixed sleep raced the CLI's start on a busy
+      // machine: killed before its first checkpoint, there was nothing to resume from).
+      await waitFor(
+        async () => {
+          const row = (await rig.source.knex('tandem_backfill').where({ tbl: 'people' }).first()) as { copied: number | string } | undefined;
+          return Number(row?.copied ?? 0) > 0;
+        },
+        { timeoutMs: 25_000, intervalMs: 20, what: 'the CLI backfill to checkpoint its first chunk' },
+      );
       first.child.kill('SIGKILL');
       const killed = await first.result;
       expect(killed.signal, `the first run must still be running when killed:\n${killed.stderr}`).toBe('SIGKILL');
