@@ -39,6 +39,12 @@ interface Statement {
   upstreamName: string;
 }
 
+/** A read's text and shared name for a PostgreSQL target (the policy's renames applied), or why it has none. */
+type TargetForm = { sql: string; name: string } | { reason: string };
+
+/** Target forms by plan (the classifier caches plans by text, so a statement is renamed once). */
+const targetForms = new WeakMap<StatementPlan, TargetForm>();
+
 /** How the answers to one message sent upstream are relayed. */
 type Expect =
   | { kind: 'parse'; swallow: boolean; onFail?: () => void }
@@ -56,6 +62,9 @@ const preparedOn = new WeakMap<object, Set<string>>();
 const unnamedOn = new WeakMap<object, Statement>();
 /** The session whose SET statements a pooled connection carries (absent: its defaults). */
 const settingsOf = new WeakMap<object, number>();
+
+/** The message type byte of ErrorResponse. */
+const ERROR_RESPONSE = 0x45;
 
 /** A statement the primary refuses to parse: stands in for one the SQL front refused, so the transaction fails as PostgreSQL's would. */
 const FAILING_SQL = 'SELECT 1/0';
@@ -85,6 +94,8 @@ export class SqlSession {
   /** Session-level SET statements, replayed on each pooled connection the session borrows. */
   private settings: string[] = [];
   private countValue: number | undefined;
+  /** While an extended-protocol read runs on the target: its answers and reports, held until it succeeds. */
+  private onTarget: { answers: Buffer[]; reports: Array<() => void> } | undefined;
 
   constructor(
     readonly id: number,
@@ -176,6 +187,11 @@ export class SqlSession {
       route('source', decision.reason);
       return false;
     }
+    // Target connections carry no session's SETs (time zone, search_path, …): the answer could differ.
+    if (this.settings.length > 0) {
+      route('source', 'the session has SET parameters');
+      return false;
+    }
     const table = this.backend.classifier.table(plan.table);
     if (!pool) return this.readOnOtherEngine(plan, table, fingerprint, started, decision.reason);
     const renamed = plan.routable !== undefined || !table ? { reason: plan.routable ?? 'unknown table' } : renameForTarget(plan.select, table);
@@ -251,6 +267,7 @@ export class SqlSession {
     const batch = this.batch;
     this.batch = [];
     if (batch.length === 0 && !sync && !this.exchange) return;
+    if (sync && !this.exchange && this.txStatus === 'I' && (await this.batchOnTarget(batch))) return;
     const expects: Expect[] = [];
     const build = (client: pg.PoolClient): Buffer => {
       const out: Buffer[] = [];
@@ -262,6 +279,129 @@ export class SqlSession {
       return Buffer.concat(out);
     };
     await this.run(expects, build, 'source', !sync);
+  }
+
+  /**
+   * An extended-protocol read of one policy table outside a transaction (Parse/Bind/Describe/
+   * Execute up to Sync, as drivers send a parameterised query), served by a PostgreSQL target
+   * when routing says so, with the policy's renames. As for simple queries the target's answer
+   * is held until it is complete: on any error the session's statements are put back as they
+   * were and the batch runs on the primary instead (counted as `target read failed`).
+   */
+  private async batchOnTarget(batch: ReadonlyArray<{ type: string; body: Buffer; raw: Buffer }>): Promise<boolean> {
+    const read = this.readOfBatch(batch);
+    if (!read) return false;
+    const route = (store: 'source' | 'target', reason: string) => this.backend.emit({ type: 'sql.read_route', table: read.table, store, reason });
+    const decision = this.backend.routeRead(read.table, `sql-session-${this.id}`);
+    if (decision.store !== 'target') {
+      route('source', decision.reason);
+      return false;
+    }
+    if (!this.backend.target) {
+      route('source', 'parameterised read: the target is another engine');
+      return false;
+    }
+    if (this.settings.length > 0) {
+      route('source', 'the session has SET parameters');
+      return false;
+    }
+    const problem = read.plans.map((plan) => this.targetForm(plan)).find((f): f is { reason: string } => 'reason' in f);
+    if (problem) {
+      route('source', problem.reason);
+      return false;
+    }
+    const saved = { statements: new Map(this.statements), unnamed: this.unnamed };
+    const held = { answers: [] as Buffer[], reports: [] as Array<() => void> };
+    this.onTarget = held;
+    let failed: boolean;
+    try {
+      const expects: Expect[] = [];
+      await this.run(
+        expects,
+        (client) => {
+          const out: Buffer[] = [];
+          for (const m of batch) this.translate(m, client, out, expects);
+          out.push(message('S'));
+          expects.push({ kind: 'sync' });
+          return Buffer.concat(out);
+        },
+        'target',
+      );
+      failed = held.answers.some((b) => b[0] === ERROR_RESPONSE);
+    } catch {
+      failed = true;
+    } finally {
+      this.onTarget = undefined;
+    }
+    if (failed) {
+      this.statements.clear();
+      for (const [name, stmt] of saved.statements) this.statements.set(name, stmt);
+      this.unnamed = saved.unnamed;
+      this.portals.clear();
+      this.expects = [];
+      this.txStatus = 'I';
+      route('source', 'target read failed');
+      return false;
+    }
+    route('target', decision.reason);
+    for (const report of held.reports) report();
+    for (const bytes of held.answers) this.send(bytes);
+    return true;
+  }
+
+  /** The policy table a batch only reads (each statement a single-table SELECT of it, at least one Execute), else undefined. */
+  private readOfBatch(batch: ReadonlyArray<{ type: string; body: Buffer }>): { table: string; plans: StatementPlan[] } | undefined {
+    const plans: StatementPlan[] = [];
+    const parsed = new Map<string, StatementPlan>();
+    let executes = 0;
+    for (const m of batch) {
+      const r = new BodyReader(m.body);
+      if (m.type === 'P') {
+        const name = r.cstring();
+        let classified;
+        try {
+          classified = this.backend.classifier.classify(r.cstring());
+        } catch {
+          return undefined;
+        }
+        const [plan] = classified.statements;
+        if (!plan || classified.statements.length > 1) return undefined;
+        parsed.set(name, plan);
+        plans.push(plan);
+      } else if (m.type === 'B') {
+        r.cstring();
+        const name = r.cstring();
+        const plan = parsed.get(name) ?? (name === '' ? this.unnamed : this.statements.get(name))?.plan;
+        if (!plan) return undefined;
+        plans.push(plan);
+      } else if (m.type === 'E') executes++;
+      else if (m.type !== 'D') return undefined;
+    }
+    const [first] = plans;
+    if (executes === 0 || first?.kind !== 'read') return undefined;
+    const table = first.table;
+    return plans.every((p) => p.kind === 'read' && p.stmtKind === 'select' && p.table === table) ? { table, plans } : undefined;
+  }
+
+  private targetForm(plan: StatementPlan): TargetForm {
+    let form = targetForms.get(plan);
+    if (!form) {
+      const table = plan.kind === 'read' ? this.backend.classifier.table(plan.table) : undefined;
+      const renamed = plan.kind !== 'read' || !table ? { reason: 'not a read' } : plan.routable !== undefined ? { reason: plan.routable } : renameForTarget(plan.select, table);
+      form = 'reason' in renamed ? renamed : { sql: renamed.sql, name: `tandem_t_${createHash('sha1').update(renamed.sql).digest('hex').slice(0, 24)}` };
+      targetForms.set(plan, form);
+    }
+    return form;
+  }
+
+  /** What a pooled connection runs for a statement: its target form while a read is served by the target. */
+  private up(stmt: Statement): { sql: string; name: string } {
+    if (this.onTarget) {
+      const form = this.targetForm(stmt.plan);
+      // Parameter types are part of the shared name, as for the primary's statements.
+      if ('sql' in form) return { sql: form.sql, name: `${form.name}_${createHash('sha1').update(stmt.types.join(',')).digest('hex').slice(0, 8)}` };
+    }
+    return { sql: stmt.upstreamSql, name: stmt.upstreamName };
   }
 
   private translate(m: { type: string; body: Buffer; raw: Buffer }, client: pg.PoolClient, out: Buffer[], expects: Expect[]): void {
@@ -293,29 +433,30 @@ export class SqlSession {
           this.localError(out, expects, { code: SQLSTATE.refused, message: stmt.plan.message });
           return;
         }
+        const up = this.up(stmt);
         if (name === '') {
           this.unnamed = stmt;
-          out.push(message('P', '', stmt.upstreamSql, int16(types.length), ...types));
+          out.push(message('P', '', up.sql, int16(types.length), ...types));
           unnamedOn.set(client, stmt);
           expects.push({ kind: 'parse', swallow: false, onFail: () => unnamedOn.delete(client) });
           return;
         }
         const prepared = preparedSet(client);
-        if (prepared.has(stmt.upstreamName)) {
+        if (prepared.has(up.name)) {
           this.statements.set(name, stmt);
           expects.push({ kind: 'local', bytes: parseComplete() });
           return;
         }
-        out.push(message('P', stmt.upstreamName, stmt.upstreamSql, int16(types.length), ...types));
+        out.push(message('P', up.name, up.sql, int16(types.length), ...types));
         // Visible to the following messages of this batch at once, as on PostgreSQL; undone
         // when the primary refuses it or never gets to it (an earlier error).
-        prepared.add(stmt.upstreamName);
+        prepared.add(up.name);
         this.statements.set(name, stmt);
         expects.push({
           kind: 'parse',
           swallow: false,
           onFail: () => {
-            prepared.delete(stmt.upstreamName);
+            prepared.delete(up.name);
             if (this.statements.get(name) === stmt) this.statements.delete(name);
           },
         });
@@ -328,7 +469,7 @@ export class SqlSession {
         const stmt = this.ensure(name, client, out, expects);
         if (!stmt) return;
         this.portals.set(portal, stmt);
-        out.push(message('B', portal, name === '' ? '' : stmt.upstreamName, rest));
+        out.push(message('B', portal, name === '' ? '' : this.up(stmt).name, rest));
         expects.push({ kind: 'bind', swallow: false });
         return;
       }
@@ -338,7 +479,7 @@ export class SqlSession {
         if (kind === 'S') {
           const stmt = this.ensure(name, client, out, expects);
           if (!stmt) return;
-          out.push(message('D', Buffer.from('S'), name === '' ? '' : stmt.upstreamName));
+          out.push(message('D', Buffer.from('S'), name === '' ? '' : this.up(stmt).name));
           expects.push({ kind: 'describe', plan: stmt.plan });
         } else {
           out.push(m.raw);
@@ -379,19 +520,20 @@ export class SqlSession {
       this.localError(out, expects, { code: '26000', message: name === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${name}" does not exist` });
       return undefined;
     }
+    const up = this.up(stmt);
     if (name === '') {
       if (unnamedOn.get(client) !== stmt) {
-        out.push(message('P', '', stmt.upstreamSql, int16(stmt.types.length), ...stmt.types));
+        out.push(message('P', '', up.sql, int16(stmt.types.length), ...stmt.types));
         expects.push({ kind: 'parse', swallow: true, onFail: () => unnamedOn.delete(client) });
         unnamedOn.set(client, stmt);
       }
       return stmt;
     }
     const prepared = preparedSet(client);
-    if (!prepared.has(stmt.upstreamName)) {
-      out.push(message('P', stmt.upstreamName, stmt.upstreamSql, int16(stmt.types.length), ...stmt.types));
-      prepared.add(stmt.upstreamName);
-      expects.push({ kind: 'parse', swallow: true, onFail: () => prepared.delete(stmt.upstreamName) });
+    if (!prepared.has(up.name)) {
+      out.push(message('P', up.name, up.sql, int16(stmt.types.length), ...stmt.types));
+      prepared.add(up.name);
+      expects.push({ kind: 'parse', swallow: true, onFail: () => prepared.delete(up.name) });
     }
     return stmt;
   }
@@ -646,6 +788,12 @@ export class SqlSession {
   }
 
   private report(plan: StatementPlan, fingerprint: string, result: 'ok' | 'error' | 'refused', started: number, sqlstate?: string, store: 'source' | 'target' = 'source'): void {
+    if (this.onTarget) {
+      const durationMs = performance.now() - started;
+      // Reported only if the target's answer is the one the client gets (else the primary's run reports).
+      this.onTarget.reports.push(() => this.report(plan, fingerprint, result, performance.now() - durationMs, sqlstate, 'target'));
+      return;
+    }
     const table = plan.kind === 'forward' ? '' : plan.table;
     if (plan.kind === 'refuse') this.backend.emit({ type: 'sql.refused', reason: plan.reason, table });
     this.backend.emit({
@@ -668,6 +816,10 @@ export class SqlSession {
   /** Writes to the client, corked until the end of this tick (one TCP segment per burst). */
   send(bytes: Buffer): void {
     if (this.closed) return;
+    if (this.onTarget) {
+      this.onTarget.answers.push(bytes);
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();

@@ -78,6 +78,47 @@ for (const pair of PG_SOURCE) {
       }
     });
 
+    it('parameterised reads (the extended protocol: unnamed and named statements) are routed too; a failed target read is answered by the source', async () => {
+      const byId = 'SELECT id, full_name FROM people WHERE id = $1';
+      const before = { target: await routes('target'), source: await routes('source') };
+      if (pair.target !== 'pg') {
+        // Another engine: the extended protocol's answers are the primary's (counted, with the reason).
+        expect((await client.query(byId, [2])).rows).toEqual([{ id: 2, full_name: 'Reader Two' }]);
+        expect(await routes('source')).toBe(before.source + 1);
+        expect(await routes('target')).toBe(before.target);
+        return;
+      }
+      await target.knex('app_people').where({ id: 2 }).update({ name: 'Only On Target' });
+      try {
+        expect((await client.query(byId, [2])).rows).toEqual([{ id: 2, full_name: 'Only On Target' }]);
+        const named = { name: 'people-by-id', text: byId, values: [2] };
+        expect((await client.query(named)).rows).toEqual([{ id: 2, full_name: 'Only On Target' }]);
+        expect((await client.query(named)).rows).toEqual([{ id: 2, full_name: 'Only On Target' }]);
+        expect(await routes('target')).toBe(before.target + 3);
+        // Naming the excluded column: the target cannot answer it, the source does.
+        expect((await client.query('SELECT legacy FROM people WHERE id = $1', [2])).rows).toEqual([{ legacy: 'L2' }]);
+        expect(await routes('source')).toBe(before.source + 1);
+        // Inside a transaction every statement goes to the primary.
+        await client.query('BEGIN');
+        const inTx = await client.query(named);
+        await client.query('COMMIT');
+        expect(inTx.rows).toEqual([{ id: 2, full_name: 'Reader Two' }]);
+        // The target fails the read (its table renamed away): the client gets the source's answer, not the error.
+        await target.knex.raw('ALTER TABLE app_people RENAME TO app_people_away');
+        try {
+          expect((await client.query(byId, [2])).rows).toEqual([{ id: 2, full_name: 'Reader Two' }]);
+          expect((await client.query(named)).rows).toEqual([{ id: 2, full_name: 'Reader Two' }]);
+        } finally {
+          await target.knex.raw('ALTER TABLE app_people_away RENAME TO app_people');
+        }
+        expect(await routes('source')).toBe(before.source + 3);
+        // And the statement still works on the target afterwards.
+        expect((await client.query(named)).rows).toEqual([{ id: 2, full_name: 'Only On Target' }]);
+      } finally {
+        await target.knex('app_people').where({ id: 2 }).update({ name: 'Reader Two' });
+      }
+    });
+
     it('the translated subset returns the same rows as the source, served by a target of another engine', async () => {
       await client.query("INSERT INTO people (email, full_name, age, active) VALUES ('R3@x', NULL, 50, true), ('r4@x', 'Four', NULL, false)");
       await waitFor(async () => (await outboxCounts(source.knex)).pending === 0, { what: 'outbox drained' });
