@@ -155,3 +155,96 @@ for (const pair of runnablePairs()) {
     });
   });
 }
+
+/**
+ * A PostgreSQL target whose role may not set session_replication_role (not superuser, no
+ * GRANT SET ON PARAMETER): foreign-key checks stay on in its replication sessions. Status says
+ * so and why; an order and its lines, applied child-first in one batch, still reach the
+ * target (the rejected child heals on retry), nothing goes dead and the brake stays off. With
+ * the grant, the next start turns checks off.
+ */
+const PG_TARGET = runnablePairs().filter((p) => p.target === 'pg' && p.source === 'pg');
+for (const pair of PG_TARGET) {
+  describe(`foreign keys on a PostgreSQL target whose role is not superuser (${pair.name})`, () => {
+    let source: TestDatabase;
+    let target: TestDatabase;
+    let tandem: TandemHarness | undefined;
+    const role = `tandem_fk_${process.pid}_${Date.now() % 100_000}`;
+    let roleUrl: string;
+    let policiesDir: string;
+    const flags = ['people', 'kv', 'orders', 'order_lines'].map((t) => ({ name: `tandem.${t}.dual-write`, enabled: true, strategies: [{ name: 'default' }] }));
+
+    beforeAll(async () => {
+      source = await createTestDatabase(pair.source, 'fkrsrc');
+      target = await createTestDatabase(pair.target, 'fkrtgt');
+      await createTestTables(source.knex, target.knex);
+      for (const db of [source, target]) {
+        await db.knex.schema.createTable('orders', (t) => {
+          t.integer('id').primary();
+          t.string('note', 40);
+        });
+        await db.knex.schema.createTable('order_lines', (t) => {
+          t.integer('id').primary();
+          t.integer('order_id').notNullable().references('id').inTable('orders');
+          t.integer('qty');
+        });
+      }
+      await target.knex.raw(`CREATE ROLE ${role} LOGIN NOSUPERUSER`);
+      await target.knex.raw(`GRANT USAGE, CREATE ON SCHEMA public TO ${role}`);
+      await target.knex.raw(`GRANT ALL ON ALL TABLES IN SCHEMA public TO ${role}`);
+      await target.knex.raw(`GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ${role}`);
+      const url = new URL(target.url);
+      url.username = role;
+      url.password = '';
+      roleUrl = url.toString();
+      policiesDir = writeTestPolicies({ 'orders.yaml': 'table: orders\nprimaryKey: [id]\n', 'order_lines.yaml': 'table: order_lines\nprimaryKey: [id]\n' });
+      tandem = await startTandem({ source: source.url, target: roleUrl, policiesDir, flags });
+    });
+
+    afterAll(async () => {
+      await tandem?.stop();
+      await source?.drop();
+      await target?.drop();
+      // The role's objects went with the database; what is left is the parameter grant.
+      const admin = await createTestDatabase('pg', 'fkrdrop');
+      try {
+        await admin.knex.raw(`REVOKE SET ON PARAMETER session_replication_role FROM ${role}`).catch(() => undefined);
+        await admin.knex.raw(`DROP ROLE IF EXISTS ${role}`);
+      } finally {
+        await admin.drop();
+      }
+    });
+
+    it('status says checks stay on and why; an order and its lines still reach the target, nothing dead, no brake', async () => {
+      const res = await tandem!.request.post('/v1/batch').send({
+        ops: [
+          { op: 'insert', table: 'orders', values: { id: 1, note: 'first' } },
+          { op: 'insert', table: 'order_lines', values: { id: 10, order_id: 1, qty: 2 } },
+        ],
+      });
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      const status = await tandem!.request.get('/admin/status').expect(200);
+      expect(status.body.stores.target.foreignKeyChecks).toBe('on');
+      expect(status.body.stores.target.foreignKeyNote).toMatch(/session_replication_role/);
+      await waitFor(async () => (await target.knex('order_lines').where({ id: 10 }).first()) !== undefined && (await outboxCounts(source.knex)).pending === 0, {
+        what: 'the line to reach the target',
+        timeoutMs: 30_000,
+      });
+      expect((await outboxCounts(source.knex)).dead).toBe(0);
+      const after = await tandem!.request.get('/admin/status').expect(200);
+      for (const t of (after.body.tables as Array<{ table: string; brake: { active: boolean } | null }>).filter((x) => x.table.startsWith('order'))) {
+        expect(t.brake?.active ?? false, `brake on ${t.table}`).toBe(false);
+      }
+    });
+
+    it('with GRANT SET ON PARAMETER session_replication_role, the next start turns checks off', async () => {
+      await target.knex.raw(`GRANT SET ON PARAMETER session_replication_role TO ${role}`);
+      await tandem!.stop();
+      tandem = await startTandem({ source: source.url, target: roleUrl, policiesDir, flags });
+      // The session state is known once a replication session has been opened.
+      await tandem.request.post('/v1/tables/orders/rows').send({ values: { id: 2, note: 'second' } }).expect(201);
+      const status = await tandem.request.get('/admin/status').expect(200);
+      expect(status.body.stores.target.foreignKeyChecks).toBe('off');
+    });
+  });
+}
