@@ -107,7 +107,7 @@ export class TandemApp {
     this.logger = options.logger ?? makeAppLogger(config, options.logStream);
     this.jobs = makeJobRegistry(this.logger);
     this.events.on((event) => recordEvent(this.metrics, event));
-    this.events.on((event) => logEvent(this.logger, event));
+    this.events.on((event) => logEvent(this.logger, event, (table) => this.core?.policies.get(table)));
     this.events.on((event) => {
       if (event.type === 'apply.schema' && !this.schemaNotReady.has(event.table)) this.schemaNotReady.set(event.table, { error: event.error, since: new Date().toISOString() });
       if (event.type === 'apply' && event.result !== 'failed') this.schemaNotReady.delete(event.table);
@@ -280,6 +280,7 @@ export class TandemApp {
       admin: makeAdminApi({
         route,
         tables,
+        policies,
         status: () => this.status(),
         verify: (table, o) => this.verify(table, o),
         releaseBrake: (table) => read.brake.release(table),

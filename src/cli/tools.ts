@@ -255,7 +255,7 @@ export async function outboxListCommand(values: { table?: string; limit?: number
   try {
     if (values.table !== undefined && !toolkit.policies.has(values.table)) throw usage(`outbox: no table named "${values.table}"`);
     const table = values.table;
-    const rows = await listDeadRows(toolkit.source, { ...(table ? { table } : {}), limit: values.limit ?? 100 });
+    const rows = await listDeadRows(toolkit.source, toolkit.policies, { ...(table ? { table } : {}), limit: values.limit ?? 100 });
     if (values.json) process.stdout.write(`${JSON.stringify({ rows }, null, 2)}\n`);
     else {
       const style = styleFor(process.stdout);

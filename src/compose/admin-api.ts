@@ -5,10 +5,13 @@ import { listDeadRows } from '../outbox/list-dead-rows.js';
 import type { OutboxRoute } from '../outbox/outbox-worker.js';
 import { countDeadIds, replayDeadRows } from '../outbox/replay-dead-rows.js';
 import { TandemError } from '../errors.js';
+import type { Policy } from '../policy/policy.js';
 
 export interface AdminDeps {
   route: OutboxRoute;
   tables: readonly string[];
+  /** The bound policies: the dead-row listing shows keys as each allows. */
+  policies: ReadonlyMap<string, Policy>;
   status(): Promise<unknown>;
   verify: AdminApi['verify'];
   releaseBrake: AdminApi['releaseBrake'];
@@ -26,7 +29,7 @@ export function makeAdminApi(d: AdminDeps): AdminApi {
     // Every outbox that may hold dead rows, each row tagged with its store.
     listDead: async (o) => {
       const rows = [];
-      for (const store of stores) rows.push(...(await listDeadRows(store, o)));
+      for (const store of stores) rows.push(...(await listDeadRows(store, d.policies, o)));
       return rows.slice(0, o.limit);
     },
     replayDead: async (o) => {

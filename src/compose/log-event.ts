@@ -2,9 +2,14 @@ import type { Logger } from 'pino';
 import type { TandemEvent } from '../events.js';
 import { describeDbError } from '../db/describe-error.js';
 import { POLLED_ROUTES } from '../http/console/console-routes.js';
+import type { Policy } from '../policy/policy.js';
+import { shownKey } from '../policy/row-key.js';
 
-/** One log line per event worth a line. Values of rows never appear; keys and tables do. */
-export function logEvent(logger: Logger, event: TandemEvent): void {
+/**
+ * One log line per event worth a line. Values of rows never appear; tables do, and keys as
+ * their policy allows (`policyOf`: a digest in place of a key with a redacted column).
+ */
+export function logEvent(logger: Logger, event: TandemEvent, policyOf: (table: string) => Policy | undefined = () => undefined): void {
   switch (event.type) {
     case 'http.request': {
       // One event per request: build nothing when the line would not be written.
@@ -27,7 +32,7 @@ export function logEvent(logger: Logger, event: TandemEvent): void {
     }
     case 'shadow':
       if (event.result === 'mismatch') {
-        logger.warn({ table: event.table, key: event.key, columns: event.columns, shadowStore: event.shadowStore }, 'shadow read mismatch');
+        logger.warn({ table: event.table, key: event.key === undefined ? undefined : shownKey(policyOf(event.table), event.key), columns: event.columns, shadowStore: event.shadowStore }, 'shadow read mismatch');
       }
       return;
     case 'read':
@@ -61,7 +66,7 @@ export function logEvent(logger: Logger, event: TandemEvent): void {
       logger.error({ table: event.table, rows: event.rows }, 'outbox rows of a table without a policy were set aside (status orphan); they resume when its policy is back');
       return;
     case 'outbox.dead':
-      logger.error({ table: event.table, key: event.rowKey, outboxId: event.id, err: event.error }, 'outbox row is dead: replay it after fixing the cause');
+      logger.error({ table: event.table, key: shownKey(policyOf(event.table), event.rowKey), outboxId: event.id, err: event.error }, 'outbox row is dead: replay it after fixing the cause');
       return;
     case 'breaker':
       (event.state === 'closed' ? logger.info : logger.warn).call(logger, { store: event.store, state: event.state }, 'circuit breaker');

@@ -6,7 +6,7 @@ import { mapBackward } from '../policy/mapping.js';
 import { compareSettings, diffRows, type CompareSettings } from '../policy/normalize.js';
 import type { Policy } from '../policy/policy.js';
 import { fetchByKeys } from '../policy/fetch-by-keys.js';
-import { formatKey } from '../policy/row-key.js';
+import { formatKey, shownKey } from '../policy/row-key.js';
 import type { KeyValues, Row } from '../shared/row.js';
 import type { VerifyReport } from '../shared/verify-report.js';
 
@@ -187,13 +187,13 @@ export async function verifyTable(source: Store, target: Store, policy: Policy, 
     report.differingKeys.push(key);
     if (d.kind === 'mismatched') {
       report.mismatched++;
-      if (report.samples.mismatched.length < sampleLimit) report.samples.mismatched.push({ key: id, columns: d.columns });
+      if (report.samples.mismatched.length < sampleLimit) report.samples.mismatched.push({ key: shownKey(policy, id), columns: d.columns });
     } else if (d.kind === 'missing') {
       report.missingInTarget++;
-      if (report.samples.missingInTarget.length < sampleLimit) report.samples.missingInTarget.push(id);
+      if (report.samples.missingInTarget.length < sampleLimit) report.samples.missingInTarget.push(shownKey(policy, id));
     } else {
       report.extraInTarget++;
-      if (report.samples.extraInTarget.length < sampleLimit) report.samples.extraInTarget.push(id);
+      if (report.samples.extraInTarget.length < sampleLimit) report.samples.extraInTarget.push(shownKey(policy, id));
     }
   }
   report.durationMs = Date.now() - started;

@@ -1,5 +1,7 @@
 import { OUTBOX_TABLE, type OutboxRecord } from '../db/internal-tables.js';
 import type { Store, StoreName } from '../db/store.js';
+import type { Policy } from '../policy/policy.js';
+import { shownKey } from '../policy/row-key.js';
 
 
 export interface DeadRow {
@@ -14,7 +16,8 @@ export interface DeadRow {
   createdAt: string;
 }
 
-export async function listDeadRows(primary: Store, options: { table?: string; limit: number }): Promise<DeadRow[]> {
+/** Dead rows, oldest first; keys shown as their policy allows (`policies`: the bound policies by name). */
+export async function listDeadRows(primary: Store, policies: ReadonlyMap<string, Policy>, options: { table?: string; limit: number }): Promise<DeadRow[]> {
   let query = primary.knex(OUTBOX_TABLE).select('*').where('status', 'dead').orderBy('id').limit(options.limit);
   if (options.table) query = query.andWhere('tbl', options.table);
   const rows = (await query) as OutboxRecord[];
@@ -22,7 +25,7 @@ export async function listDeadRows(primary: Store, options: { table?: string; li
     store: primary.name,
     id: String(r.id),
     table: r.tbl,
-    rowKey: r.row_key,
+    rowKey: shownKey(policies.get(r.tbl), r.row_key),
     op: r.op,
     attempts: Number(r.attempts),
     lastError: r.last_error,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { TandemError } from '../errors.js';
 import type { Policy } from './policy.js';
 
@@ -8,6 +9,16 @@ function keyPart(value: unknown): string {
   if (value instanceof Date) return value.toISOString();
   if (Buffer.isBuffer(value)) return value.toString('base64');
   return String(value);
+}
+
+/**
+ * A row key as it may be shown outside the databases (log lines, the dead-row listing,
+ * verify's samples): as it is, or — when the policy redacts one of its key columns — a
+ * digest that still tells keys apart and matches across log lines, never the value.
+ */
+export function shownKey(policy: Pick<Policy, 'primaryKey' | 'redact'> | undefined, rowKey: string): string {
+  if (!policy || !policy.primaryKey.some((c) => policy.redact.has(c))) return rowKey;
+  return `redacted:${createHash('sha256').update(rowKey).digest('hex').slice(0, 16)}`;
 }
 
 /** The canonical key string: URL-encoded parts joined by `,` (the `{key}` of the API). */

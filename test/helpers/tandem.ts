@@ -23,6 +23,8 @@ export interface StartTandemOptions {
   env?: Record<string, string>;
   overrides?: Record<string, unknown>;
   listen?: boolean;
+  /** Collects Tandem's log lines (JSON, level info and up) here instead of discarding them. */
+  logLines?: string[];
 }
 
 export interface TandemHarness {
@@ -70,7 +72,9 @@ export async function startTandem(options: StartTandemOptions): Promise<TandemHa
     overrides: deepMerge(FAST_SETTINGS, options.overrides ?? {}),
   });
   const level = process.env['TANDEM_TEST_LOG'] ?? 'silent';
-  const app = new TandemApp(config, { logger: pino({ level }) });
+  const lines = options.logLines;
+  const logger = lines ? pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }) : pino({ level });
+  const app = new TandemApp(config, { logger });
   await app.start({ listen: options.listen ?? false });
   const held = { describe: () => `Tandem over ${options.source}`, release: () => harness.stop() };
   const harness: TandemHarness = {

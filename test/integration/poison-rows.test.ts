@@ -14,6 +14,12 @@ const EXTRA_POLICY = `table: extra
 primaryKey: [id]
 `;
 
+/** A table keyed by a column the policy redacts: its keys must not leave the databases either. */
+const SECRETS_POLICY = `table: secrets
+primaryKey: [email]
+redact: [email]
+`;
+
 interface OutboxRow {
   id: number | string;
   tbl: string;
@@ -27,6 +33,7 @@ for (const pair of runnablePairs()) {
     let source: TestDatabase;
     let target: TestDatabase;
     let tandem: TandemHarness;
+    const logLines: string[] = [];
 
     beforeAll(async () => {
       source = await createTestDatabase(pair.source, 'poisonsrc');
@@ -43,11 +50,17 @@ for (const pair of runnablePairs()) {
           t.string('v', 40);
         });
       }
+      await source.knex.schema.createTable('secrets', (t) => {
+        t.string('email', 80).primary();
+        t.integer('val');
+      });
+      await target.knex.raw('CREATE TABLE secrets (email varchar(80) NOT NULL PRIMARY KEY, val integer, CONSTRAINT secrets_val_small CHECK (val < 1000))');
       tandem = await startTandem({
         source: source.url,
         target: target.url,
-        policiesDir: writeTestPolicies({ 'extra.yaml': EXTRA_POLICY }),
-        flags: ['people', 'kv', 'extra'].map((t) => ({ name: `tandem.${t}.dual-write`, enabled: true, strategies: [{ name: 'default' }] })),
+        policiesDir: writeTestPolicies({ 'extra.yaml': EXTRA_POLICY, 'secrets.yaml': SECRETS_POLICY }),
+        logLines,
+        flags: ['people', 'kv', 'extra', 'secrets'].map((t) => ({ name: `tandem.${t}.dual-write`, enabled: true, strategies: [{ name: 'default' }] })),
         overrides: { outbox: { maxAttempts: 20 } },
       });
     });
@@ -208,6 +221,26 @@ for (const pair of runnablePairs()) {
       expect(lone.status).toBe(400);
       expect(lone.body.field).toBe('values.full_name');
       expect(await source.knex('people').whereIn('email', ['deep@example.com', 'lone@example.com'])).toEqual([]);
+    });
+
+    it('a key whose column the policy redacts never leaves the databases: the listing, the log and verify show a digest', async () => {
+      const email = 'hidden.person@example.com';
+      await tandem.request.put(`/v1/tables/secrets/rows/${encodeURIComponent(email)}`).send({ values: { val: 5000 } }).expect(201);
+      await waitFor(async () => (await outbox()).some((r) => r.tbl === 'secrets' && r.status === 'dead'), { timeoutMs: 10_000, what: 'the refused secrets row to be dead' });
+      const listing = await tandem.request.get('/admin/outbox').expect(200);
+      const rows = listing.body.rows as Array<{ table: string; rowKey: string }>;
+      const secret = rows.find((r) => r.table === 'secrets');
+      expect(secret?.rowKey).toMatch(/^redacted:[0-9a-f]{16}$/);
+      expect(JSON.stringify(listing.body)).not.toContain('hidden.person');
+      // Keys of tables that redact no key column are shown as they are.
+      expect(rows.some((r) => r.table === 'kv' && r.rowKey === 't,1')).toBe(true);
+      const report = await tandem.request.post('/admin/tables/secrets/verify').send({}).expect(200);
+      expect(report.body.samples.missingInTarget).toEqual([secret?.rowKey]);
+      expect(JSON.stringify(report.body)).not.toContain('hidden.person');
+      const log = logLines.join('');
+      expect(log).toContain('outbox row is dead');
+      expect(log).toContain(String(secret?.rowKey));
+      expect(log).not.toContain('hidden.person');
     });
   });
 }
