@@ -22,6 +22,7 @@ import {
 } from './protocol.js';
 import type { SqlBackend } from './sql-backend.js';
 import { translateRead } from './knex-read.js';
+import { refuseAfterCutover, writtenTable } from './refuse-after-cutover.js';
 import { renameForTarget } from './rename.js';
 import { Exchange, backendPid } from './upstream.js';
 
@@ -37,6 +38,8 @@ interface Statement {
   types: number[];
   /** Shared name on pooled connections: equal text and types share one server-side statement. */
   upstreamName: string;
+  /** The policy table it writes: checked again at each Bind (a cutover may have come since the Parse). */
+  writes: string | undefined;
 }
 
 /** How the answers to one message sent upstream are relayed. */
@@ -153,8 +156,14 @@ export class SqlSession {
     );
   }
 
-  /** A guarded statement is refused while its table dual-writes, else it runs as it is. */
+  /**
+   * A write to a table whose primary moved to the target is refused; a guarded statement is
+   * refused while its table dual-writes, else it runs as it is.
+   */
   private guard(plan: StatementPlan): StatementPlan {
+    const written = writtenTable(plan);
+    const moved = written === undefined ? undefined : refuseAfterCutover(this.backend, written, plan.stmtKind);
+    if (moved) return moved;
     if (plan.kind !== 'guarded') return plan;
     if (!this.backend.dualWriting(plan.table)) return { kind: 'forward', stmtKind: plan.stmtKind, sql: plan.sql };
     return { kind: 'refuse', stmtKind: plan.stmtKind, table: plan.table, reason: plan.reason, message: plan.message };
@@ -325,6 +334,16 @@ export class SqlSession {
         const portal = r.cstring();
         const name = r.cstring();
         const rest = m.body.subarray(r.offset);
+        const known = name === '' ? this.unnamed : this.statements.get(name);
+        const moved = known?.writes === undefined ? undefined : refuseAfterCutover(this.backend, known.writes, known.plan.stmtKind);
+        if (known && moved) {
+          // Counted once: after an earlier error in this batch the primary skips to Sync anyway.
+          if (!expects.some((e) => e.kind === 'error')) this.report(moved, known.fingerprint, 'refused', performance.now(), SQLSTATE.refused);
+          this.localError(out, expects, { code: SQLSTATE.refused, message: moved.message });
+          // The failing Parse sent in its place drops the connection's unnamed statement.
+          unnamedOn.delete(client);
+          return;
+        }
         const stmt = this.ensure(name, client, out, expects);
         if (!stmt) return;
         this.portals.set(portal, stmt);
@@ -401,11 +420,12 @@ export class SqlSession {
     if (classified.statements.length > 1) {
       throw new SqlParseError('cannot insert multiple commands into a prepared statement', undefined);
     }
-    const plan = this.guard(classified.statements[0] ?? { kind: 'forward', stmtKind: 'empty', sql: '' });
+    const classifiedPlan = classified.statements[0] ?? { kind: 'forward', stmtKind: 'empty', sql: '' };
+    const plan = this.guard(classifiedPlan);
     this.noteSetting(plan);
     const upstreamSql = plan.kind === 'write' ? plan.sql : sql;
     const upstreamName = `tandem_${createHash('sha1').update(upstreamSql).update(`\0${types.join(',')}`).digest('hex').slice(0, 24)}`;
-    return { sql, plan, fingerprint: classified.fingerprint, upstreamSql, types, upstreamName };
+    return { sql, plan, fingerprint: classified.fingerprint, upstreamSql, types, upstreamName, writes: writtenTable(classifiedPlan) };
   }
 
   /**

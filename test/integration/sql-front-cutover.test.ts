@@ -1,0 +1,146 @@
+/**
+ * Issue 12, "After cutover": once a table's primary moved to the target, the SQL front (its
+ * connections point at the source) refuses writes to it before they run — simple and
+ * extended protocol, a statement prepared before the cutover, inside a transaction, and
+ * POST /v1/sql — with SQLSTATE 0A000 and a message that says why and what to do; nothing
+ * changes in either store, the refusal is counted, the row API still writes, and rolling
+ * the cutover back makes SQL-front writes work again.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
+import { convergence, createTestTables, snapshot, writeTestPolicies } from '../helpers/schema.js';
+import { DUAL_WRITE_ALL, outboxCounts, startTandem, waitFor, type Feature, type TandemHarness } from '../helpers/tandem.js';
+
+const PG_SOURCE = runnablePairs().filter((p) => p.source === 'pg');
+if (PG_SOURCE.length === 0) {
+  describe('SQL front after a cutover (needs a PostgreSQL source)', () => {
+    it.skip('skipped: set TANDEM_TEST_PG_URL to run it', () => undefined);
+  });
+}
+
+const on = (name: string): Feature => ({ name, enabled: true, strategies: [{ name: 'default' }] });
+const CUT_OVER: Feature[] = [...DUAL_WRITE_ALL, on('tandem.people.target-primary'), on('tandem.kv.target-primary')];
+
+for (const pair of PG_SOURCE) {
+  describe(`SQL front after a cutover (${pair.name})`, () => {
+    let source: TestDatabase;
+    let target: TestDatabase;
+    let tandem: TandemHarness;
+    let client: pg.Client;
+
+    beforeAll(async () => {
+      source = await createTestDatabase(pair.source, 'sqlcutsrc');
+      target = await createTestDatabase(pair.target, 'sqlcuttgt');
+      await createTestTables(source.knex, target.knex);
+      tandem = await startTandem({ source: source.url, target: target.url, policiesDir: writeTestPolicies(), overrides: { sql: { port: 0 } } });
+      client = new pg.Client({ connectionString: `postgres://app@127.0.0.1:${tandem.app.sqlAddress().port}/app` });
+      await client.connect();
+    });
+
+    afterAll(async () => {
+      await client?.end();
+      await tandem?.stop();
+      await source?.drop();
+      await target?.drop();
+    });
+
+    const primaryOf = async (table: string): Promise<string | null> => {
+      const res = await tandem.request.get('/admin/status').expect(200);
+      const row = (res.body as { tables: Array<{ table: string; primary: string | null; switch: unknown }> }).tables.find((t) => t.table === table);
+      return row && row.switch === null ? row.primary : null;
+    };
+    const refusedCount = async (): Promise<number> => {
+      const res = await tandem.request.get('/metrics').expect(200);
+      const m = /^tandem_sql_refused_total\{reason="target_primary"\} (\d+)$/m.exec(res.text);
+      return m ? Number(m[1]) : 0;
+    };
+    const drained = async () => {
+      const [s, t] = await Promise.all([outboxCounts(source.knex), outboxCounts(target.knex)]);
+      return s.pending === 0 && t.pending === 0 && s.dead === 0 && t.dead === 0;
+    };
+    const bothStores = async () => ({
+      source: { people: await snapshot(source.knex, 'people', ['id']), kv: await snapshot(source.knex, 'kv', ['tenant', 'k']) },
+      target: { people: await snapshot(target.knex, 'app_people', ['id']), kv: await snapshot(target.knex, 'kv', ['tenant', 'k']) },
+    });
+    /** The error a statement answers (it must fail). */
+    const failure = async (run: Promise<unknown>): Promise<{ code?: string; message: string }> => {
+      try {
+        await run;
+      } catch (error) {
+        return error as { code?: string; message: string };
+      }
+      throw new Error('the statement succeeded');
+    };
+
+    it('refuses writes to a table whose primary moved, changes nothing, counts them; the row API writes; rollback restores SQL writes', async () => {
+      // Before the cutover: SQL-front writes work (and one named statement is prepared now).
+      await client.query("INSERT INTO people (id, email, full_name, age) VALUES (1, 'a@x', 'Ann', 30)");
+      await client.query('INSERT INTO kv (tenant, k, val) VALUES ($1, $2, $3), ($1, 2, 20)', ['t', 1, 10]);
+      const del = { name: 'del-kv', text: 'DELETE FROM kv WHERE tenant = $1 AND k = $2', values: ['t', 99] };
+      expect((await client.query(del)).rowCount).toBe(0);
+      await waitFor(drained, { what: 'outbox drained' });
+      expect(await refusedCount()).toBe(0);
+
+      tandem.setFlags(CUT_OVER);
+      await waitFor(async () => (await primaryOf('people')) === 'target' && (await primaryOf('kv')) === 'target', { timeoutMs: 30_000, what: 'people and kv primary on the target' });
+      const before = await bothStores();
+      expect(before.source.people).toHaveLength(1);
+      expect(before.source.kv).toHaveLength(2);
+
+      const expectRefused = (e: { code?: string; message: string }, table: string) => {
+        expect(e.code).toBe('0A000');
+        expect(e.message).toContain(`${table} is not writable through the SQL front: its primary moved to the target (${pair.target}) at cutover`);
+        expect(e.message).toContain(`write it through the HTTP API (/v1/tables/${table}/rows) or roll the cutover back`);
+      };
+      // Simple protocol.
+      expectRefused(await failure(client.query("INSERT INTO people (id, email, full_name) VALUES (2, 'b@x', 'Bob')")), 'people');
+      // Extended protocol: parameterised (unnamed statement), and a named statement prepared before the cutover.
+      expectRefused(await failure(client.query('UPDATE people SET age = $1 WHERE id = $2', [31, 1])), 'people');
+      expectRefused(await failure(client.query({ ...del, values: ['t', 1] })), 'kv');
+      // Guarded statements too (not "while it is dual-writing": the source is a secondary now).
+      expectRefused(await failure(client.query('TRUNCATE kv')), 'kv');
+      // Inside a transaction: reads are served by the source; the refusal fails the transaction.
+      await client.query('BEGIN');
+      expect((await client.query('SELECT count(*)::int AS n FROM people')).rows).toEqual([{ n: 1 }]);
+      expectRefused(await failure(client.query("DELETE FROM kv WHERE tenant = 't'")), 'kv');
+      expect((await failure(client.query('SELECT 1'))).code).toBe('25P02');
+      await client.query('ROLLBACK');
+      // The session is usable afterwards; reads outside a transaction still answer.
+      expect((await client.query('SELECT email FROM people ORDER BY id')).rows).toEqual([{ email: 'a@x' }]);
+
+      // POST /v1/sql: one statement, and a list (refused before any of it runs).
+      const one = await tandem.request.post('/v1/sql').send({ sql: 'UPDATE kv SET val = $1', params: [7] }).expect(422);
+      expect(one.body).toMatchObject({ code: 'sql_refused', sqlstate: '0A000', statement: 0 });
+      expect(one.body.detail).toContain('kv is not writable through the SQL front');
+      const list = await tandem.request
+        .post('/v1/sql')
+        .send({ statements: [{ sql: 'SELECT 1' }, { sql: 'DELETE FROM people WHERE id = $1', params: [1] }] })
+        .expect(422);
+      expect(list.body).toMatchObject({ code: 'sql_refused', sqlstate: '0A000', statement: 1 });
+
+      expect(await refusedCount()).toBe(7);
+      expect(await bothStores()).toEqual(before);
+
+      // The row API writes to the new primary (and the source follows by reverse replication).
+      await tandem.request.post('/v1/tables/people/rows').send({ values: { id: 3, email: 'c@x', full_name: 'Cy' } }).expect(201);
+      expect(await target.knex('app_people').where({ id: 3 }).first()).toMatchObject({ email: 'c@x', name: 'Cy' });
+      await waitFor(async () => (await source.knex('people').where({ id: 3 }).first()) !== undefined, { what: 'reverse replication of the row API write' });
+
+      // Rollback: the source is primary again and the SQL front writes (and replicates) as before.
+      tandem.setFlags(DUAL_WRITE_ALL);
+      await waitFor(async () => (await primaryOf('people')) === 'source' && (await primaryOf('kv')) === 'source', { timeoutMs: 30_000, what: 'people and kv primary on the source again' });
+      expect((await client.query('UPDATE people SET age = $1 WHERE id = $2', [32, 1])).rowCount).toBe(1);
+      expect((await client.query({ ...del, values: ['t', 2] })).rowCount).toBe(1);
+      expect((await client.query("INSERT INTO people (id, email, full_name) VALUES (4, 'd@x', 'Di')")).rowCount).toBe(1);
+      await tandem.request.post('/v1/sql').send({ sql: 'UPDATE kv SET val = $1 WHERE k = 1', params: [11] }).expect(200);
+      await waitFor(drained, { what: 'both outboxes drained' });
+      const after = await convergence(source.knex, target.knex);
+      expect(after.people.actual).toEqual(after.people.expected);
+      expect(after.kv.actual).toEqual(after.kv.expected);
+      expect(after.people.actual.map((r) => [r['id'], r['age']])).toEqual([[1, 32], [3, null], [4, null]]);
+      expect(after.kv.actual.map((r) => [r['k'], r['val']])).toEqual([[1, 11]]);
+      expect(await refusedCount()).toBe(7);
+    }, 120_000);
+  });
+}
