@@ -76,6 +76,11 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
       const view = d.directory.get(table);
       return view?.primary ?? view?.switching?.from ?? 'source';
     },
+    // After a cutover the target's state row records the staleness of the source (its secondary).
+    sourceStale: (table) => {
+      const view = d.directory.get(table);
+      return view?.primary === 'target' && view.target.stale;
+    },
     routeRead: (table, stickyKey) => {
       const policy = d.policies.get(table);
       if (!policy) return { store: 'source', reason: 'unknown table' };

@@ -25,7 +25,7 @@ export interface SqlTable {
 export const STATEMENT_KINDS = ['select', 'insert', 'update', 'delete', 'merge', 'ddl', 'truncate', 'copy', 'tx', 'set', 'show', 'other', 'empty'] as const;
 export type StatementKind = (typeof STATEMENT_KINDS)[number];
 
-export const REFUSAL_REASONS = ['ddl', 'truncate', 'copy_from', 'uncapturable_write', 'merge', 'unsupported_key', 'parse_error', 'target_primary'] as const;
+export const REFUSAL_REASONS = ['ddl', 'truncate', 'copy_from', 'uncapturable_write', 'merge', 'unsupported_key', 'parse_error', 'target_primary', 'source_stale'] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** One statement, classified. `table` is the policy name when one is involved. */

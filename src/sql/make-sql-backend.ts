@@ -26,6 +26,7 @@ export interface SqlBackendDeps {
   connectTimeoutMs: number;
   dualWriting: (table: string) => boolean;
   primaryOf: (table: string) => 'source' | 'target';
+  sourceStale: (table: string) => boolean;
   routeRead: (table: string, stickyKey: string) => { store: 'source' | 'target'; reason: string };
   committed: (tables: readonly string[]) => void;
   emit: (event: SqlEvent) => void;
@@ -77,6 +78,7 @@ export async function makeSqlBackend(deps: SqlBackendDeps): Promise<{ backend: S
           targetDialect: deps.targetDialect,
           dualWriting: deps.dualWriting,
           primaryOf: deps.primaryOf,
+          sourceStale: deps.sourceStale,
           routeRead: deps.routeRead,
           committed: deps.committed,
           emit: deps.emit,

@@ -22,7 +22,7 @@ import {
 } from './protocol.js';
 import type { SqlBackend } from './sql-backend.js';
 import { translateRead } from './knex-read.js';
-import { refuseAfterCutover, writtenTable } from './refuse-after-cutover.js';
+import { refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
 import { renameForTarget } from './rename.js';
 import { Exchange, backendPid } from './upstream.js';
 
@@ -38,8 +38,8 @@ interface Statement {
   types: number[];
   /** Shared name on pooled connections: equal text and types share one server-side statement. */
   upstreamName: string;
-  /** The policy table it writes: checked again at each Bind (a cutover may have come since the Parse). */
-  writes: string | undefined;
+  /** The plan as classified, checked again at each Bind (a cutover may have come since the Parse). */
+  classified: StatementPlan;
 }
 
 /** How the answers to one message sent upstream are relayed. */
@@ -139,13 +139,15 @@ export class SqlSession {
       );
       return;
     }
-    const plans = classified.statements.map((plan) => this.guard(plan));
-    if (plans.length === 0) {
+    const guarded = classified.statements.map((plan) => this.guard(plan));
+    if (guarded.length === 0) {
       // An empty query string: PostgreSQL answers EmptyQueryResponse.
       await this.run([{ kind: 'query', stmts: [], index: 0, started }, { kind: 'sync' }], () => message('Q', sql));
       return;
     }
-    if (await this.readOnTarget(plans, classified.fingerprint, started)) return;
+    if (await this.readOnTarget(guarded, classified.fingerprint, started)) return;
+    // What the target did not answer runs on the source.
+    const plans = guarded.map((p) => refuseStaleRead(this.backend, p) ?? p);
     for (const p of plans) this.noteSetting(p);
     const texts = plans.map((p) => (p.kind === 'write' ? p.sql : p.kind === 'refuse' ? FAILING_SQL : p.sql));
     const rewritten = plans.some((p) => p.kind === 'write' || p.kind === 'refuse');
@@ -161,8 +163,7 @@ export class SqlSession {
    * refused while its table dual-writes, else it runs as it is.
    */
   private guard(plan: StatementPlan): StatementPlan {
-    const written = writtenTable(plan);
-    const moved = written === undefined ? undefined : refuseAfterCutover(this.backend, written, plan.stmtKind);
+    const moved = refuseWriteAfterCutover(this.backend, plan);
     if (moved) return moved;
     if (plan.kind !== 'guarded') return plan;
     if (!this.backend.dualWriting(plan.table)) return { kind: 'forward', stmtKind: plan.stmtKind, sql: plan.sql };
@@ -335,7 +336,8 @@ export class SqlSession {
         const name = r.cstring();
         const rest = m.body.subarray(r.offset);
         const known = name === '' ? this.unnamed : this.statements.get(name);
-        const moved = known?.writes === undefined ? undefined : refuseAfterCutover(this.backend, known.writes, known.plan.stmtKind);
+        // Extended-protocol statements always run on the source.
+        const moved = known && (refuseWriteAfterCutover(this.backend, known.classified) ?? refuseStaleRead(this.backend, known.classified));
         if (known && moved) {
           // Counted once: after an earlier error in this batch the primary skips to Sync anyway.
           if (!expects.some((e) => e.kind === 'error')) this.report(moved, known.fingerprint, 'refused', performance.now(), SQLSTATE.refused);
@@ -425,7 +427,7 @@ export class SqlSession {
     this.noteSetting(plan);
     const upstreamSql = plan.kind === 'write' ? plan.sql : sql;
     const upstreamName = `tandem_${createHash('sha1').update(upstreamSql).update(`\0${types.join(',')}`).digest('hex').slice(0, 24)}`;
-    return { sql, plan, fingerprint: classified.fingerprint, upstreamSql, types, upstreamName, writes: writtenTable(classifiedPlan) };
+    return { sql, plan, fingerprint: classified.fingerprint, upstreamSql, types, upstreamName, classified: classifiedPlan };
   }
 
   /**

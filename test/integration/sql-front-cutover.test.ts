@@ -4,7 +4,8 @@
  * extended protocol, a statement prepared before the cutover, inside a transaction, and
  * POST /v1/sql — with SQLSTATE 0A000 and a message that says why and what to do; nothing
  * changes in either store, the refusal is counted, the row API still writes, and rolling
- * the cutover back makes SQL-front writes work again.
+ * the cutover back makes SQL-front writes work again. After retire-source the source is stale:
+ * reads that would run there are refused, reads the target answers still work.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,9 +51,13 @@ for (const pair of PG_SOURCE) {
       const row = (res.body as { tables: Array<{ table: string; primary: string | null; switch: unknown }> }).tables.find((t) => t.table === table);
       return row && row.switch === null ? row.primary : null;
     };
-    const refusedCount = async (): Promise<number> => {
+    const stageOf = async (table: string): Promise<string | undefined> => {
+      const res = await tandem.request.get('/admin/status').expect(200);
+      return (res.body as { tables: Array<{ table: string; stage: string }> }).tables.find((t) => t.table === table)?.stage;
+    };
+    const refusedCount = async (reason = 'target_primary'): Promise<number> => {
       const res = await tandem.request.get('/metrics').expect(200);
-      const m = /^tandem_sql_refused_total\{reason="target_primary"\} (\d+)$/m.exec(res.text);
+      const m = new RegExp(`^tandem_sql_refused_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(res.text);
       return m ? Number(m[1]) : 0;
     };
     const drained = async () => {
@@ -63,6 +68,15 @@ for (const pair of PG_SOURCE) {
       source: { people: await snapshot(source.knex, 'people', ['id']), kv: await snapshot(source.knex, 'kv', ['tenant', 'k']) },
       target: { people: await snapshot(target.knex, 'app_people', ['id']), kv: await snapshot(target.knex, 'kv', ['tenant', 'k']) },
     });
+    const expectRefused = (e: { code?: string; message: string }, table: string) => {
+      expect(e.code).toBe('0A000');
+      expect(e.message).toContain(`${table} is not writable through the SQL front: its primary moved to the target (${pair.target}) at cutover`);
+      expect(e.message).toContain(`write it through the HTTP API (/v1/tables/${table}/rows) or roll the cutover back`);
+    };
+    const expectStale = (e: { code?: string; message: string }) => {
+      expect(e.code).toBe('0A000');
+      expect(e.message).toContain(`people cannot be read here: its primary moved to the target (${pair.target}) at cutover and the source, where the SQL front would run this read, is stale`);
+    };
     /** The error a statement answers (it must fail). */
     const failure = async (run: Promise<unknown>): Promise<{ code?: string; message: string }> => {
       try {
@@ -88,11 +102,6 @@ for (const pair of PG_SOURCE) {
       expect(before.source.people).toHaveLength(1);
       expect(before.source.kv).toHaveLength(2);
 
-      const expectRefused = (e: { code?: string; message: string }, table: string) => {
-        expect(e.code).toBe('0A000');
-        expect(e.message).toContain(`${table} is not writable through the SQL front: its primary moved to the target (${pair.target}) at cutover`);
-        expect(e.message).toContain(`write it through the HTTP API (/v1/tables/${table}/rows) or roll the cutover back`);
-      };
       // Simple protocol.
       expectRefused(await failure(client.query("INSERT INTO people (id, email, full_name) VALUES (2, 'b@x', 'Bob')")), 'people');
       // Extended protocol: parameterised (unnamed statement), and a named statement prepared before the cutover.
@@ -141,6 +150,30 @@ for (const pair of PG_SOURCE) {
       expect(after.people.actual.map((r) => [r['id'], r['age']])).toEqual([[1, 32], [3, null], [4, null]]);
       expect(after.kv.actual.map((r) => [r['k'], r['val']])).toEqual([[1, 11]]);
       expect(await refusedCount()).toBe(7);
+    }, 120_000);
+
+    it('after retire-source, reads the stale source would serve are refused; reads the target answers still work', async () => {
+      tandem.setFlags([...CUT_OVER, on('tandem.people.retire-source')]);
+      await waitFor(async () => (await stageOf('people')) === 'target-only' && (await stageOf('kv')) === 'target-primary', { timeoutMs: 30_000, what: 'people target-only, kv target-primary' });
+      // Only the target gets this row now: the source misses it.
+      await tandem.request.post('/v1/tables/people/rows').send({ values: { id: 5, email: 'e@x', full_name: 'Eve' } }).expect(201);
+      expect(await source.knex('people').where({ id: 5 }).first()).toBeUndefined();
+      const before = await refusedCount('source_stale');
+
+      // A single-table read outside a transaction is answered by the target (it has the new row).
+      expect((await client.query('SELECT id, email FROM people WHERE id = 5')).rows).toEqual([{ id: 5, email: 'e@x' }]);
+      // What would run on the source is refused: a join, a parameterised read, a read in a transaction, /v1/sql.
+      expectStale(await failure(client.query('SELECT p.id FROM people p JOIN kv ON kv.k = p.id')));
+      expectStale(await failure(client.query('SELECT email FROM people WHERE id = $1', [5])));
+      await client.query('BEGIN');
+      // kv's source is kept current by reverse replication: it serves reads in a transaction.
+      expect((await client.query('SELECT count(*)::int AS n FROM kv')).rows).toEqual([{ n: 1 }]);
+      expectStale(await failure(client.query('SELECT count(*) FROM people')));
+      expect((await failure(client.query('SELECT 1'))).code).toBe('25P02');
+      await client.query('ROLLBACK');
+      const http = await tandem.request.post('/v1/sql').send({ sql: 'SELECT id FROM people' }).expect(422);
+      expect(http.body).toMatchObject({ code: 'sql_refused', sqlstate: '0A000' });
+      expect(await refusedCount('source_stale')).toBe(before + 4);
     }, 120_000);
   });
 }
