@@ -71,6 +71,7 @@ for (const pair of PG_SOURCE) {
     const expectRefused = (e: { code?: string; message: string }, table: string) => {
       expect(e.code).toBe('0A000');
       expect(e.message).toContain(`${table} is not writable through the SQL front: its primary moved to the target (${pair.target}) at cutover`);
+      expect(e.message).toContain(pair.target === 'pg' ? 'the SQL front does not route writes to the target yet' : 'the SQL front speaks PostgreSQL and writes only to a PostgreSQL primary');
       expect(e.message).toContain(`write it through the HTTP API (/v1/tables/${table}/rows) or roll the cutover back`);
     };
     const expectStale = (e: { code?: string; message: string }) => {
