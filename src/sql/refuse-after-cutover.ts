@@ -31,13 +31,13 @@ export function refuseWriteAfterCutover(backend: CutoverView, plan: StatementPla
 }
 
 /**
- * A read about to be served by the source of a table whose primary is the target while the
+ * A statement about to read, on the source, a table whose primary is the target while the
  * source is stale (retired, or not resynced since): it misses the target's writes, so
- * answering would be wrong without saying so. A source kept current by reverse replication
- * serves it (behind by the reverse lag).
+ * answering (or writing another table from it) would be wrong without saying so. A source
+ * kept current by reverse replication serves it (behind by the reverse lag).
  */
 export function refuseStaleRead(backend: CutoverView, plan: StatementPlan): Refusal | undefined {
-  if (plan.kind !== 'read') return undefined;
+  if (plan.kind !== 'read' && plan.kind !== 'write') return undefined;
   const table = plan.tables.find((t) => backend.sourceStale(t));
   if (table === undefined) return undefined;
   return {
