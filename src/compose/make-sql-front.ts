@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { TandemConfig } from '../config/schema.js';
+import type { PrimaryDirectory } from '../cutover/primary-directory.js';
 import type { StageReconciler } from '../cutover/stage-reconciler.js';
 import type { Store } from '../db/store.js';
 import { TandemError } from '../errors.js';
@@ -26,6 +27,8 @@ export interface SqlFrontDeps {
   target: Store;
   policies: ReadonlyMap<string, Policy>;
   reconciler: StageReconciler;
+  /** Each table's primary, as the HTTP write path picks it. */
+  directory: PrimaryDirectory;
   routing: ReadRouting;
   /** Wakes the outbox worker (a transaction with captured writes committed). */
   poke: () => void;
@@ -65,7 +68,19 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
     poolMax: config.sql.poolMax,
     statementTimeoutMs: config.sql.statementTimeoutMs,
     connectTimeoutMs: config.db.connectTimeoutMs,
+    targetDialect: target.dialect,
     dualWriting: (table) => (d.reconciler.get(table)?.stage ?? 'dual-write') !== 'source-only',
+    // Mid-switch the table still belongs to the store it is leaving (as for reads): there the
+    // rewrite's state-row check fails a write while the row says frozen.
+    primaryOf: (table) => {
+      const view = d.directory.get(table);
+      return view?.primary ?? view?.switching?.from ?? 'source';
+    },
+    // After a cutover the target's state row records the staleness of the source (its secondary).
+    sourceStale: (table) => {
+      const view = d.directory.get(table);
+      return view?.primary === 'target' && view.target.stale;
+    },
     routeRead: (table, stickyKey) => {
       const policy = d.policies.get(table);
       if (!policy) return { store: 'source', reason: 'unknown table' };

@@ -147,7 +147,7 @@ export function openApiDocument(): Schema {
               },
             }),
             '409': problem('A constraint refused the statement (SQLSTATE class 23); `sqlstate` carries it'),
-            '422': problem('Refused: the statement would escape replication (SQLSTATE 0A000)'),
+            '422': problem('Refused (SQLSTATE 0A000): the statement would escape replication, writes a table whose primary moved to the target at cutover, or reads one whose source is stale'),
             ...dataErrors,
           },
         }),

@@ -25,7 +25,7 @@ export interface SqlTable {
 export const STATEMENT_KINDS = ['select', 'insert', 'update', 'delete', 'merge', 'ddl', 'truncate', 'copy', 'tx', 'set', 'show', 'other', 'empty'] as const;
 export type StatementKind = (typeof STATEMENT_KINDS)[number];
 
-export const REFUSAL_REASONS = ['ddl', 'truncate', 'copy_from', 'uncapturable_write', 'merge', 'unsupported_key', 'parse_error'] as const;
+export const REFUSAL_REASONS = ['ddl', 'truncate', 'copy_from', 'uncapturable_write', 'merge', 'unsupported_key', 'parse_error', 'target_primary', 'source_stale'] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** One statement, classified. `table` is the policy name when one is involved. */
@@ -34,8 +34,8 @@ export type StatementPlan =
   | { kind: 'forward'; stmtKind: StatementKind; sql: string; setting?: 'set' | 'reset-all' }
   /** Reads policy tables: routed by the read percentage when outside a transaction. */
   | { kind: 'read'; stmtKind: StatementKind; table: string; tables: string[]; sql: string; select: Node; routable: string | undefined }
-  /** INSERT/UPDATE/DELETE on a policy table, rewritten to capture its outbox rows. */
-  | { kind: 'write'; stmtKind: 'insert' | 'update' | 'delete'; table: string; sql: string; returning: boolean; tag: 'INSERT' | 'UPDATE' | 'DELETE' }
+  /** INSERT/UPDATE/DELETE on a policy table, rewritten to capture its outbox rows; `tables`: every policy table it names. */
+  | { kind: 'write'; stmtKind: 'insert' | 'update' | 'delete'; table: string; tables: string[]; sql: string; returning: boolean; tag: 'INSERT' | 'UPDATE' | 'DELETE' }
   /** Refused while the table is dual-writing (forwarded unchanged while it is not). */
   | { kind: 'guarded'; stmtKind: StatementKind; table: string; sql: string; reason: RefusalReason; message: string }
   /** Refused always. */
@@ -191,7 +191,7 @@ export class SqlClassifier {
           message: `a write to ${w.table.name} inside another statement (a WITH clause, EXPLAIN ANALYZE, PREPARE, or several writes in one statement) cannot be captured for replication; send it as its own INSERT/UPDATE/DELETE`,
         };
       }
-      return this.rewriteWrite(type as 'InsertStmt' | 'UpdateStmt' | 'DeleteStmt', body, top.table, sql);
+      return this.rewriteWrite(type as 'InsertStmt' | 'UpdateStmt' | 'DeleteStmt', body, top.table, sql, [...touched]);
     }
     switch (type) {
       case 'SelectStmt': {
@@ -237,7 +237,7 @@ export class SqlClassifier {
    * types are PostgreSQL's own; without RETURNING the statement returns the row count, which
    * the session turns back into the command tag.
    */
-  private rewriteWrite(type: 'InsertStmt' | 'UpdateStmt' | 'DeleteStmt', body: Node, table: SqlTable, sql: string): StatementPlan {
+  private rewriteWrite(type: 'InsertStmt' | 'UpdateStmt' | 'DeleteStmt', body: Node, table: SqlTable, sql: string, tables: string[]): StatementPlan {
     const stmtKind = type === 'InsertStmt' ? 'insert' : type === 'UpdateStmt' ? 'update' : 'delete';
     const oids = new Map(table.columns.map((c) => [c.name, c.oid]));
     const keyParts: string[] = [];
@@ -292,7 +292,7 @@ export class SqlClassifier {
       `, tandem_ok AS (SELECT CASE WHEN (SELECT role FROM tandem_st) = 'primary' THEN (SELECT count(*) FROM tandem_ob)` +
       ` ELSE (coalesce((SELECT role FROM tandem_st), 'no state') || ': tandem table ' || ${name} || ' is not writable here (switching its primary)')::bigint END AS ok)` +
       ` ${outer} WHERE (SELECT ok FROM tandem_ok) IS NOT NULL`;
-    return { kind: 'write', stmtKind, table: table.name, sql: rewritten, returning: returningList.length > 0, tag: stmtKind === 'insert' ? 'INSERT' : stmtKind === 'update' ? 'UPDATE' : 'DELETE' };
+    return { kind: 'write', stmtKind, table: table.name, tables, sql: rewritten, returning: returningList.length > 0, tag: stmtKind === 'insert' ? 'INSERT' : stmtKind === 'update' ? 'UPDATE' : 'DELETE' };
   }
 }
 

@@ -19,11 +19,14 @@ export interface SqlBackendDeps {
   targetUrl: string | undefined;
   /** Set when the target is another engine: reads of the safe subset are rebuilt with knex. */
   otherTarget: { knex: Knex; dialect: string; translatesReads: boolean } | undefined;
+  targetDialect: string;
   policies: Iterable<SqlPolicy>;
   poolMax: number;
   statementTimeoutMs: number;
   connectTimeoutMs: number;
   dualWriting: (table: string) => boolean;
+  primaryOf: (table: string) => 'source' | 'target';
+  sourceStale: (table: string) => boolean;
   routeRead: (table: string, stickyKey: string) => { store: 'source' | 'target'; reason: string };
   committed: (tables: readonly string[]) => void;
   emit: (event: SqlEvent) => void;
@@ -72,7 +75,10 @@ export async function makeSqlBackend(deps: SqlBackendDeps): Promise<{ backend: S
           target,
           otherTarget: deps.otherTarget,
           classifier: new SqlClassifier(tables),
+          targetDialect: deps.targetDialect,
           dualWriting: deps.dualWriting,
+          primaryOf: deps.primaryOf,
+          sourceStale: deps.sourceStale,
           routeRead: deps.routeRead,
           committed: deps.committed,
           emit: deps.emit,

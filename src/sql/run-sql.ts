@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { SqlParseError, type StatementPlan } from './classify.js';
 import { SQLSTATE } from './protocol.js';
+import { refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
 import type { SqlBackend } from './sql-backend.js';
 
 /** One statement of `POST /v1/sql`. */
@@ -52,7 +53,10 @@ export async function runSqlOverHttp(backend: SqlBackend, statements: readonly H
       backend.emit({ type: 'sql.parse_error' });
       throw new SqlStatementError(error.message, SQLSTATE.syntax, i, error.position, false);
     }
-    if (plan.kind === 'guarded' && backend.dualWriting(plan.table)) plan = { kind: 'refuse', stmtKind: plan.stmtKind, table: plan.table, reason: plan.reason, message: plan.message };
+    // Every statement here runs on the source.
+    const moved = refuseWriteAfterCutover(backend, plan) ?? refuseStaleRead(backend, plan);
+    if (moved) plan = moved;
+    else if (plan.kind === 'guarded' && backend.dualWriting(plan.table)) plan = { kind: 'refuse', stmtKind: plan.stmtKind, table: plan.table, reason: plan.reason, message: plan.message };
     if (plan.stmtKind === 'tx') plan = { kind: 'refuse', stmtKind: 'tx', table: '', reason: 'uncapturable_write', message: 'transaction control is not accepted here: send several statements as "statements" to run them in one transaction' };
     if (plan.kind === 'refuse') {
       backend.emit({ type: 'sql.refused', reason: plan.reason, table: plan.table });

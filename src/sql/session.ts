@@ -22,6 +22,7 @@ import {
 } from './protocol.js';
 import type { SqlBackend } from './sql-backend.js';
 import { translateRead } from './knex-read.js';
+import { refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
 import { renameForTarget } from './rename.js';
 import { Exchange, backendPid } from './upstream.js';
 
@@ -37,6 +38,8 @@ interface Statement {
   types: number[];
   /** Shared name on pooled connections: equal text and types share one server-side statement. */
   upstreamName: string;
+  /** The plan as classified, checked again at each Bind (a cutover may have come since the Parse). */
+  classified: StatementPlan;
 }
 
 /** A read's text and shared name for a PostgreSQL target (the policy's renames applied), or why it has none. */
@@ -147,13 +150,15 @@ export class SqlSession {
       );
       return;
     }
-    const plans = classified.statements.map((plan) => this.guard(plan));
-    if (plans.length === 0) {
+    const guarded = classified.statements.map((plan) => this.guard(plan));
+    if (guarded.length === 0) {
       // An empty query string: PostgreSQL answers EmptyQueryResponse.
       await this.run([{ kind: 'query', stmts: [], index: 0, started }, { kind: 'sync' }], () => message('Q', sql));
       return;
     }
-    if (await this.readOnTarget(plans, classified.fingerprint, started)) return;
+    if (await this.readOnTarget(guarded, classified.fingerprint, started)) return;
+    // What the target did not answer runs on the source.
+    const plans = guarded.map((p) => refuseStaleRead(this.backend, p) ?? p);
     for (const p of plans) this.noteSetting(p);
     const texts = plans.map((p) => (p.kind === 'write' ? p.sql : p.kind === 'refuse' ? FAILING_SQL : p.sql));
     const rewritten = plans.some((p) => p.kind === 'write' || p.kind === 'refuse');
@@ -164,8 +169,13 @@ export class SqlSession {
     );
   }
 
-  /** A guarded statement is refused while its table dual-writes, else it runs as it is. */
+  /**
+   * A write to a table whose primary moved to the target is refused; a guarded statement is
+   * refused while its table dual-writes, else it runs as it is.
+   */
   private guard(plan: StatementPlan): StatementPlan {
+    const moved = refuseWriteAfterCutover(this.backend, plan);
+    if (moved) return moved;
     if (plan.kind !== 'guarded') return plan;
     if (!this.backend.dualWriting(plan.table)) return { kind: 'forward', stmtKind: plan.stmtKind, sql: plan.sql };
     return { kind: 'refuse', stmtKind: plan.stmtKind, table: plan.table, reason: plan.reason, message: plan.message };
@@ -466,6 +476,17 @@ export class SqlSession {
         const portal = r.cstring();
         const name = r.cstring();
         const rest = m.body.subarray(r.offset);
+        const known = name === '' ? this.unnamed : this.statements.get(name);
+        // A read the target serves is not a stale read; everything else here runs on the source.
+        const moved = known && (refuseWriteAfterCutover(this.backend, known.classified) ?? (this.onTarget ? undefined : refuseStaleRead(this.backend, known.classified)));
+        if (known && moved) {
+          // Counted once: after an earlier error in this batch the primary skips to Sync anyway.
+          if (!expects.some((e) => e.kind === 'error')) this.report(moved, known.fingerprint, 'refused', performance.now(), SQLSTATE.refused);
+          this.localError(out, expects, { code: SQLSTATE.refused, message: moved.message });
+          // The failing Parse sent in its place drops the connection's unnamed statement.
+          unnamedOn.delete(client);
+          return;
+        }
         const stmt = this.ensure(name, client, out, expects);
         if (!stmt) return;
         this.portals.set(portal, stmt);
@@ -543,11 +564,12 @@ export class SqlSession {
     if (classified.statements.length > 1) {
       throw new SqlParseError('cannot insert multiple commands into a prepared statement', undefined);
     }
-    const plan = this.guard(classified.statements[0] ?? { kind: 'forward', stmtKind: 'empty', sql: '' });
+    const classifiedPlan = classified.statements[0] ?? { kind: 'forward', stmtKind: 'empty', sql: '' };
+    const plan = this.guard(classifiedPlan);
     this.noteSetting(plan);
     const upstreamSql = plan.kind === 'write' ? plan.sql : sql;
     const upstreamName = `tandem_${createHash('sha1').update(upstreamSql).update(`\0${types.join(',')}`).digest('hex').slice(0, 24)}`;
-    return { sql, plan, fingerprint: classified.fingerprint, upstreamSql, types, upstreamName };
+    return { sql, plan, fingerprint: classified.fingerprint, upstreamSql, types, upstreamName, classified: classifiedPlan };
   }
 
   /**

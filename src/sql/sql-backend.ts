@@ -14,8 +14,14 @@ export interface SqlBackend {
   /** The target's knex handle and dialect when it is another engine (the translated read subset). */
   readonly otherTarget: { knex: Knex; dialect: string; translatesReads: boolean } | undefined;
   readonly classifier: SqlClassifier;
+  /** The target's dialect name (in refusals that name it). */
+  readonly targetDialect: string;
   /** Whether the table is dual-writing now (guarded statements are refused then). */
   dualWriting(table: string): boolean;
+  /** The table's primary as this replica knows it (the store the HTTP write path opens its transaction on). */
+  primaryOf(table: string): 'source' | 'target';
+  /** The table's primary is the target and the source misses its writes (retired, not resynced since). */
+  sourceStale(table: string): boolean;
   /** Where a read of the table outside a transaction goes (read %, sticky per session). */
   routeRead(table: string, stickyKey: string): { store: 'source' | 'target'; reason: string };
   /** A transaction that wrote policy tables has committed (or ended): hand the outbox rows to the worker. */
