@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { TandemConfig } from '../config/schema.js';
 import type { PrimaryDirectory } from '../cutover/primary-directory.js';
@@ -100,8 +102,18 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
           maxSessions: config.sql.maxSessions,
           maxMessageBytes: config.sql.maxMessageBytes,
           parameters: built.parameters,
+          ...(config.sql.tls ? { tls: { context: tlsContext(config.sql.tls), required: config.sql.tls.required } } : {}),
         });
   return { backend: built.backend, front, runHttp: (statements) => runSqlOverHttp(built.backend, statements), close: built.close };
+}
+
+/** The SQL front's certificate and key, read once at start; an unreadable or invalid file stops the start with its path. */
+function tlsContext(files: { cert: string; key: string }): tls.SecureContext {
+  try {
+    return tls.createSecureContext({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
+  } catch (error) {
+    throw new TandemError('config_invalid', 500, `sql.tls: cannot use the certificate ${files.cert} with the key ${files.key}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /** SQL-front log lines: one per statement with its fingerprint (never its text or parameter values). */

@@ -33,6 +33,8 @@ export const ENV_NAMES = {
   TANDEM_SQL_PORT: ['sql', 'port'],
   TANDEM_SQL_HOST: ['sql', 'host'],
   TANDEM_SQL_USERS: ['sql', 'users'],
+  TANDEM_SQL_TLS_CERT: ['sql', 'tls', 'cert'],
+  TANDEM_SQL_TLS_KEY: ['sql', 'tls', 'key'],
 } as const satisfies Record<string, readonly string[]>;
 
 const NUMERIC_PATHS = new Set([
@@ -144,6 +146,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<TandemConf
   const config = result.data;
   config.policiesDir = path.resolve(cwd, config.policiesDir);
   config.flags.file = path.resolve(cwd, config.flags.file);
+  if (config.sql.tls) {
+    config.sql.tls.cert = path.resolve(cwd, config.sql.tls.cert);
+    config.sql.tls.key = path.resolve(cwd, config.sql.tls.key);
+  }
   config.source.url = resolveSqlitePath(config.source.url, cwd);
   config.target.url = resolveSqlitePath(config.target.url, cwd);
   return deepFreeze(config);

@@ -181,6 +181,16 @@ export const configSchema = strictObject({
         statementTimeoutMs: positiveInt.default(30_000),
         /** Largest protocol message accepted from a client, bytes; larger is refused with 54000. Default: 1048576. */
         maxMessageBytes: positiveInt.default(1_048_576),
+        /**
+         * TLS for the SQL front: PEM certificate (chain) and private key files. With both set a
+         * client's SSLRequest is answered with TLS; without, it is declined ('N'). Default: none.
+         */
+        tls: strictObject({
+          cert: z.string().min(1),
+          key: z.string().min(1),
+          /** Refuse clients that do not ask for TLS (SQLSTATE 28000). Default: false. */
+          required: z.boolean().default(false),
+        }).optional(),
       })
       .default({}),
     log: strictObject({

@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import {
   authenticationOk,
   backendKeyData,
@@ -32,10 +33,12 @@ export interface SqlFrontOptions {
   maxMessageBytes: number;
   /** ParameterStatus values sent at startup (the primary's own, read once). */
   parameters: ReadonlyMap<string, string>;
+  /** TLS: answered to SSLRequest when set; `required` refuses clients that do not ask for it. */
+  tls?: { context: tls.SecureContext; required: boolean };
 }
 
 /**
- * The PostgreSQL-protocol listener (DESIGN §13): startup, SSLRequest refused ('N'),
+ * The PostgreSQL-protocol listener (DESIGN §13): startup, SSLRequest (TLS when a certificate is configured, else 'N'),
  * SCRAM-SHA-256, BackendKeyData and CancelRequest, session and message-size limits; each
  * authenticated connection is an SqlSession.
  */
@@ -86,7 +89,8 @@ export class SqlFront {
     await closed;
   }
 
-  private accept(socket: net.Socket): void {
+  /** One client connection; `secure` once it has been upgraded to TLS (a second SSLRequest is then a protocol violation). */
+  private accept(socket: net.Socket, secure = false): void {
     socket.setNoDelay(true);
     socket.setKeepAlive(true);
     this.sockets.add(socket);
@@ -96,6 +100,7 @@ export class SqlFront {
     let queue: Promise<void> = Promise.resolve();
     let auth: ((type: string, body: Buffer) => void) | undefined;
     let user = '';
+    let upgraded = false;
 
     const fatal = (fields: ErrorFields) => {
       socket.end(errorResponse({ severity: 'FATAL', ...fields }));
@@ -135,8 +140,17 @@ export class SqlFront {
     const onStartup = (body: Buffer) => {
       const r = new BodyReader(body);
       const code = r.int32();
+      if (code === SSL_REQUEST && this.options.tls && !secure) {
+        // 'S', then the TLS handshake on the same connection; the conversation starts again inside it.
+        socket.write('S');
+        upgraded = true;
+        socket.removeAllListeners('data');
+        this.accept(new tls.TLSSocket(socket, { isServer: true, secureContext: this.options.tls.context }), true);
+        return;
+      }
       if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
-        // No TLS here: the client may continue in plain text (sslmode=prefer) or give up.
+        if (secure) throw new ProtocolViolation('SSLRequest on a connection already using TLS');
+        // No TLS (or GSSAPI) here: the client may continue in plain text (sslmode=prefer) or give up.
         socket.write('N');
         return;
       }
@@ -147,6 +161,11 @@ export class SqlFront {
       }
       if (code !== PROTOCOL_V3) {
         fatal({ code: SQLSTATE.protocolViolation, message: `unsupported frontend protocol ${code >> 16}.${code & 0xffff}: Tandem speaks 3.0` });
+        return;
+      }
+      if (this.options.tls?.required && !secure) {
+        this.backend.emit({ type: 'sql.session', phase: 'refused', session: 0, user: '', reason: 'TLS required', active: this.sessions.size });
+        fatal({ code: SQLSTATE.invalidAuthorization, message: 'this server requires TLS (sql.tls.required): connect with sslmode=require' });
         return;
       }
       const params = new Map<string, string>();
@@ -205,7 +224,10 @@ export class SqlFront {
       try {
         reader.push(chunk);
         for (let m = reader.next(); m; m = reader.next()) {
-          if (m.type === '') onStartup(m.body);
+          if (m.type === '') {
+            onStartup(m.body);
+            if (upgraded) return;
+          }
           else if (auth) auth(m.type, m.body);
           else if (!session) throw new ProtocolViolation('message before authentication completed');
           else if (m.type === 'X') socket.end();
