@@ -29,7 +29,7 @@
  *   --fixed-duration S    seconds of the fixed-rate phase (20: 4,000 requests, so p99 is not one outlier)
  *   --drain-rows N        rows written during the target outage (20,000; smoke 300)
  *   --tool-rows N         rows seeded for backfill and verify (200,000; smoke 2,000)
- *   --phases a,b          subset of throughput,fixed,drain,tools (all)
+ *   --phases a,b          subset of throughput,fixed,drain,tools,wire (all; wire: pgbench through the SQL front, bench/wire.ts)
  *   --only a,b            throughput scenarios: direct,naive,tandem-source-only,tandem-dual-write
  *   --no-fixed, --no-drain
  *   --wait-quiet S        shared machines: before each measured phase wait up to S seconds
@@ -79,7 +79,7 @@ const { values: args } = parseArgs({
     'drain-rows': { type: 'string' },
     rounds: { type: 'string' },
     only: { type: 'string' },
-    phases: { type: 'string', default: 'throughput,fixed,drain,tools' },
+    phases: { type: 'string', default: 'throughput,fixed,drain,tools,wire' },
     'tool-rows': { type: 'string' },
     'keep-logs': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
@@ -124,10 +124,12 @@ const settings = {
   fixed: !smoke && !args['no-fixed'],
   drain: !args['no-drain'],
   tools: true,
+  wire: true,
 };
 {
   const phases = new Set(args.phases.split(',').map((p) => p.trim()));
-  for (const p of phases) if (!['throughput', 'fixed', 'drain', 'tools'].includes(p)) throw new Error(`--phases: unknown phase ${p}`);
+  for (const p of phases) if (!['throughput', 'fixed', 'drain', 'tools', 'wire'].includes(p)) throw new Error(`--phases: unknown phase ${p}`);
+  settings.wire = phases.has('wire');
   settings.throughput = phases.has('throughput');
   settings.tools = phases.has('tools');
   settings.fixed &&= phases.has('fixed');
@@ -1021,6 +1023,24 @@ function shapeDetails(r: ShapeResult): string[] {
 // ---------------------------------------------------------------------------------------
 // Main
 
+/** The SQL front's phase: bench/wire.ts in its own process (pgbench direct and through Tandem); its markdown section, or a problem. */
+function runWire(log: (s: string) => void): string | undefined {
+  log('wire: pgbench direct and through the SQL front (bench/wire.ts)');
+  const result = spawnSync(process.execPath, [...tsEntry(path.join(BENCH_DIR, 'wire.ts')), ...(smoke ? ['--smoke'] : [])], {
+    cwd: ROOT,
+    env: { ...process.env, TANDEM_BENCH_PG_URL: PG_ADMIN_URL, TANDEM_BENCH_MYSQL_URL: MYSQL_ADMIN_URL },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 15 * 60_000,
+  });
+  if (result.status !== 0) {
+    problems.push(`the wire phase (bench/wire.ts) failed with exit ${result.status ?? result.signal}: see its output above`);
+    crashed = true;
+    return undefined;
+  }
+  return result.stdout.trim();
+}
+
 async function main(): Promise<number> {
   const startedAt = Date.now();
   let build = 'TANDEM_BENCH_CLI';
@@ -1046,6 +1066,7 @@ async function main(): Promise<number> {
 
   const results: ShapeResult[] = [];
   for (const shape of shapes) results.push(await runShape(shape, log));
+  const wire = settings.wire ? runWire(log) : undefined;
 
   const endLoad = os.loadavg().map((l) => l.toFixed(2)).join(' / ');
   const elapsedS = (Date.now() - startedAt) / 1000;
@@ -1098,6 +1119,7 @@ async function main(): Promise<number> {
       `noisy machine: processes other than the server, the load generator and the databases used ${noisy.map(([k, c]) => `${fmt(c, 0)} % of a core during ${k}`).join(', ')}: those numbers are depressed.`,
     );
   }
+  if (wire) lines.push(wire, '');
   lines.push(`- total run time ${fmt(elapsedS, 1)} s.`, '');
   lines.push('## Problems seen', '');
   if (problems.length === 0) lines.push('None: no crash, no non-2xx answer, no server output at level warn or above, every row converged.');
