@@ -312,11 +312,11 @@ function primaryError(error: unknown, ops: readonly WriteOp[]): TandemError {
     case 'foreign_key':
       return new TandemError('conflict', 409, `the change violates a foreign key${table}${suffix}`, { cause: error });
     case 'not_null':
-      return new TandemError('invalid_value', 400, `a required column is missing or null${table}${columnHint(error)}`, { cause: error });
+      return valueError('a required column is missing or null', table, error, ops);
     case 'check':
       return new TandemError('invalid_value', 400, `the change violates a check constraint${table}${suffix}`, { cause: error });
     case 'data':
-      return new TandemError('invalid_value', 400, `a value does not fit its column${table}${columnHint(error)}`, { cause: error });
+      return valueError('a value does not fit its column', table, error, ops);
     case 'timeout':
       return new TandemError('timeout', 503, 'the primary did not finish the statement in time', {
         cause: error,
@@ -330,8 +330,41 @@ function primaryError(error: unknown, ops: readonly WriteOp[]): TandemError {
   }
 }
 
-/** The column a driver names in a constraint error, when it names one (never the value). */
-function columnHint(error: unknown): string {
-  const column = (error as { column?: unknown }).column;
-  return typeof column === 'string' ? ` (column ${column})` : '';
+/** A 400 for a value the primary refused, naming the field (`ops[1].values.price`) when it can be told. */
+function valueError(problem: string, table: string, error: unknown, ops: readonly WriteOp[]): TandemError {
+  const found = errorField(error, ops);
+  if (!found) return new TandemError('invalid_value', 400, `${problem}${table}`, { cause: error });
+  if (!found.op) return new TandemError('invalid_value', 400, `${problem}${table} (column ${found.column})`, { cause: error });
+  const field = `${found.op.field}.${found.column}`;
+  return new TandemError('invalid_value', 400, `${field}: ${problem} of ${found.op.policy.name}`, { cause: error, field });
+}
+
+/**
+ * The column a data or not-null error is about — and the op, when only one can be meant —
+ * without guessing and never with the value: the driver's `column` field (PostgreSQL's
+ * not-null), the column MySQL/MariaDB name in their message ("Out of range value for column
+ * 'age' at row 1"), or, as PostgreSQL's data errors name only a type ("numeric field
+ * overflow", "invalid input syntax for type uuid"), the columns of that type among the
+ * values written.
+ */
+function errorField(error: unknown, ops: readonly WriteOp[]): { column: string; op: WriteOp | undefined } | undefined {
+  const e = error as { column?: unknown; message?: unknown; sqlMessage?: unknown } | null;
+  const message = String(e?.sqlMessage ?? e?.message ?? '');
+  const named = typeof e?.column === 'string' ? e.column : /for column (\S+) at row \d+/i.exec(message)?.[1]?.replace(/[`'"]/g, '').split('.').pop();
+  const type = named ? undefined : /numeric field overflow/i.test(message) ? 'numeric' : /for type ([a-z][a-z0-9 ]*?)(?:\(|:|$)/i.exec(message)?.[1]?.trim().toLowerCase();
+  const candidates: Array<{ column: string; op: WriteOp }> = [];
+  for (const op of ops) {
+    if (!('values' in op)) continue;
+    for (const name of Object.keys(op.values)) {
+      const column = op.policy.columns.get(name);
+      if (!column) continue;
+      const fits = named ? name === named : type === 'numeric' ? column.kind === 'decimal' : column.type === type;
+      if (fits) candidates.push({ column: name, op });
+    }
+  }
+  if (candidates.length === 1) return candidates[0];
+  const columns = new Set(candidates.map((c) => c.column));
+  if (columns.size === 1) return { column: [...columns][0] as string, op: undefined };
+  // A column named but not among the values (a NOT NULL column left out): the op, when there is one.
+  return named ? { column: named, op: ops.length === 1 ? ops[0] : undefined } : undefined;
 }
