@@ -18,6 +18,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { SqlClassifier, loadParser, type SqlTable } from '../src/sql/classify.js';
 import { freePort, spawnTandem, type TandemChild } from '../test/helpers/child.js';
 import { createTestDatabase, type TestDatabase } from '../test/helpers/databases.js';
 
@@ -81,6 +82,48 @@ async function pgbench(url: URL, mode: string, seconds: number, logDir: string):
 
 async function pgbenchInit(url: string, steps: string): Promise<void> {
   await run('pgbench', ['-i', '-s', '1', '-I', steps, '-q', ...pgArgs(new URL(url))]);
+}
+
+/** The TPC-B-like script's statements with fresh literals each time (what `-M simple` sends). */
+const SCRIPT: ReadonlyArray<(i: number) => string> = [
+  (i) => `UPDATE pgbench_accounts SET abalance = abalance + ${i % 5000} WHERE aid = ${i % 100000};`,
+  (i) => `SELECT abalance FROM pgbench_accounts WHERE aid = ${i % 100000};`,
+  (i) => `UPDATE pgbench_tellers SET tbalance = tbalance + ${i % 5000} WHERE tid = ${i % 10};`,
+  (i) => `UPDATE pgbench_branches SET bbalance = bbalance + ${i % 5000} WHERE bid = 1;`,
+  (i) => `INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (${i % 10}, 1, ${i % 100000}, ${i % 5000}, CURRENT_TIMESTAMP);`,
+];
+
+/**
+ * Parse + classify per statement, in this process: the script's statements with literals
+ * never seen before (a cache miss each: libpg-query's parse and fingerprint, the plan, the
+ * outbox rewrite of a write), and seen before (the cache by text, what prepared statements
+ * and repeated texts get).
+ */
+async function classifyCost(): Promise<{ newUs: number; cachedUs: number; perShape: string }> {
+  await loadParser();
+  const columns = (names: string[]) => names.map((name) => ({ name, oid: name === 'filler' ? 1042 : 23 }));
+  const table = (name: string, key: string, cols: string[]): SqlTable => ({ name, sourceTable: name, targetTable: name, primaryKey: [key], targetColumns: new Map(), columns: columns(cols) });
+  const classifier = new SqlClassifier([
+    table('pgbench_accounts', 'aid', ['aid', 'bid', 'abalance', 'filler']),
+    table('pgbench_tellers', 'tid', ['tid', 'bid', 'tbalance', 'filler']),
+    table('pgbench_branches', 'bid', ['bid', 'bbalance', 'filler']),
+  ]);
+  const n = SMOKE ? 2_000 : 20_000;
+  for (let i = 0; i < 3_000; i++) classifier.classify((SCRIPT[i % SCRIPT.length] as (i: number) => string)(10_000_000 + i));
+  const perShape: string[] = [];
+  let total = 0;
+  for (const [k, shape] of SCRIPT.entries()) {
+    const started = performance.now();
+    for (let i = 0; i < n; i++) classifier.classify(shape(20_000_000 + k * n + i));
+    const us = ((performance.now() - started) * 1000) / n;
+    total += us;
+    perShape.push(`${shape(1).split(' ').slice(0, 2).join(' ')} ${us.toFixed(1)} µs`);
+  }
+  const text = (SCRIPT[0] as (i: number) => string)(1);
+  classifier.classify(text);
+  const started = performance.now();
+  for (let i = 0; i < n; i++) classifier.classify(text);
+  return { newUs: total / SCRIPT.length, cachedUs: ((performance.now() - started) * 1000) / n, perShape: perShape.join(', ') };
 }
 
 async function main(): Promise<string> {
@@ -173,6 +216,12 @@ async function main(): Promise<string> {
       );
       verdicts.push(`${mode}: source-only ${(so.tps / baseSo).toFixed(2)}× (≥ 0.8: ${so.tps / baseSo >= 0.8 ? 'PASS' : 'MISS'}), dual-write ${(dw.tps / baseDw).toFixed(2)}× (≥ 0.6: ${dw.tps / baseDw >= 0.6 ? 'PASS' : 'MISS'})`);
     }
+    const parse = await classifyCost();
+    lines.push(
+      '',
+      `Parse + classify per statement (this process, libpg-query + Tandem's plan and rewrite): ${parse.newUs.toFixed(1)} µs for a statement never seen before (mean over the script: ${parse.perShape}), ${parse.cachedUs.toFixed(2)} µs for one seen before (cached by text).`,
+    );
+    verdicts.push(`parse + classify ${parse.newUs.toFixed(1)} µs (≤ 50: ${parse.newUs <= 50 ? 'PASS' : 'MISS'})`);
     lines.push('', `Budget (DESIGN §12): ${verdicts.join('; ')}.`, '');
     return lines.join('\n');
   } finally {
