@@ -10,6 +10,7 @@ import type { Policy } from '../policy/policy.js';
 import { formatKey, parseKey } from '../policy/row-key.js';
 import { secondaryRow, tableRoute } from '../policy/table-route.js';
 import type { KeyValues, Row } from '../shared/row.js';
+import { ledgerKey } from '../db/ledger-key.js';
 
 export interface BackfillProgress {
   copied: number;
@@ -126,7 +127,8 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
 
 /** Claims never-seen keys in the ledger and inserts their rows, in one target transaction. */
 async function copyChunk(target: Store, policy: Policy, rows: readonly Row[], marker: number): Promise<number> {
-  const byKey = new Map(rows.map((r) => [formatKey(policy.primaryKey.map((c) => r[c])), r]));
+  // By the key's form in the ledger (a long key is its digest there).
+  const byKey = new Map(rows.map((r) => [ledgerKey(formatKey(policy.primaryKey.map((c) => r[c]))), r]));
   const rowKeys = [...byKey.keys()];
   // Replication sessions: a child row may be copied before its parent (foreign-key checks off).
   return target.replica.transaction(async (trx) => {

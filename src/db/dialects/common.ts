@@ -5,6 +5,7 @@ import { compareVersion } from '../../shared/version.js';
 import { APPLIED_TABLE } from '../internal-tables.js';
 import { keyText } from '../key-text.js';
 import type { ApplyCounts, ApplyItem, ApplySlice, BindRules, DialectAdapter, LedgerRow, TableSide } from './dialect.js';
+import { ledgerKey } from '../ledger-key.js';
 
 /** What every adapter shares; each engine file says only where it differs. */
 
@@ -99,7 +100,7 @@ export function splitKey(keyCols: readonly string[], row: Row): { where: Row; se
 
 /** The items newer than the versions the secondary has applied. */
 export function newerItems(items: readonly ApplyItem[], current: ReadonlyMap<string, { epoch: number; seq: string }>): ApplyItem[] {
-  return items.filter((i) => compareVersion({ epoch: i.epoch, seq: i.seq }, current.get(i.rowKey) ?? { epoch: -1, seq: '-1' }) > 0);
+  return items.filter((i) => compareVersion({ epoch: i.epoch, seq: i.seq }, current.get(ledgerKey(i.rowKey)) ?? { epoch: -1, seq: '-1' }) > 0);
 }
 
 /** `INSERT … ON CONFLICT` upserts grouped by column shape (PostgreSQL, SQLite). */
@@ -116,25 +117,16 @@ export async function upsertOnConflict(trx: Knex.Transaction, side: TableSide, r
   }
 }
 
-/** `INSERT INTO tandem_applied … <tail>` with bound values (knex's `onConflict` takes columns, not the digest the target may name). */
-function insertLedger(trx: Knex.Transaction, rows: readonly LedgerRow[], tail: string): Promise<unknown> {
-  const values = rows.map(() => '(?, ?, ?, ?, ?)').join(', ');
-  return trx.raw(
-    `INSERT INTO ${APPLIED_TABLE} (tbl, row_key, epoch, seq, applied_at) VALUES ${values} ${tail}`,
-    rows.flatMap((r) => [r.tbl, r.row_key, r.epoch, r.seq, r.applied_at]),
-  );
-}
-
-/** Records versions with `INSERT … ON CONFLICT DO UPDATE` (PostgreSQL, SQLite); `target` is the adapter's `ledgerConflictTarget`. */
-export async function recordLedgerOnConflict(trx: Knex.Transaction, rows: readonly LedgerRow[], target: string): Promise<void> {
+/** Records versions with `INSERT … ON CONFLICT DO UPDATE` (PostgreSQL, SQLite). */
+export async function recordLedgerOnConflict(trx: Knex.Transaction, rows: readonly LedgerRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await insertLedger(trx, rows, `ON CONFLICT ${target} DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq, applied_at = excluded.applied_at`);
+  await trx(APPLIED_TABLE).insert([...rows]).onConflict(['tbl', 'row_key']).merge(['epoch', 'seq', 'applied_at']);
 }
 
 /** Inserts ledger rows where absent (PostgreSQL, SQLite). */
-export async function claimAbsentOnConflict(trx: Knex.Transaction, rows: readonly LedgerRow[], target: string): Promise<void> {
+export async function claimAbsentOnConflict(trx: Knex.Transaction, rows: readonly LedgerRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await insertLedger(trx, rows, `ON CONFLICT ${target} DO NOTHING`);
+  await trx(APPLIED_TABLE).insert([...rows]).onConflict(['tbl', 'row_key']).ignore();
 }
 
 /**
@@ -145,16 +137,15 @@ export async function claimAbsentOnConflict(trx: Knex.Transaction, rows: readonl
 export async function lockLedgerReturning(
   trx: Knex.Transaction,
   epochColumn: string,
-  target: string,
   tbl: string,
   rowKeys: readonly string[],
 ): Promise<Map<string, { epoch: number; seq: string }>> {
   const now = Date.now();
   const values = rowKeys.map(() => '(?, ?, -1, -1, ?)').join(', ');
-  const params = rowKeys.flatMap((k) => [tbl, k, now]);
+  const params = rowKeys.flatMap((k) => [tbl, ledgerKey(k), now]);
   const result = (await trx.raw(
     `INSERT INTO ${APPLIED_TABLE} (tbl, row_key, epoch, seq, applied_at) VALUES ${values}
-     ON CONFLICT ${target} DO UPDATE SET epoch = ${epochColumn}
+     ON CONFLICT (tbl, row_key) DO UPDATE SET epoch = ${epochColumn}
      RETURNING row_key, epoch, seq`,
     params,
   )) as { rows?: LedgerRecord[] } | LedgerRecord[];
@@ -183,7 +174,7 @@ export async function applyInTransaction(adapter: DialectAdapter, trx: Knex.Tran
       if (deletes.length > 0) await whereKeys(trx(side.table), side.key, deletes).del();
       if (upserts.length > 0) await adapter.upsertRows(trx, side, upserts);
       const now = Date.now();
-      await adapter.recordLedger(trx, newer.map((i) => ({ tbl: side.name, row_key: i.rowKey, epoch: i.epoch, seq: i.seq, applied_at: now })));
+      await adapter.recordLedger(trx, newer.map((i) => ({ tbl: side.name, row_key: ledgerKey(i.rowKey), epoch: i.epoch, seq: i.seq, applied_at: now })));
     }
     counts.push({ applied: newer.length, skipped: items.length - newer.length });
   }

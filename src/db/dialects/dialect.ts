@@ -150,9 +150,9 @@ export interface DialectAdapter {
    */
   fixKeyCollations(knex: Knex, columns: Readonly<Record<string, readonly string[]>>): Promise<string[]>;
   /**
-   * Lifts the length limit off Tandem's own key columns (`row_key`, `last_key`; created as
-   * varchar(512) by earlier versions), indexing a digest where the engine's index entries are
-   * bounded; returns the `table.column` names it changed. Safe to run from several processes.
+   * Lifts the length limit off the outbox's `row_key` and the backfill's `last_key` (created as
+   * varchar(512) by earlier versions), with a lookup index that takes any length; returns the
+   * `table.column` names it changed. Safe to run from several processes.
    */
   unboundKeyColumns(knex: Knex): Promise<string[]>;
   /**

@@ -3,6 +3,7 @@ import type { Row } from '../../shared/row.js';
 import { APPLIED_TABLE } from '../internal-tables.js';
 import { newerItems, splitByPresence, splitKey, whereKeys } from './common.js';
 import type { ApplyCounts, ApplyItem, ApplySlice, DeadlineRunner, LedgerRow } from './dialect.js';
+import { ledgerKey } from '../ledger-key.js';
 
 interface Statement {
   sql: string;
@@ -65,7 +66,7 @@ export function oneTripStatements(knex: Knex, { side }: ApplySlice, item: ApplyI
   const assignments: Statement[] = [
     {
       sql: `${newer} := (SELECT epoch < ? OR (epoch = ? AND seq < CAST(? AS SIGNED)) FROM ${APPLIED_TABLE} WHERE tbl = ? AND row_key = ? FOR UPDATE)`,
-      bindings: [item.epoch, item.epoch, item.seq, side.name, item.rowKey],
+      bindings: [item.epoch, item.epoch, item.seq, side.name, ledgerKey(item.rowKey)],
     },
   ];
   const writes: Statement[] = [];
@@ -94,7 +95,7 @@ export function oneTripStatements(knex: Knex, { side }: ApplySlice, item: ApplyI
     ...writes,
     {
       sql: `UPDATE ${APPLIED_TABLE} SET epoch = ?, seq = ?, applied_at = ? WHERE tbl = ? AND row_key = ? AND ${newer}`,
-      bindings: [item.epoch, item.seq, now, side.name, item.rowKey],
+      bindings: [item.epoch, item.seq, now, side.name, ledgerKey(item.rowKey)],
     },
     { sql: `SELECT ${newer} AS newer`, bindings: [] },
     { sql: 'COMMIT', bindings: [] },
@@ -121,7 +122,7 @@ async function twoTrips(knex: Knex, run: Run, slices: readonly ApplySlice[]): Pr
   const now = Date.now();
   for (const { side, items } of slices) {
     first.push(ledgerCreate(side.name, items, now));
-    first.push(native(knex(APPLIED_TABLE).select('row_key', 'epoch', 'seq').where('tbl', side.name).whereIn('row_key', items.map((i) => i.rowKey)).forUpdate()));
+    first.push(native(knex(APPLIED_TABLE).select('row_key', 'epoch', 'seq').where('tbl', side.name).whereIn('row_key', items.map((i) => ledgerKey(i.rowKey))).forUpdate()));
     first.push(native(whereKeys(knex(side.table).select([...side.key]), side.key, items.map((i) => i.key)).forUpdate()));
   }
   const results = await run(first);
@@ -139,7 +140,7 @@ async function twoTrips(knex: Knex, run: Run, slices: readonly ApplySlice[]): Pr
     const { fresh, updates } = splitByPresence(side.key, upserts, existingRows);
     if (fresh.length > 0) second.push(native(knex(side.table).insert(fresh)));
     for (const { where, set } of updates) second.push(native(knex(side.table).where(where).update(set)));
-    second.push(ledgerUpsert(newer.map((n) => ({ tbl: side.name, row_key: n.rowKey, epoch: n.epoch, seq: n.seq, applied_at: now }))));
+    second.push(ledgerUpsert(newer.map((n) => ({ tbl: side.name, row_key: ledgerKey(n.rowKey), epoch: n.epoch, seq: n.seq, applied_at: now }))));
     return { applied: newer.length, skipped: items.length - newer.length };
   });
   second.push({ sql: 'COMMIT', bindings: [] });
@@ -151,7 +152,7 @@ async function twoTrips(knex: Knex, run: Run, slices: readonly ApplySlice[]): Pr
 export function ledgerCreate(tbl: string, items: ReadonlyArray<{ rowKey: string }>, now: number): Statement {
   return {
     sql: `INSERT INTO ${APPLIED_TABLE} (tbl, row_key, epoch, seq, applied_at) VALUES ${items.map(() => '(?, ?, -1, -1, ?)').join(', ')} ON DUPLICATE KEY UPDATE epoch = epoch`,
-    bindings: items.flatMap((i) => [tbl, i.rowKey, now]),
+    bindings: items.flatMap((i) => [tbl, ledgerKey(i.rowKey), now]),
   };
 }
 

@@ -84,15 +84,14 @@ interface KeyColumnRow {
 }
 
 /**
- * Brings Tandem's tables from varchar(512) keys to TEXT. An InnoDB index entry holds at most
- * 3,072 bytes (768 utf8mb4 characters), so the ledger's uniqueness moves to a stored digest
- * column (`row_key_hash`, MD5 of the exact key) and lookups by key use a prefix index, which
- * narrows to the rows sharing the first 191 characters and then compares the whole value.
- * `ON DUPLICATE KEY UPDATE` and `INSERT IGNORE` fire on the digest's unique key. Each ALTER is
- * one atomic statement; a concurrent start that lost the race finds the work done.
+ * Brings the outbox's row key and the backfill checkpoint from varchar(512) to TEXT, so keys
+ * of any length replicate (the applied ledger keeps a digest of a long key: db/ledger-key.ts).
+ * An InnoDB index entry holds at most 3,072 bytes, so the outbox's lookup index by key becomes
+ * a 191-character prefix index, which narrows to the rows sharing the prefix and then
+ * compares the whole value. Each ALTER is one atomic statement; a concurrent start that lost
+ * the race finds the work done.
  *
  * @see https://mariadb.com/kb/en/innodb-limitations/#limitations-on-size
- * @see https://mariadb.com/kb/en/generated-columns/
  */
 export async function mysqlUnboundKeyColumns(knex: Knex): Promise<string[]> {
   const changed: string[] = [];
@@ -101,13 +100,9 @@ export async function mysqlUnboundKeyColumns(knex: Knex): Promise<string[]> {
     // Identifiers, types and the character set come from our own catalog, never a request.
     const text = `TEXT CHARACTER SET ${charset} COLLATE ${charset}_bin`;
     const ddl =
-      row.table === 'tandem_applied'
-        ? `ALTER TABLE tandem_applied MODIFY row_key ${text} NOT NULL, DROP PRIMARY KEY,
-             ADD COLUMN row_key_hash BINARY(16) AS (UNHEX(MD5(row_key))) STORED,
-             ADD UNIQUE KEY tandem_applied_key_uq (tbl, row_key_hash), ADD KEY tandem_applied_key_idx (tbl, row_key(191))`
-        : row.table === 'tandem_outbox'
-          ? `ALTER TABLE tandem_outbox MODIFY row_key ${text} NOT NULL, DROP INDEX tandem_outbox_key_idx, ADD INDEX tandem_outbox_key_idx (tbl, row_key(191))`
-          : `ALTER TABLE tandem_backfill MODIFY last_key ${text} NULL`;
+      row.table === 'tandem_outbox'
+        ? `ALTER TABLE tandem_outbox MODIFY row_key ${text} NOT NULL, DROP INDEX tandem_outbox_key_idx, ADD INDEX tandem_outbox_key_idx (tbl, row_key(191))`
+        : `ALTER TABLE tandem_backfill MODIFY last_key ${text} NULL`;
     try {
       await knex.raw(ddl);
       changed.push(`${row.table}.${row.column}`);
@@ -124,7 +119,7 @@ async function mysqlBoundedColumns(knex: Knex): Promise<KeyColumnRow[]> {
     `SELECT TABLE_NAME AS \`table\`, COLUMN_NAME AS \`column\`, DATA_TYPE AS dataType, CHARACTER_SET_NAME AS charset
        FROM information_schema.COLUMNS
       WHERE TABLE_SCHEMA = DATABASE() AND DATA_TYPE = 'varchar'
-        AND ((TABLE_NAME IN ('tandem_outbox', 'tandem_applied') AND COLUMN_NAME = 'row_key') OR (TABLE_NAME = 'tandem_backfill' AND COLUMN_NAME = 'last_key'))`,
+        AND ((TABLE_NAME = 'tandem_outbox' AND COLUMN_NAME = 'row_key') OR (TABLE_NAME = 'tandem_backfill' AND COLUMN_NAME = 'last_key'))`,
   )) as unknown as [KeyColumnRow[]];
   return rows;
 }

@@ -5,6 +5,7 @@ import { bindWith, fixedIntegerRange, keyOf, queryOnConnection, splitByPresence,
 import type { BindRules, DialectAdapter, TableSide } from './dialect.js';
 import { applyMysqlSlices, ledgerCreate, ledgerUpsert } from './mysql-apply.js';
 import { mysqlFixKeyCollations, mysqlUnboundKeyColumns, mysqlForeignKeyEdges, mysqlMoveIdentityAbove } from './mysql-schema.js';
+import { ledgerKey } from '../ledger-key.js';
 
 const RULES: BindRules = { datesAsText: false, booleansAsIntegers: false, jsonTextAsIs: false, isoDatetimesAsDates: true };
 
@@ -187,7 +188,7 @@ export function makeMysqlAdapter(): DialectAdapter {
     async lockLedger(trx, tbl, rowKeys) {
       const create = ledgerCreate(tbl, rowKeys.map((rowKey) => ({ rowKey })), Date.now());
       await trx.raw(create.sql, create.bindings as Knex.RawBinding[]);
-      const rows = (await trx(APPLIED_TABLE).select('row_key', 'epoch', 'seq').where('tbl', tbl).whereIn('row_key', [...rowKeys]).forUpdate()) as Array<{
+      const rows = (await trx(APPLIED_TABLE).select('row_key', 'epoch', 'seq').where('tbl', tbl).whereIn('row_key', rowKeys.map(ledgerKey)).forUpdate()) as Array<{
         row_key: string;
         epoch: number | string;
         seq: number | string;

@@ -15,7 +15,7 @@ import {
 } from './common.js';
 import type { BindRules, DialectAdapter } from './dialect.js';
 import { PgFold } from './postgres-fold.js';
-import { PG_LEDGER_KEY, pgUnboundKeyColumns } from './postgres-schema.js';
+import { pgUnboundKeyColumns } from './postgres-schema.js';
 
 const RULES: BindRules = { datesAsText: false, booleansAsIntegers: false, jsonTextAsIs: true, isoDatetimesAsDates: false };
 
@@ -141,9 +141,9 @@ export const postgresAdapter: DialectAdapter = {
   },
 
   // In ON CONFLICT DO UPDATE a bare column name is ambiguous: name the table's row.
-  lockLedger: (trx, tbl, rowKeys) => lockLedgerReturning(trx, 'tandem_applied.epoch', PG_LEDGER_KEY, tbl, rowKeys),
-  recordLedger: (trx, rows) => recordLedgerOnConflict(trx, rows, PG_LEDGER_KEY),
-  claimAbsent: (trx, rows) => claimAbsentOnConflict(trx, rows, PG_LEDGER_KEY),
+  lockLedger: (trx, tbl, rowKeys) => lockLedgerReturning(trx, 'tandem_applied.epoch', tbl, rowKeys),
+  recordLedger: recordLedgerOnConflict,
+  claimAbsent: claimAbsentOnConflict,
   upsertRows: upsertOnConflict,
   applyVersioned(_knex, deadline, slices) {
     return deadline.transaction((trx) => applyInTransaction(postgresAdapter, trx, slices));

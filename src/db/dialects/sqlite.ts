@@ -16,8 +16,6 @@ import {
 import type { BindRules, DialectAdapter } from './dialect.js';
 
 const SQLITE_MAX_ROWID = '9223372036854775807';
-/** The ledger's primary key (text of any length; SQLite's index entries are unbounded). */
-const SQLITE_LEDGER_KEY = '(tbl, row_key)';
 
 const RULES: BindRules = { datesAsText: true, booleansAsIntegers: true, jsonTextAsIs: false, isoDatetimesAsDates: false };
 
@@ -171,9 +169,9 @@ export const sqliteAdapter: DialectAdapter = {
     });
   },
 
-  lockLedger: (trx, tbl, rowKeys) => lockLedgerReturning(trx, 'epoch', SQLITE_LEDGER_KEY, tbl, rowKeys),
-  recordLedger: (trx, rows) => recordLedgerOnConflict(trx, rows, SQLITE_LEDGER_KEY),
-  claimAbsent: (trx, rows) => claimAbsentOnConflict(trx, rows, SQLITE_LEDGER_KEY),
+  lockLedger: (trx, tbl, rowKeys) => lockLedgerReturning(trx, 'epoch', tbl, rowKeys),
+  recordLedger: recordLedgerOnConflict,
+  claimAbsent: claimAbsentOnConflict,
   upsertRows: upsertOnConflict,
   applyVersioned(_knex, deadline, slices) {
     return deadline.transaction((trx) => applyInTransaction(sqliteAdapter, trx, slices));
