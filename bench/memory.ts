@@ -2,18 +2,20 @@
  * Where a running Tandem's memory goes (issue #10: RSS under load ≤ 200 MB, DESIGN §12).
  *
  *   node --import tsx bench/memory.ts [--configs sqlite,pg-mariadb] [--connections 50]
- *        [--duration 20] [--idle 5] [--snapshots DIR]
+ *        [--duration 20] [--idle 5] [--snapshots DIR] [--cli dist/cli/main.js]
+ *        [--node-options=--max-old-space-size=1024]
  *
  * For each configuration — `sqlite` (embedded SQLite source and target, the quickstart's
  * engines) and `pg-mariadb` (the local PostgreSQL source, MariaDB target) — it creates the
- * bench's `int` table on scratch databases, starts `dist/cli/main.js serve` (dual-write on),
- * waits `--idle` seconds, then drives the bench's load generator (bench/load.ts, closed loop,
- * inserts) for `--duration` seconds. A preloaded probe in the server samples
- * `process.memoryUsage()` every 200 ms; the report gives each figure at idle and its peak under
- * load, the V8 heap's spaces, and RSS split by /proc into file-backed pages (the node binary
- * and libraries) and anonymous memory (V8's heap, wasm memory, malloc). With --snapshots, a heap snapshot is written
- * at idle and after the load (`--heapsnapshot-signal`) and its largest constructors by self
- * size are printed.
+ * bench's `int` table on scratch databases, starts `--cli serve` (dual-write on, NODE_OPTIONS
+ * from `--node-options`), waits `--idle` seconds, then drives the bench's load generator
+ * (bench/load.ts, closed loop, inserts) for `--duration` seconds. A preloaded probe in the
+ * server samples `process.memoryUsage()` and the V8 spaces every 200 ms; the report gives each
+ * figure at idle and its peak under load, and RSS split by /proc into file-backed pages (the
+ * node binary and libraries) and anonymous memory (V8's heap, wasm memory, malloc). With
+ * --snapshots, a heap snapshot is written at idle and after the load
+ * (`--heapsnapshot-signal`; writing one leaves native memory behind, so do not compare peaks
+ * of runs with and without) and its largest constructors by self size are printed.
  */
 import { readFileSync, readdirSync, statSync, mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -34,7 +36,6 @@ const { values: args } = parseArgs({
     snapshots: { type: 'string' },
     cli: { type: 'string', default: CLI },
     'node-options': { type: 'string', default: '' },
-    env: { type: 'string', multiple: true, default: [] },
   },
   strict: true,
 });
@@ -172,7 +173,6 @@ async function measure(name: ConfigName): Promise<string[]> {
       TANDEM_LOG_LEVEL: 'warn',
       TANDEM_POOL_MAX: '10',
       ...(args['node-options'] ? { NODE_OPTIONS: args['node-options'] } : {}),
-      ...Object.fromEntries(args.env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])),
     }, { cwd: snapshots, maxOutput: 65_536 });
     const pid = child.process.pid as number;
     await waitReady(child, `${url}/readyz`);
