@@ -100,7 +100,7 @@ const SCRIPT: ReadonlyArray<(i: number) => string> = [
  * and repeated texts get).
  */
 async function classifyCost(): Promise<{ newUs: number; cachedUs: number; perShape: string }> {
-  await loadParser();
+  await loadParser({ warmUp: true });
   const columns = (names: string[]) => names.map((name) => ({ name, oid: name === 'filler' ? 1042 : 23 }));
   const table = (name: string, key: string, cols: string[]): SqlTable => ({ name, sourceTable: name, targetTable: name, primaryKey: [key], targetColumns: new Map(), columns: columns(cols) });
   const classifier = new SqlClassifier([

@@ -8,14 +8,13 @@ import type { Store } from '../db/store.js';
 import { TandemError } from '../errors.js';
 import type { Policy } from '../policy/policy.js';
 import type { ReadRouting } from '../read/read-routing.js';
-import { makeSqlBackend } from '../sql/make-sql-backend.js';
+import { makeSqlBackend, type SqlBackendDeps, type SqlBackendParts } from '../sql/make-sql-backend.js';
 import { runSqlOverHttp } from '../sql/run-sql.js';
 import type { SqlBackend, SqlEvent } from '../sql/sql-backend.js';
 import { SqlFront } from '../sql/sql-front.js';
 import { recordSqlEvent, type SqlMetrics } from './sql-metrics.js';
 
 export interface SqlFrontParts {
-  backend: SqlBackend;
   /** The listener, when `sql.port` is set. */
   front: SqlFront | undefined;
   /** POST /v1/sql's runner. */
@@ -56,7 +55,7 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
     recordSqlEvent(d.metrics, event);
     logSqlEvent(d.logger, event);
   };
-  const built = await makeSqlBackend({
+  const backendDeps = (warmUp: boolean): SqlBackendDeps => ({
     sourceUrl: config.source.url,
     targetUrl: target.adapter.speaksPostgresWire ? config.target.url : undefined,
     otherTarget: target.adapter.speaksPostgresWire ? undefined : { knex: target.knex, dialect: target.dialect, translatesReads: target.adapter.translatesReads },
@@ -91,20 +90,58 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
     },
     committed: d.poke,
     emit,
+    warmUp,
   });
-  const front =
-    config.sql.port === undefined
-      ? undefined
-      : new SqlFront(built.backend, {
-          host: config.sql.host,
-          port: config.sql.port,
-          users: config.sql.users,
-          maxSessions: config.sql.maxSessions,
-          maxMessageBytes: config.sql.maxMessageBytes,
-          parameters: built.parameters,
-          ...(config.sql.tls ? { tls: { context: tlsContext(config.sql.tls), required: config.sql.tls.required } } : {}),
-        });
-  return { backend: built.backend, front, runHttp: (statements) => runSqlOverHttp(built.backend, statements), close: built.close };
+  if (config.sql.port === undefined) return lazySqlOverHttp(() => makeSqlBackend(backendDeps(false)), d.logger);
+  const built = await makeSqlBackend(backendDeps(true));
+  const front = new SqlFront(built.backend, {
+    host: config.sql.host,
+    port: config.sql.port,
+    users: config.sql.users,
+    maxSessions: config.sql.maxSessions,
+    maxMessageBytes: config.sql.maxMessageBytes,
+    parameters: built.parameters,
+    ...(config.sql.tls ? { tls: { context: tlsContext(config.sql.tls), required: config.sql.tls.required } } : {}),
+  });
+  return { front, runHttp: (statements) => runSqlOverHttp(built.backend, statements), close: built.close };
+}
+
+/**
+ * `POST /v1/sql` without a SQL port: the parser (a WebAssembly module) and the SQL pools are
+ * built by the first request, not at start, so a server that never gets one does not carry
+ * them (30 MB of RSS loaded, about 155 MB once warm; bench/RESULTS.md, "Memory"). Without the
+ * warm-up the first request waits for the load only (0.4 s). A build that fails (the primary
+ * unreachable) answers 503 and the next request tries again.
+ */
+function lazySqlOverHttp(build: () => Promise<SqlBackendParts>, logger: Logger): SqlFrontParts {
+  let built: Promise<SqlBackendParts> | undefined;
+  let closed = false;
+  const backend = (): Promise<SqlBackendParts> => {
+    const started = performance.now();
+    built ??= build().then(
+      async (parts) => {
+        if (closed) {
+          await parts.close();
+          throw new TandemError('primary_unavailable', 503, 'Tandem is shutting down', { headers: { 'Retry-After': '1' } });
+        }
+        logger.info({ ms: Math.round(performance.now() - started) }, 'sql over http: parser loaded, pools open');
+        return parts;
+      },
+      (error: unknown) => {
+        built = undefined;
+        throw new TandemError('primary_unavailable', 503, `SQL over HTTP could not start: ${(error as Error).message}`, { cause: error, headers: { 'Retry-After': '1' } });
+      },
+    );
+    return built;
+  };
+  return {
+    front: undefined,
+    runHttp: async (statements) => runSqlOverHttp((await backend()).backend, statements),
+    async close() {
+      closed = true;
+      await (await built?.catch(() => undefined))?.close();
+    },
+  };
 }
 
 /** The SQL front's certificate and key, read once at start; an unreadable or invalid file stops the start with its path. */

@@ -1,4 +1,4 @@
-import { fingerprintSync, loadModule, parseSync } from '@libpg-query/parser';
+import type * as LibPgQuery from '@libpg-query/parser';
 import { deparseSync } from 'pgsql-deparser';
 
 /**
@@ -56,29 +56,46 @@ export class SqlParseError extends Error {
   }
 }
 
+let parser: typeof LibPgQuery | undefined;
 let loaded: Promise<void> | undefined;
+let warmed: Promise<void> | undefined;
 /**
- * Loads the parser's WebAssembly module once per process, then parses a few thousand
- * statements: V8 first runs WebAssembly in its baseline tier and optimises the hot functions
- * later, and on a busy machine the first seconds of traffic (every distinct statement is
- * parsed) ran several times slower than the rest (pgbench -M simple: 25 tps in the first
- * 5 s after start, 138 tps in the next 5 s, same load).
+ * Loads the parser's WebAssembly module once per process. Imported here, not at the top:
+ * importing the package instantiates the module (128 MB of wasm memory reserved, 30 MB of
+ * RSS), and a server without a SQL port loads it only on its first `POST /v1/sql`.
+ *
+ * `warmUp` then parses a few thousand statements: V8 first runs WebAssembly in its baseline
+ * tier and optimises the hot functions later, and on a busy machine the first seconds of
+ * traffic (every distinct statement is parsed) ran several times slower than the rest
+ * (pgbench -M simple: 25 tps in the first 5 s after start, 138 tps in the next 5 s, same
+ * load). It takes about a second and 125 MB more RSS (the optimised code and the compiler's
+ * memory; bench/RESULTS.md, "Memory"), which the SQL port pays at start.
  */
-export function loadParser(): Promise<void> {
-  loaded ??= loadModule().then(() => {
-    const shapes = [
-      (i: number) => `UPDATE t${i % 7} SET a = a + ${i} WHERE id = ${i} RETURNING *`,
-      (i: number) => `SELECT a, b, upper(c) AS d FROM t WHERE id IN (${i}, ${i + 1}) AND x IS NOT NULL ORDER BY a LIMIT ${i}`,
-      (i: number) => `INSERT INTO t (a, b, c) VALUES (${i}, 'v${i}', now()) ON CONFLICT (a) DO UPDATE SET b = excluded.b`,
-      (i: number) => `WITH x AS (SELECT ${i} AS n) DELETE FROM t USING x WHERE t.id = x.n`,
-    ];
-    for (let i = 0; i < 3_000; i++) {
-      const sql = (shapes[i % shapes.length] as (i: number) => string)(i);
-      parseSync(sql);
-      if (i % 4 === 0) fingerprintSync(sql);
-    }
+export function loadParser(options: { warmUp: boolean }): Promise<void> {
+  loaded ??= import('@libpg-query/parser').then(async (lib) => {
+    await lib.loadModule();
+    parser = lib;
   });
-  return loaded;
+  return options.warmUp ? (warmed ??= loaded.then(warmUpParser)) : loaded;
+}
+
+function warmUpParser(): void {
+  const shapes = [
+    (i: number) => `UPDATE t${i % 7} SET a = a + ${i} WHERE id = ${i} RETURNING *`,
+    (i: number) => `SELECT a, b, upper(c) AS d FROM t WHERE id IN (${i}, ${i + 1}) AND x IS NOT NULL ORDER BY a LIMIT ${i}`,
+    (i: number) => `INSERT INTO t (a, b, c) VALUES (${i}, 'v${i}', now()) ON CONFLICT (a) DO UPDATE SET b = excluded.b`,
+    (i: number) => `WITH x AS (SELECT ${i} AS n) DELETE FROM t USING x WHERE t.id = x.n`,
+  ];
+  for (let i = 0; i < 3_000; i++) {
+    const sql = (shapes[i % shapes.length] as (i: number) => string)(i);
+    loadedParser().parseSync(sql);
+    if (i % 4 === 0) loadedParser().fingerprintSync(sql);
+  }
+}
+
+function loadedParser(): typeof LibPgQuery {
+  if (!parser) throw new Error('the SQL parser is not loaded: await loadParser() first');
+  return parser;
 }
 
 const KEY_TEXT_OIDS = new Set([20, 21, 23, 2950]);
@@ -106,7 +123,7 @@ export class SqlClassifier {
     if (hit) return hit;
     let tree: { stmts?: Array<{ stmt?: Node; stmt_location?: number; stmt_len?: number }> };
     try {
-      tree = parseSync(sql) as typeof tree;
+      tree = loadedParser().parseSync(sql) as typeof tree;
     } catch (error) {
       const e = error as { message?: string; sqlDetails?: { cursorPosition?: number } };
       const cursor = e.sqlDetails?.cursorPosition;
@@ -122,7 +139,7 @@ export class SqlClassifier {
     }
     let fingerprint = '';
     try {
-      fingerprint = statements.length > 0 ? fingerprintSync(sql) : '';
+      fingerprint = statements.length > 0 ? loadedParser().fingerprintSync(sql) : '';
     } catch {
       fingerprint = '';
     }

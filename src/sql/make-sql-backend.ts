@@ -30,11 +30,19 @@ export interface SqlBackendDeps {
   routeRead: (table: string, stickyKey: string) => { store: 'source' | 'target'; reason: string };
   committed: (tables: readonly string[]) => void;
   emit: (event: SqlEvent) => void;
+  /** Warm the parser up before answering (the SQL port at start; see loadParser). */
+  warmUp: boolean;
+}
+
+export interface SqlBackendParts {
+  backend: SqlBackend;
+  parameters: Map<string, string>;
+  close(): Promise<void>;
 }
 
 /** Builds the SQL front's backend: pools, the classifier with each table's columns, and the primary's parameters. */
-export async function makeSqlBackend(deps: SqlBackendDeps): Promise<{ backend: SqlBackend; parameters: Map<string, string>; close(): Promise<void> }> {
-  await loadParser();
+export async function makeSqlBackend(deps: SqlBackendDeps): Promise<SqlBackendParts> {
+  await loadParser({ warmUp: deps.warmUp });
   const poolOptions = (url: string, name: string): pg.PoolConfig => ({
     connectionString: url,
     max: deps.poolMax,

@@ -13,7 +13,7 @@ const table = (name: string): SqlTable => ({
 
 let classifier: SqlClassifier;
 beforeAll(async () => {
-  await loadParser();
+  await loadParser({ warmUp: true });
   classifier = new SqlClassifier([table('moved'), table('home')]);
 });
 

@@ -28,7 +28,7 @@ const STAMPED: SqlTable = { ...PEOPLE, name: 'stamped', sourceTable: 'stamped', 
 
 let classifier: SqlClassifier;
 beforeAll(async () => {
-  await loadParser();
+  await loadParser({ warmUp: true });
   classifier = new SqlClassifier([PEOPLE, STAMPED]);
 });
 
