@@ -100,3 +100,43 @@ export async function convergence(source: Knex, target: Knex) {
   ]);
   return { people: { expected: mapPeople(sp), actual: tp }, kv: { expected: sk, actual: tk } };
 }
+
+/**
+ * Tandem's own tables as earlier versions created them (varchar(512) keys, the database's
+ * default collation): tests of the migrations at start begin from these.
+ */
+export async function createPreviousInternalTables(knex: Knex): Promise<void> {
+  await knex.schema.createTable('tandem_outbox', (t) => {
+    t.bigIncrements('id').primary();
+    t.string('tbl', 128).notNullable();
+    t.string('row_key', 512).notNullable();
+    t.string('op', 8).notNullable();
+    t.text('image', knex.client.config.client === 'mysql2' ? 'mediumtext' : 'text');
+    t.integer('epoch').notNullable();
+    t.string('status', 8).notNullable().defaultTo('pending');
+    t.integer('attempts').notNullable().defaultTo(0);
+    t.bigInteger('next_attempt_at').notNullable();
+    t.text('last_error');
+    t.bigInteger('created_at').notNullable();
+    t.index(['status', 'next_attempt_at'], 'tandem_outbox_claim_idx');
+    t.index(['tbl', 'row_key'], 'tandem_outbox_key_idx');
+  });
+  await knex.schema.createTable('tandem_applied', (t) => {
+    t.string('tbl', 128).notNullable();
+    t.string('row_key', 512).notNullable();
+    t.integer('epoch').notNullable();
+    t.bigInteger('seq').notNullable();
+    t.bigInteger('applied_at').notNullable();
+    t.primary(['tbl', 'row_key']);
+  });
+  await knex.schema.createTable('tandem_backfill', (t) => {
+    t.string('tbl', 128).notNullable().primary();
+    t.string('last_key', 512);
+    t.bigInteger('copied').notNullable().defaultTo(0);
+    t.bigInteger('skipped').notNullable().defaultTo(0);
+    t.bigInteger('run_id').notNullable();
+    t.bigInteger('started_at').notNullable();
+    t.bigInteger('updated_at').notNullable();
+    t.bigInteger('finished_at');
+  });
+}

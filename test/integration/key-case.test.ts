@@ -4,7 +4,7 @@ import { loadConfig } from '../../src/config/load-config.js';
 import { applyEntries } from '../../src/write/apply-entries.js';
 import type { OutboxEntry } from '../../src/outbox/outbox-entry.js';
 import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
-import { createTestTables, writeTestPolicies } from '../helpers/schema.js';
+import { createPreviousInternalTables, createTestTables, writeTestPolicies } from '../helpers/schema.js';
 
 /**
  * Issue 14 item 1: row keys that differ only in case are two rows on a case-sensitive
@@ -39,15 +39,8 @@ for (const pair of runnablePairs()) {
           t.integer('val');
         });
       }
-      // An install from before the fix: the ledger created with the database's default collation.
-      await target.knex.schema.createTable('tandem_applied', (t) => {
-        t.string('tbl', 128).notNullable();
-        t.string('row_key', 512).notNullable();
-        t.integer('epoch').notNullable();
-        t.bigInteger('seq').notNullable();
-        t.bigInteger('applied_at').notNullable();
-        t.primary(['tbl', 'row_key']);
-      });
+      // An install from before the fix: Tandem's tables created with the database's default collation.
+      await createPreviousInternalTables(target.knex);
       const config = loadConfig({
         env: {},
         overrides: { source: { url: source.url }, target: { url: target.url }, policiesDir: writeTestPolicies({ 'codes.yaml': CODES_POLICY }) },

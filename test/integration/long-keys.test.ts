@@ -1,12 +1,12 @@
-import type { Knex } from 'knex';
 import { beforeAll, expect, it } from 'vitest';
-import type { TestDatabase } from '../helpers/databases.js';
 import { openToolkit } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { ledgerKey } from '../../src/db/ledger-key.js';
 import { formatKey } from '../../src/policy/row-key.js';
 import { applyEntries } from '../../src/write/apply-entries.js';
+import type { TestDatabase } from '../helpers/databases.js';
 import { describeEachPair } from '../helpers/each-pair.js';
+import { createPreviousInternalTables } from '../helpers/schema.js';
 import { outboxCounts, waitFor, type TandemHarness } from '../helpers/tandem.js';
 
 /**
@@ -21,44 +21,6 @@ primaryKey: [slug]
 /** 700 characters: past the old 512, within what a MariaDB utf8mb4 primary key takes (768). */
 const LONG = 'k'.repeat(690);
 const KEYS = [`${LONG}-alpha-000`, `${LONG}-alpha-001`, `${LONG}-ALPHA-000`, `${'é'.repeat(600)}-ü`];
-
-/** Tandem's own tables as versions before the fix created them (varchar(512) keys). */
-async function createOldInternalTables(knex: Knex): Promise<void> {
-  await knex.schema.createTable('tandem_outbox', (t) => {
-    t.bigIncrements('id').primary();
-    t.string('tbl', 128).notNullable();
-    t.string('row_key', 512).notNullable();
-    t.string('op', 8).notNullable();
-    t.text('image', knex.client.config.client === 'mysql2' ? 'mediumtext' : 'text');
-    t.integer('epoch').notNullable();
-    t.string('status', 8).notNullable().defaultTo('pending');
-    t.integer('attempts').notNullable().defaultTo(0);
-    t.bigInteger('next_attempt_at').notNullable();
-    t.text('last_error');
-    t.bigInteger('created_at').notNullable();
-    t.index(['status', 'next_attempt_at'], 'tandem_outbox_claim_idx');
-    t.index(['tbl', 'row_key'], 'tandem_outbox_key_idx');
-  });
-  await knex.schema.createTable('tandem_applied', (t) => {
-    t.string('tbl', 128).notNullable();
-    t.string('row_key', 512).notNullable();
-    t.integer('epoch').notNullable();
-    t.bigInteger('seq').notNullable();
-    t.bigInteger('applied_at').notNullable();
-    t.primary(['tbl', 'row_key']);
-  });
-  await knex('tandem_applied').insert({ tbl: 'notes', row_key: 'kept-from-before', epoch: 0, seq: 7, applied_at: 1 });
-  await knex.schema.createTable('tandem_backfill', (t) => {
-    t.string('tbl', 128).notNullable().primary();
-    t.string('last_key', 512);
-    t.bigInteger('copied').notNullable().defaultTo(0);
-    t.bigInteger('skipped').notNullable().defaultTo(0);
-    t.bigInteger('run_id').notNullable();
-    t.bigInteger('started_at').notNullable();
-    t.bigInteger('updated_at').notNullable();
-    t.bigInteger('finished_at');
-  });
-}
 
 async function createNotes(db: TestDatabase): Promise<void> {
   await db.knex.schema.createTable('notes', (t) => {
@@ -79,7 +41,8 @@ describeEachPair(
     schema: async (source, target) => {
       for (const db of [source, target]) {
         await createNotes(db);
-        await createOldInternalTables(db.knex);
+        await createPreviousInternalTables(db.knex);
+        await db.knex('tandem_applied').insert({ tbl: 'notes', row_key: 'kept-from-before', epoch: 0, seq: 7, applied_at: 1 });
       }
     },
   },
