@@ -16,6 +16,9 @@ import type { KeyValues, Row } from '../shared/row.js';
 export async function requeueKey(primary: Store, policy: Policy, key: KeyValues): Promise<boolean> {
   const route = tableRoute(policy, primary.name);
   return primary.knex.transaction(async (trx) => {
+    // SQLite: the write lock first — a deferred transaction that reads and then writes fails at
+    // once ("database is locked") when a running Tandem committed in between.
+    await primary.adapter.takeWriteLock(trx);
     // The state row exclusively: writers hold it shared, so no insert of this key can be in
     // flight while we look. (A FOR UPDATE on an absent row locks nothing in PostgreSQL: a
     // concurrent insert could commit after our tombstone with an older version.)
