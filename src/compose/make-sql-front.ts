@@ -64,6 +64,7 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
       sourceTable: p.sourceTable,
       targetTable: p.targetTable,
       primaryKey: p.primaryKey,
+      targetPrimaryKey: p.targetPrimaryKey,
       targetColumns: new Map([...p.columns.values()].map((c) => [c.name, c.targetName])),
     })),
     poolMax: config.sql.poolMax,

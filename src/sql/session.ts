@@ -22,7 +22,7 @@ import {
 } from './protocol.js';
 import type { SqlBackend } from './sql-backend.js';
 import { translateRead } from './knex-read.js';
-import { refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
+import { placeAfterCutover, refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
 import { renameForTarget } from './rename.js';
 import { Exchange, backendPid } from './upstream.js';
 
@@ -99,6 +99,8 @@ export class SqlSession {
   private countValue: number | undefined;
   /** While an extended-protocol read runs on the target: its answers and reports, held until it succeeds. */
   private onTarget: { answers: Buffer[]; reports: Array<() => void> } | undefined;
+  /** While writes to tables whose primary moved run on the PostgreSQL target (their renamed forms). */
+  private writingOnTarget = false;
 
   constructor(
     readonly id: number,
@@ -156,9 +158,10 @@ export class SqlSession {
       await this.run([{ kind: 'query', stmts: [], index: 0, started }, { kind: 'sync' }], () => message('Q', sql));
       return;
     }
+    if (await this.writeOnTarget(guarded, classified.fingerprint, started)) return;
     if (await this.readOnTarget(guarded, classified.fingerprint, started)) return;
     // What the target did not answer runs on the source.
-    const plans = guarded.map((p) => refuseStaleRead(this.backend, p) ?? p);
+    const plans = guarded.map((p) => refuseWriteAfterCutover(this.backend, p) ?? refuseStaleRead(this.backend, p) ?? p);
     for (const p of plans) this.noteSetting(p);
     const texts = plans.map((p) => (p.kind === 'write' ? p.sql : p.kind === 'refuse' ? FAILING_SQL : p.sql));
     const rewritten = plans.some((p) => p.kind === 'write' || p.kind === 'refuse');
@@ -170,15 +173,35 @@ export class SqlSession {
   }
 
   /**
-   * A write to a table whose primary moved to the target is refused; a guarded statement is
-   * refused while its table dual-writes, else it runs as it is.
+   * A write to a table whose primary moved to the target is refused unless the target can
+   * take it (where it runs is decided with the rest of the query: writeOnTarget); a guarded
+   * statement is refused while its table dual-writes, else it runs as it is.
    */
   private guard(plan: StatementPlan): StatementPlan {
-    const moved = refuseWriteAfterCutover(this.backend, plan);
-    if (moved) return moved;
+    const moved = placeAfterCutover(this.backend, plan, true);
+    if (moved) return 'refuse' in moved ? moved.refuse : plan;
     if (plan.kind !== 'guarded') return plan;
     if (!this.backend.dualWriting(plan.table)) return { kind: 'forward', stmtKind: plan.stmtKind, sql: plan.sql };
     return { kind: 'refuse', stmtKind: plan.stmtKind, table: plan.table, reason: plan.reason, message: plan.message };
+  }
+
+  /**
+   * Writes to tables whose primary moved to the PostgreSQL target, run there (renamed, their
+   * outbox rows in the target's outbox for the reverse replication) when the query string
+   * is nothing else and the session is outside a transaction. Otherwise the source path
+   * refuses them (refuseWriteAfterCutover says why).
+   */
+  private async writeOnTarget(plans: StatementPlan[], fingerprint: string, started: number): Promise<boolean> {
+    if (this.txStatus !== 'I' || this.exchange) return false;
+    const forms = plans.map((p) => placeAfterCutover(this.backend, p, true));
+    const writes = forms.map((f) => (f && 'write' in f ? f.write : undefined));
+    if (!writes.every((w) => w !== undefined)) return false;
+    await this.run(
+      [{ kind: 'query', stmts: writes.map((plan) => ({ plan, fingerprint })), index: 0, started }, { kind: 'sync' }],
+      () => message('Q', writes.map((w) => w.sql).join(';\n')),
+      'target',
+    );
+    return true;
   }
 
   /**
@@ -278,6 +301,7 @@ export class SqlSession {
     this.batch = [];
     if (batch.length === 0 && !sync && !this.exchange) return;
     if (sync && !this.exchange && this.txStatus === 'I' && (await this.batchOnTarget(batch))) return;
+    const store = sync && !this.exchange && this.txStatus === 'I' && this.writesOfBatch(batch) ? 'target' : 'source';
     const expects: Expect[] = [];
     const build = (client: pg.PoolClient): Buffer => {
       const out: Buffer[] = [];
@@ -288,7 +312,42 @@ export class SqlSession {
       } else out.push(message('H'));
       return Buffer.concat(out);
     };
-    await this.run(expects, build, 'source', !sync);
+    if (store === 'source') return this.run(expects, build, 'source', !sync);
+    this.writingOnTarget = true;
+    try {
+      await this.run(expects, build, 'target');
+    } finally {
+      this.writingOnTarget = false;
+    }
+  }
+
+  /** Whether a batch only writes tables whose primary moved to a PostgreSQL target that takes each write (writeOnTarget's test). */
+  private writesOfBatch(batch: ReadonlyArray<{ type: string; body: Buffer }>): boolean {
+    const parsed = new Map<string, StatementPlan>();
+    let writes = 0;
+    for (const m of batch) {
+      const r = new BodyReader(m.body);
+      let plan: StatementPlan | undefined;
+      if (m.type === 'P') {
+        const name = r.cstring();
+        try {
+          const classified = this.backend.classifier.classify(r.cstring());
+          plan = classified.statements.length === 1 ? classified.statements[0] : undefined;
+        } catch {
+          return false;
+        }
+        if (plan) parsed.set(name, plan);
+      } else if (m.type === 'B') {
+        r.cstring();
+        const name = r.cstring();
+        plan = parsed.get(name) ?? (name === '' ? this.unnamed : this.statements.get(name))?.classified;
+      } else if (m.type === 'D' || m.type === 'E') continue;
+      else return false;
+      const placed = plan && placeAfterCutover(this.backend, plan, true);
+      if (!placed || !('write' in placed)) return false;
+      writes++;
+    }
+    return writes > 0;
   }
 
   /**
@@ -404,8 +463,14 @@ export class SqlSession {
     return form;
   }
 
-  /** What a pooled connection runs for a statement: its target form while a read is served by the target. */
+  /** What a pooled connection runs for a statement: its target form while a read is served by the target or a write runs there. */
   private up(stmt: Statement): { sql: string; name: string } {
+    if (this.writingOnTarget) {
+      const placed = placeAfterCutover(this.backend, stmt.classified, true);
+      if (placed && 'write' in placed) {
+        return { sql: placed.write.sql, name: `tandem_w_${createHash('sha1').update(placed.write.sql).update(`\0${stmt.types.join(',')}`).digest('hex').slice(0, 24)}` };
+      }
+    }
     if (this.onTarget) {
       const form = this.targetForm(stmt.plan);
       // Parameter types are part of the shared name, as for the primary's statements.
@@ -477,8 +542,8 @@ export class SqlSession {
         const name = r.cstring();
         const rest = m.body.subarray(r.offset);
         const known = name === '' ? this.unnamed : this.statements.get(name);
-        // A read the target serves is not a stale read; everything else here runs on the source.
-        const moved = known && (refuseWriteAfterCutover(this.backend, known.classified) ?? (this.onTarget ? undefined : refuseStaleRead(this.backend, known.classified)));
+        // A read the target serves is not a stale read, nor a write that runs there; everything else here runs on the source.
+        const moved = known && !this.writingOnTarget && (refuseWriteAfterCutover(this.backend, known.classified) ?? (this.onTarget ? undefined : refuseStaleRead(this.backend, known.classified)));
         if (known && moved) {
           // Counted once: after an earlier error in this batch the primary skips to Sync anyway.
           if (!expects.some((e) => e.kind === 'error')) this.report(moved, known.fingerprint, 'refused', performance.now(), SQLSTATE.refused);
@@ -630,7 +695,7 @@ export class SqlSession {
     if (!current) {
       const pool = store === 'target' && this.backend.target ? this.backend.target : this.backend.primary;
       const client = store === 'source' && this.held ? this.held : await pool.connect();
-      if (store === 'source' && client !== this.held) await this.applySettings(client);
+      if (client !== this.held) await this.applySettings(client);
       if (store === 'source') this.held = client;
       const ex = new Exchange(client, (type, body, raw) => this.onUpstream(type, body, raw));
       current = { ex, client, pool };
@@ -809,7 +874,14 @@ export class SqlSession {
     }
   }
 
-  private report(plan: StatementPlan, fingerprint: string, result: 'ok' | 'error' | 'refused', started: number, sqlstate?: string, store: 'source' | 'target' = 'source'): void {
+  private report(
+    plan: StatementPlan,
+    fingerprint: string,
+    result: 'ok' | 'error' | 'refused',
+    started: number,
+    sqlstate?: string,
+    store: 'source' | 'target' = this.exchange && this.exchange.pool !== this.backend.primary ? 'target' : 'source',
+  ): void {
     if (this.onTarget) {
       const durationMs = performance.now() - started;
       // Reported only if the target's answer is the one the client gets (else the primary's run reports).
@@ -853,9 +925,10 @@ export class SqlSession {
     this.socket.write(bytes);
   }
 
-  /** The primary's backend pid of the statement running now (CancelRequest). */
-  runningPid(): number | undefined {
-    return this.exchange && this.exchange.pool === this.backend.primary ? backendPid(this.exchange.client) : undefined;
+  /** The backend pid of the statement running now and the pool of its server (CancelRequest). */
+  running(): { pid: number; pool: pg.Pool } | undefined {
+    const pid = this.exchange && backendPid(this.exchange.client);
+    return this.exchange && pid !== undefined ? { pid, pool: this.exchange.pool } : undefined;
   }
 
   /** The client went away: a transaction in progress is rolled back by dropping its connection. */

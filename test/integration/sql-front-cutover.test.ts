@@ -1,11 +1,15 @@
 /**
- * Issue 12, "After cutover": once a table's primary moved to the target, the SQL front (its
- * connections point at the source) refuses writes to it before they run — simple and
- * extended protocol, a statement prepared before the cutover, inside a transaction, and
- * POST /v1/sql — with SQLSTATE 0A000 and a message that says why and what to do; nothing
- * changes in either store, the refusal is counted, the row API still writes, and rolling
- * the cutover back makes SQL-front writes work again. After retire-source the source is stale:
- * reads that would run there are refused, reads the target answers still work.
+ * Issue 12, "After cutover": once a table's primary moved to the target, the SQL front
+ * writes it there when the target speaks PostgreSQL — the policy's renames applied, the
+ * client's RETURNING list under its own names, simple and extended protocol, a statement
+ * prepared before the cutover, POST /v1/sql — and the source follows by reverse
+ * replication. What the target cannot take (TRUNCATE, a column it does not have, a write
+ * inside a transaction, which runs on the source's connection), and every write when the
+ * target is another engine, is refused before it runs with SQLSTATE 0A000 and a message that
+ * says why and what to do; nothing changes in either store, the refusal is counted, the row
+ * API still writes, and rolling the cutover back makes SQL-front writes go to the source
+ * again. After retire-source the source is stale: reads that would run there are refused,
+ * reads the target answers still work.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,11 +72,15 @@ for (const pair of PG_SOURCE) {
       source: { people: await snapshot(source.knex, 'people', ['id']), kv: await snapshot(source.knex, 'kv', ['tenant', 'k']) },
       target: { people: await snapshot(target.knex, 'app_people', ['id']), kv: await snapshot(target.knex, 'kv', ['tenant', 'k']) },
     });
-    const expectRefused = (e: { code?: string; message: string }, table: string) => {
+    const expectRefused = (e: { code?: string; message: string }, table: string, why = 'the SQL front speaks PostgreSQL and writes only to a PostgreSQL primary') => {
       expect(e.code).toBe('0A000');
-      expect(e.message).toContain(`${table} is not writable through the SQL front: its primary moved to the target (${pair.target}) at cutover`);
-      expect(e.message).toContain(pair.target === 'pg' ? 'the SQL front does not route writes to the target yet' : 'the SQL front speaks PostgreSQL and writes only to a PostgreSQL primary');
+      expect(e.message).toContain(`${table} is not writable through the SQL front here: its primary moved to the target (${pair.target}) at cutover and ${why}`);
       expect(e.message).toContain(`write it through the HTTP API (/v1/tables/${table}/rows) or roll the cutover back`);
+    };
+    const statementsOnTarget = async (kind: string, table: string): Promise<number> => {
+      const res = await tandem.request.get('/metrics').expect(200);
+      const m = new RegExp(`^tandem_sql_statements_total\\{kind="${kind}",table="${table}",store="target",result="ok"\\} (\\d+)$`, 'm').exec(res.text);
+      return m ? Number(m[1]) : 0;
     };
     const expectStale = (e: { code?: string; message: string }) => {
       expect(e.code).toBe('0A000');
@@ -88,7 +96,7 @@ for (const pair of PG_SOURCE) {
       throw new Error('the statement succeeded');
     };
 
-    it('refuses writes to a table whose primary moved, changes nothing, counts them; the row API writes; rollback restores SQL writes', async () => {
+    it.runIf(pair.target !== 'pg')('refuses writes to a table whose primary moved to another engine, changes nothing, counts them; the row API writes; rollback restores SQL writes', async () => {
       // Before the cutover: SQL-front writes work (and one named statement is prepared now).
       await client.query("INSERT INTO people (id, email, full_name, age) VALUES (1, 'a@x', 'Ann', 30)");
       await client.query('INSERT INTO kv (tenant, k, val) VALUES ($1, $2, $3), ($1, 2, 20)', ['t', 1, 10]);
@@ -151,6 +159,78 @@ for (const pair of PG_SOURCE) {
       expect(after.people.actual.map((r) => [r['id'], r['age']])).toEqual([[1, 32], [3, null], [4, null]]);
       expect(after.kv.actual.map((r) => [r['k'], r['val']])).toEqual([[1, 11]]);
       expect(await refusedCount()).toBe(7);
+    }, 120_000);
+
+    it.runIf(pair.target === 'pg')('writes to a table whose primary moved run on the PostgreSQL target, renamed, and replicate back; what it cannot take is refused; rollback restores', async () => {
+      // Before the cutover (and one named statement is prepared now).
+      await client.query("INSERT INTO people (id, email, full_name, age) VALUES (1, 'a@x', 'Ann', 30)");
+      await client.query('INSERT INTO kv (tenant, k, val) VALUES ($1, $2, $3), ($1, 2, 20)', ['t', 1, 10]);
+      const del = { name: 'del-kv', text: 'DELETE FROM kv WHERE tenant = $1 AND k = $2', values: ['t', 99] };
+      expect((await client.query(del)).rowCount).toBe(0);
+      await waitFor(drained, { what: 'outbox drained' });
+
+      tandem.setFlags(CUT_OVER);
+      await waitFor(async () => (await primaryOf('people')) === 'target' && (await primaryOf('kv')) === 'target', { timeoutMs: 30_000, what: 'people and kv primary on the target' });
+
+      // Simple protocol: the renamed column under the client's name in RETURNING.
+      const inserted = await client.query("INSERT INTO people (id, email, full_name, age) VALUES (2, 'b@x', 'Bob', 40) RETURNING id, full_name AS who");
+      expect([inserted.command, inserted.rowCount, inserted.rows]).toEqual(['INSERT', 1, [{ id: 2, who: 'Bob' }]]);
+      // Extended protocol: parameterised (unnamed statement), and a named statement prepared before the cutover.
+      expect((await client.query('UPDATE people SET age = $1, full_name = upper(full_name) WHERE id = $2', [31, 1])).rowCount).toBe(1);
+      expect((await client.query({ ...del, values: ['t', 2] })).rowCount).toBe(1);
+      // Without a column list the values follow the source's columns; ON CONFLICT names the renamed column.
+      expect((await client.query("INSERT INTO kv VALUES ('t', 3, 30, 'n')")).rowCount).toBe(1);
+      await client.query("INSERT INTO people (id, email, full_name) VALUES (2, 'b@x', 'Bobby') ON CONFLICT (id) DO UPDATE SET full_name = excluded.full_name");
+      // POST /v1/sql: one statement, and a list run in one transaction on the target.
+      await tandem.request.post('/v1/sql').send({ sql: 'UPDATE kv SET val = $1 WHERE k = 1', params: [11] }).expect(200);
+      const list = await tandem.request
+        .post('/v1/sql')
+        .send({ statements: [{ sql: 'DELETE FROM kv WHERE k = $1', params: [3] }, { sql: "UPDATE people SET note = 'n' WHERE id = 2 RETURNING full_name" }] })
+        .expect(200);
+      expect(list.body.results.map((r: { command: string; rowCount: number }) => [r.command, r.rowCount])).toEqual([['DELETE', 1], ['UPDATE', 1]]);
+      expect(list.body.results[1].rows).toEqual([{ full_name: 'Bobby' }]);
+      expect(await statementsOnTarget('insert', 'people')).toBe(2);
+      expect(await statementsOnTarget('update', 'kv')).toBe(1);
+
+      // The target has the writes under its names; the source follows by reverse replication.
+      expect(await target.knex('app_people').orderBy('id').select('id', 'name', 'age', 'note')).toEqual([
+        { id: 1, name: 'ANN', age: 31, note: null },
+        { id: 2, name: 'Bobby', age: 40, note: 'n' },
+      ]);
+      await waitFor(drained, { what: 'both outboxes drained' });
+      expect(await source.knex('people').orderBy('id').select('id', 'full_name', 'age', 'note')).toEqual([
+        { id: 1, full_name: 'ANN', age: 31, note: null },
+        { id: 2, full_name: 'Bobby', age: 40, note: 'n' },
+      ]);
+      const converged = await convergence(source.knex, target.knex);
+      expect(converged.people.actual).toEqual(converged.people.expected);
+      expect(converged.kv.actual).toEqual(converged.kv.expected);
+      expect(converged.kv.actual.map((r) => [r['k'], r['val']])).toEqual([[1, 11]]);
+
+      // What the target cannot take is refused before it runs, and changes nothing.
+      const before = await bothStores();
+      expectRefused(await failure(client.query('TRUNCATE kv')), 'kv', 'the SQL front writes there only INSERT, UPDATE and DELETE (not TRUNCATE)');
+      expectRefused(await failure(client.query('UPDATE people SET legacy = $1', ['x'])), 'people', 'the SQL front cannot write this statement there: column legacy is not copied to the target');
+      // Inside a transaction (it runs on the source's connection): reads answer, the write fails the transaction.
+      await client.query('BEGIN');
+      expect((await client.query('SELECT count(*)::int AS n FROM people')).rows).toEqual([{ n: 2 }]);
+      expectRefused(await failure(client.query("DELETE FROM kv WHERE tenant = 't'")), 'kv', 'the SQL front runs a transaction on one database: send this write on its own, outside BEGIN … COMMIT');
+      expect((await failure(client.query('SELECT 1'))).code).toBe('25P02');
+      await client.query('ROLLBACK');
+      // A query string that mixes a moved write with other statements.
+      expectRefused(await failure(client.query('SELECT 1; DELETE FROM kv WHERE k = 1')), 'kv', 'the SQL front runs a transaction on one database: send this write on its own');
+      expect(await refusedCount()).toBe(4);
+      expect(await bothStores()).toEqual(before);
+
+      // Rollback: the source is primary again and SQL-front writes go there (and replicate forward).
+      tandem.setFlags(DUAL_WRITE_ALL);
+      await waitFor(async () => (await primaryOf('people')) === 'source' && (await primaryOf('kv')) === 'source', { timeoutMs: 30_000, what: 'people and kv primary on the source again' });
+      expect((await client.query('UPDATE people SET age = $1 WHERE id = $2', [32, 1])).rowCount).toBe(1);
+      await waitFor(drained, { what: 'both outboxes drained' });
+      const after = await convergence(source.knex, target.knex);
+      expect(after.people.actual).toEqual(after.people.expected);
+      expect(after.people.actual.map((r) => [r['id'], r['age']])).toEqual([[1, 32], [2, 40]]);
+      expect(await statementsOnTarget('update', 'people')).toBe(2);
     }, 120_000);
 
     it('after retire-source, reads the stale source would serve are refused; reads the target answers still work', async () => {
