@@ -78,6 +78,7 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
       const view = d.directory.get(table);
       return view?.primary ?? view?.switching?.from ?? 'source';
     },
+    anyOnTarget: () => [...d.policies.keys()].some((t) => d.directory.get(t)?.primary === 'target'),
     // After a cutover the target's state row records the staleness of the source (its secondary).
     sourceStale: (table) => {
       const view = d.directory.get(table);

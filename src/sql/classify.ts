@@ -31,7 +31,7 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 /** One statement, classified. `table` is the policy name when one is involved. */
 export type StatementPlan =
   /** Touches no policy table: sent to the primary unchanged. */
-  | { kind: 'forward'; stmtKind: StatementKind; sql: string; setting?: 'set' | 'reset-all' }
+  | { kind: 'forward'; stmtKind: StatementKind; sql: string; setting?: 'set' | 'reset-all'; tx?: TxControl }
   /** Reads policy tables: routed by the read percentage when outside a transaction. */
   | { kind: 'read'; stmtKind: StatementKind; table: string; tables: string[]; sql: string; select: Node; routable: string | undefined }
   | WritePlan
@@ -53,6 +53,9 @@ export interface WritePlan {
   /** The client's statement as parsed (a PostgreSQL target after cutover runs it renamed). */
   change: { type: ChangeType; body: Node };
 }
+
+/** BEGIN/START TRANSACTION, COMMIT/END (not AND CHAIN), ROLLBACK/ABORT (not TO SAVEPOINT). */
+export type TxControl = 'begin' | 'commit' | 'rollback';
 
 export type ChangeType = 'InsertStmt' | 'UpdateStmt' | 'DeleteStmt';
 
@@ -215,7 +218,8 @@ export class SqlClassifier {
       if (type === 'VariableSetStmt' && !body['is_local'] && body['name'] !== 'TRANSACTION') {
         return { kind: 'forward', stmtKind, sql, setting: body['kind'] === 'VAR_RESET_ALL' ? 'reset-all' : 'set' };
       }
-      return { kind: 'forward', stmtKind, sql };
+      const tx = type === 'TransactionStmt' ? txControl(body) : undefined;
+      return tx ? { kind: 'forward', stmtKind, sql, tx } : { kind: 'forward', stmtKind, sql };
     }
 
     const top = writes.find((w) => w.node === body);
@@ -375,6 +379,20 @@ function routableReason(select: Node, tables: number): string | undefined {
   const from = (select['fromClause'] as Node[] | undefined) ?? [];
   if (from.length !== 1 || !from[0]?.['RangeVar']) return 'not a single table';
   return undefined;
+}
+
+function txControl(body: Node): TxControl | undefined {
+  switch (body['kind']) {
+    case 'TRANS_STMT_BEGIN':
+    case 'TRANS_STMT_START':
+      return 'begin';
+    case 'TRANS_STMT_COMMIT':
+      return body['chain'] ? undefined : 'commit';
+    case 'TRANS_STMT_ROLLBACK':
+      return body['chain'] ? undefined : 'rollback';
+    default:
+      return undefined;
+  }
 }
 
 function kindOf(type: string): StatementKind {

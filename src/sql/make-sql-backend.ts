@@ -27,6 +27,7 @@ export interface SqlBackendDeps {
   connectTimeoutMs: number;
   dualWriting: (table: string) => boolean;
   primaryOf: (table: string) => 'source' | 'target';
+  anyOnTarget: () => boolean;
   sourceStale: (table: string) => boolean;
   routeRead: (table: string, stickyKey: string) => { store: 'source' | 'target'; reason: string };
   committed: (tables: readonly string[]) => void;
@@ -100,6 +101,7 @@ export async function makeSqlBackend(deps: SqlBackendDeps): Promise<SqlBackendPa
           targetDialect: deps.targetDialect,
           dualWriting: deps.dualWriting,
           primaryOf: deps.primaryOf,
+          anyOnTarget: deps.anyOnTarget,
           sourceStale: deps.sourceStale,
           routeRead: deps.routeRead,
           committed: deps.committed,

@@ -16,10 +16,11 @@ export type Placement = { write: WritePlan } | { refuse: Refusal };
 /**
  * A write to a policy table whose primary moved to the target at cutover. A PostgreSQL
  * target takes an INSERT/UPDATE/DELETE the policy's renames can be applied to
- * (target-write.ts) when it runs on its own — outside a transaction, alone in its query
- * string (`alone`): a session's transaction runs on the source's connection, where the
- * rewrite's state-row check would fail it with a cast error that explains nothing. Anything
- * else is refused before it runs, saying why. Undefined: the table's primary is the source.
+ * (target-write.ts) when it can run there (`alone`): on its own, or in a transaction opened
+ * on the target. A transaction (or query string) running on the source's connection cannot
+ * take it: there the rewrite's state-row check would fail it with a cast error that explains
+ * nothing. Anything else is refused before it runs, saying why. Undefined: the table's
+ * primary is the source.
  */
 export function placeAfterCutover(backend: CutoverView, plan: StatementPlan, alone: boolean): Placement | undefined {
   const table = writtenTable(plan);
@@ -29,7 +30,9 @@ export function placeAfterCutover(backend: CutoverView, plan: StatementPlan, alo
   const source = backend.classifier.table(table);
   const form = source ? writeForTarget(plan, source, backend.classifier.targetTable(table)) : { reason: 'its policy is unknown' };
   if ('reason' in form) return refusal(backend, plan, table, `the SQL front cannot write this statement there: ${form.reason}`);
-  if (!alone) return refusal(backend, plan, table, 'the SQL front runs a transaction on one database: send this write on its own, outside BEGIN … COMMIT and not with other statements in one query string');
+  if (!alone) {
+    return refusal(backend, plan, table, 'the SQL front runs a transaction (or a query string of several statements) on one server, here the source: send this write on its own, or as the first statement of its transaction');
+  }
   return { write: form };
 }
 

@@ -116,7 +116,7 @@ describe('SQL front writes after a cutover to a PostgreSQL target', () => {
     expect(refused('INSERT INTO people (id) VALUES (1) ON CONFLICT ON CONSTRAINT people_pkey DO NOTHING')).toContain('ON CONFLICT ON CONSTRAINT');
     expect(refused('TRUNCATE people')).toContain('the SQL front writes there only INSERT, UPDATE and DELETE (not TRUNCATE)');
     // A write the target takes, but not inside a transaction or beside other statements.
-    expect(refused('DELETE FROM people WHERE id = 1', false)).toContain('send this write on its own, outside BEGIN … COMMIT');
+    expect(refused('DELETE FROM people WHERE id = 1', false)).toContain('here the source: send this write on its own, or as the first statement of its transaction');
     expect(placed('DELETE FROM home WHERE id = 1')).toBeUndefined();
   });
 });
