@@ -31,7 +31,7 @@ export interface SqlFrontDeps {
   /** Each table's primary, as the HTTP write path picks it. */
   directory: PrimaryDirectory;
   routing: ReadRouting;
-  /** Wakes the outbox worker (a transaction with captured writes committed). */
+  /** Wakes both outbox workers (a transaction with captured writes committed; with the target as primary, the reverse worker drains it). */
   poke: () => void;
   metrics: SqlMetrics;
   logger: Logger;
