@@ -14,6 +14,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
+import { sleep } from '../helpers/http-client.js';
 import { convergence, createTestTables, snapshot, writeTestPolicies } from '../helpers/schema.js';
 import { DUAL_WRITE_ALL, outboxCounts, startTandem, waitFor, type Feature, type TandemHarness } from '../helpers/tandem.js';
 
@@ -293,5 +294,129 @@ for (const pair of PG_SOURCE) {
       expect(http.body).toMatchObject({ code: 'sql_refused', sqlstate: '0A000' });
       expect(await refusedCount('source_stale')).toBe(before + (pair.target === 'pg' ? 2 : 4));
     }, 120_000);
+  });
+}
+
+/** Errors a SQL-front write may get while a table's primary moves: a frozen or secondary state row, a transaction left on the old primary, the rest of that transaction. */
+const SWITCH_ERRORS = new Set(['22P02', '0A000', '25P02']);
+
+for (const pair of PG_SOURCE.filter((p) => p.target === 'pg')) {
+  describe(`SQL front writes while the primary moves back and forth (${pair.name})`, () => {
+    let source: TestDatabase;
+    let target: TestDatabase;
+    let tandem: TandemHarness;
+
+    beforeAll(async () => {
+      source = await createTestDatabase(pair.source, 'sqlswsrc');
+      target = await createTestDatabase(pair.target, 'sqlswtgt');
+      await createTestTables(source.knex, target.knex);
+      tandem = await startTandem({ source: source.url, target: target.url, policiesDir: writeTestPolicies(), overrides: { sql: { port: 0 } } });
+    });
+
+    afterAll(async () => {
+      await tandem?.stop();
+      await source?.drop();
+      await target?.drop();
+    });
+
+    const primaryOf = async (table: string): Promise<string | null> => {
+      const res = await tandem.request.get('/admin/status').expect(200);
+      const row = (res.body as { tables: Array<{ table: string; primary: string | null; switch: unknown }> }).tables.find((t) => t.table === table);
+      return row && row.switch === null ? row.primary : null;
+    };
+
+    /** SQL-front statements on kv that ran on the target (any kind). */
+    const statementsOnTarget = async (): Promise<number> => {
+      const res = await tandem.request.get('/metrics').expect(200);
+      let n = 0;
+      for (const m of res.text.matchAll(/^tandem_sql_statements_total\{kind="(?:insert|update|delete)",table="kv",store="target",result="ok"\} (\d+)$/gm)) n += Number(m[1]);
+      return n;
+    };
+
+    it('loses no acknowledged write: autocommit and transactions, on the source and on the target, through two cutovers and rollbacks', async () => {
+      // Each writer owns its keys and runs one unit at a time, so the last acknowledged value of a key is its value.
+      const expected = new Map<number, number | null>();
+      const errors = new Map<string, number>();
+      let stop = false;
+      let acknowledged = 0;
+      const writer = async (w: number) => {
+        const client = new pg.Client({ connectionString: `postgres://app@127.0.0.1:${tandem.app.sqlAddress().port}/app` });
+        await client.connect();
+        const mine: number[] = [];
+        let next = w * 100_000;
+        let v = 0;
+        try {
+          while (!stop) {
+            v++;
+            const roll = v % 5;
+            const existing = mine.length > 0 ? (mine[v % mine.length] as number) : undefined;
+            try {
+              if (roll === 0 && existing !== undefined) {
+                await client.query('DELETE FROM kv WHERE tenant = $1 AND k = $2', ['w', existing]);
+                expected.set(existing, null);
+                mine.splice(mine.indexOf(existing), 1);
+              } else if (roll === 1 && existing !== undefined) {
+                await client.query(`UPDATE kv SET val = ${v} WHERE tenant = 'w' AND k = ${existing}`);
+                expected.set(existing, v);
+              } else if (roll === 2) {
+                const k = ++next;
+                await client.query('BEGIN');
+                try {
+                  await client.query('INSERT INTO kv (tenant, k, val) VALUES ($1, $2, $3)', ['w', k, v]);
+                  if (existing !== undefined) await client.query('UPDATE kv SET val = $1 WHERE tenant = $2 AND k = $3', [v, 'w', existing]);
+                  await client.query('COMMIT');
+                } catch (error) {
+                  await client.query('ROLLBACK');
+                  throw error;
+                }
+                expected.set(k, v);
+                mine.push(k);
+                if (existing !== undefined) expected.set(existing, v);
+              } else {
+                const k = ++next;
+                await client.query('INSERT INTO kv (tenant, k, val) VALUES ($1, $2, $3)', ['w', k, v]);
+                expected.set(k, v);
+                mine.push(k);
+              }
+              acknowledged++;
+            } catch (error) {
+              const code = (error as { code?: string }).code ?? 'none';
+              errors.set(code, (errors.get(code) ?? 0) + 1);
+              if (!SWITCH_ERRORS.has(code)) throw error;
+              await sleep(20);
+            }
+          }
+        } finally {
+          await client.end();
+        }
+      };
+      const writers = [0, 1, 2, 3].map((w) => writer(w + 1));
+      const onTargetBefore = await statementsOnTarget();
+      for (let round = 0; round < 2; round++) {
+        await sleep(400);
+        tandem.setFlags(CUT_OVER);
+        await waitFor(async () => (await primaryOf('kv')) === 'target', { timeoutMs: 30_000, what: 'kv primary on the target' });
+        await sleep(400);
+        tandem.setFlags(DUAL_WRITE_ALL);
+        await waitFor(async () => (await primaryOf('kv')) === 'source', { timeoutMs: 30_000, what: 'kv primary on the source again' });
+      }
+      await sleep(300);
+      stop = true;
+      await Promise.all(writers);
+      await waitFor(async () => {
+        const [s, t] = await Promise.all([outboxCounts(source.knex), outboxCounts(target.knex)]);
+        return s.pending === 0 && t.pending === 0 && s.dead === 0 && t.dead === 0;
+      }, { what: 'both outboxes drained' });
+
+      expect(acknowledged).toBeGreaterThan(50);
+      // Some of them ran on the target while it was primary.
+      expect(await statementsOnTarget()).toBeGreaterThan(onTargetBefore);
+      const rows = new Map((await source.knex('kv').where({ tenant: 'w' }).select('k', 'val')).map((r: { k: number; val: number }) => [r.k, r.val]));
+      const want = new Map([...expected].filter((e): e is [number, number] => e[1] !== null));
+      expect(rows).toEqual(want);
+      const after = await convergence(source.knex, target.knex);
+      expect(after.kv.actual).toEqual(after.kv.expected);
+      for (const code of errors.keys()) expect(SWITCH_ERRORS.has(code), `error ${code}`).toBe(true);
+    }, 180_000);
   });
 }
