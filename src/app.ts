@@ -164,7 +164,7 @@ export class TandemApp {
     const consoleWiring = makeConsoleApi({ config, events, source, target, policies, flags, jobs: this.jobs, verify: (table, o) => this.verify(table, o) });
     this.history = consoleWiring.history;
     // The SQL front (DESIGN §13): PostgreSQL primaries only.
-    const sqlDeps = { config, source, target, policies, reconciler, directory, routing: read.routing, metrics: this.sqlMetrics, logger: this.logger };
+    const sqlDeps = { config, events, source, target, policies, reconciler, directory, routing: read.routing, metrics: this.sqlMetrics, logger: this.logger };
     const sql = (this.sql = await makeSqlFront({ ...sqlDeps, poke: () => write.poke() }));
 
     this.express = makeHttpApp({

@@ -5,6 +5,7 @@ import type { TandemConfig } from '../config/schema.js';
 import type { PrimaryDirectory } from '../cutover/primary-directory.js';
 import type { StageReconciler } from '../cutover/stage-reconciler.js';
 import type { Store } from '../db/store.js';
+import type { EventBus } from '../events.js';
 import { TandemError } from '../errors.js';
 import type { Policy } from '../policy/policy.js';
 import type { ReadRouting } from '../read/read-routing.js';
@@ -35,6 +36,8 @@ export interface SqlFrontDeps {
   poke: () => void;
   metrics: SqlMetrics;
   logger: Logger;
+  /** The engine's events: the SQL front's shadow reads feed the consistency ratio and the brake as the HTTP path's do. */
+  events: EventBus;
 }
 
 /**
@@ -52,6 +55,11 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
     );
   }
   const emit = (event: SqlEvent) => {
+    if (event.type === 'sql.shadow') {
+      const { table, result, key, shadowStore, error } = event;
+      d.events.emit({ type: 'shadow', table, result, key, shadowStore, columns: ['(the SELECT answer)'], ...(error ? { error } : {}) });
+      return;
+    }
     recordSqlEvent(d.metrics, event);
     logSqlEvent(d.logger, event);
   };
@@ -86,9 +94,9 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
     },
     routeRead: (table, stickyKey) => {
       const policy = d.policies.get(table);
-      if (!policy) return { store: 'source', reason: 'unknown table' };
+      if (!policy) return { store: 'source', reason: 'unknown table', shadow: false };
       const decision = d.routing.decide(policy, { stickyKey, rowKey: undefined });
-      return { store: decision.store, reason: decision.reason };
+      return { store: decision.store, reason: decision.reason, shadow: decision.shadow };
     },
     committed: d.poke,
     emit,

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import pg from 'pg';
 import { SqlClassifier, loadParser, type SqlTable } from './classify.js';
+import { SqlShadowReads } from './shadow-read.js';
 import type { SqlBackend, SqlEvent } from './sql-backend.js';
 
 /** The policy facts the SQL front needs (a narrow copy of the engine's Policy). */
@@ -29,7 +30,7 @@ export interface SqlBackendDeps {
   primaryOf: (table: string) => 'source' | 'target';
   anyOnTarget: () => boolean;
   sourceStale: (table: string) => boolean;
-  routeRead: (table: string, stickyKey: string) => { store: 'source' | 'target'; reason: string };
+  routeRead: (table: string, stickyKey: string) => { store: 'source' | 'target'; reason: string; shadow: boolean };
   committed: (tables: readonly string[]) => void;
   emit: (event: SqlEvent) => void;
   /** Warm the parser up before answering (the SQL port at start; see loadParser). */
@@ -106,6 +107,7 @@ export async function makeSqlBackend(deps: SqlBackendDeps): Promise<SqlBackendPa
           routeRead: deps.routeRead,
           committed: deps.committed,
           emit: deps.emit,
+          shadowReads: new SqlShadowReads({ primary, target, otherTarget: deps.otherTarget, classifier, emit: deps.emit }),
         },
         parameters,
         close,

@@ -66,8 +66,11 @@ const unnamedOn = new WeakMap<object, Statement>();
 /** The session whose SET statements a pooled connection carries (absent: its defaults). */
 const settingsOf = new WeakMap<object, number>();
 
-/** The message type byte of ErrorResponse. */
+/** The message type bytes of ErrorResponse and DataRow. */
 const ERROR_RESPONSE = 0x45;
+const DATA_ROW = 0x44;
+/** A shadowed answer longer than this is not compared (its rows would be held in memory). */
+const MAX_CAPTURED_ROWS = 10_000;
 
 /** A statement the primary refuses to parse: stands in for one the SQL front refused, so the transaction fails as PostgreSQL's would. */
 const FAILING_SQL = 'SELECT 1/0';
@@ -103,6 +106,8 @@ export class SqlSession {
   private countValue: number | undefined;
   /** While an extended-protocol read runs on the target: its answers and reports, held until it succeeds. */
   private onTarget: { answers: Buffer[]; reports: Array<() => void> } | undefined;
+  /** A shadowed read the source serves: its rows as relayed, compared with the target's afterwards (SqlShadowReads). */
+  private capture: { plan: Extract<StatementPlan, { kind: 'read' }>; rows: Buffer[]; failed: boolean } | undefined;
   /** While an autocommit batch of writes to tables whose primary moved runs on the PostgreSQL target. */
   private writingOnTarget = false;
 
@@ -180,10 +185,16 @@ export class SqlSession {
     const texts = plans.map((p) => (p.kind === 'write' ? p.sql : p.kind === 'refuse' ? FAILING_SQL : p.sql));
     const rewritten = plans.some((p) => p.kind === 'write' || p.kind === 'refuse');
     const text = rewritten ? texts.join(';\n') : sql;
-    await this.run(
-      [{ kind: 'query', stmts: plans.map((plan) => ({ plan, fingerprint: classified.fingerprint })), index: 0, started }, { kind: 'sync' }],
-      () => message('Q', text),
-    );
+    const capture = this.capture;
+    try {
+      await this.run(
+        [{ kind: 'query', stmts: plans.map((plan) => ({ plan, fingerprint: classified.fingerprint })), index: 0, started }, { kind: 'sync' }],
+        () => message('Q', text),
+      );
+    } finally {
+      this.capture = undefined;
+    }
+    if (capture && !capture.failed && plans[0] === capture.plan) this.backend.shadowReads.compare(capture.plan, 'source', textRows(capture.rows), classified.fingerprint);
   }
 
   /**
@@ -302,17 +313,19 @@ export class SqlSession {
     const pool = this.backend.target;
     const route = (store: 'source' | 'target', reason: string) => this.backend.emit({ type: 'sql.read_route', table: plan.table, store, reason });
     const decision = this.backend.routeRead(plan.table, `sql-session-${this.id}`);
+    // Target connections carry no session's SETs (time zone, search_path, …): the answer could differ.
+    const shadow = decision.shadow && this.settings.length === 0;
     if (decision.store !== 'target') {
       route('source', decision.reason);
+      if (shadow) this.capture = { plan, rows: [], failed: false };
       return false;
     }
-    // Target connections carry no session's SETs (time zone, search_path, …): the answer could differ.
     if (this.settings.length > 0) {
       route('source', 'the session has SET parameters');
       return false;
     }
     const table = this.backend.classifier.table(plan.table);
-    if (!pool) return this.readOnOtherEngine(plan, table, fingerprint, started, decision.reason);
+    if (!pool) return this.readOnOtherEngine(plan, table, fingerprint, started, decision.reason, shadow);
     const renamed = plan.routable !== undefined || !table ? { reason: plan.routable ?? 'unknown table' } : renameForTarget(plan.select, table);
     if ('reason' in renamed) {
       route('source', renamed.reason);
@@ -347,11 +360,19 @@ export class SqlSession {
     for (const raw of answer) this.send(raw);
     this.send(readyForQuery('I'));
     this.report(plan, fingerprint, 'ok', started, undefined, 'target');
+    if (shadow) this.backend.shadowReads.compare(plan, 'target', textRows(answer.filter((raw) => raw[0] === DATA_ROW).map((raw) => raw.subarray(5))), fingerprint);
     return true;
   }
 
   /** A read a target of another engine answers: the safe subset, rebuilt with knex, its values in PostgreSQL's text form. */
-  private async readOnOtherEngine(plan: Extract<StatementPlan, { kind: 'read' }>, table: SqlTable | undefined, fingerprint: string, started: number, why: string): Promise<boolean> {
+  private async readOnOtherEngine(
+    plan: Extract<StatementPlan, { kind: 'read' }>,
+    table: SqlTable | undefined,
+    fingerprint: string,
+    started: number,
+    why: string,
+    shadow: boolean,
+  ): Promise<boolean> {
     const other = this.backend.otherTarget;
     const route = (store: 'source' | 'target', reason: string) => this.backend.emit({ type: 'sql.read_route', table: plan.table, store, reason });
     if (!other || !table) {
@@ -376,6 +397,7 @@ export class SqlSession {
     this.send(commandComplete(`SELECT ${rows.length}`));
     this.send(readyForQuery('I'));
     this.report(plan, fingerprint, 'ok', started, undefined, 'target');
+    if (shadow) this.backend.shadowReads.compare(plan, 'target', rows, fingerprint);
     return true;
   }
 
@@ -874,6 +896,10 @@ export class SqlSession {
           return;
         }
         this.rowsSeen++;
+        if (this.capture) {
+          if (this.capture.rows.length < MAX_CAPTURED_ROWS) this.capture.rows.push(body);
+          else this.capture.failed = true;
+        }
         this.send(raw);
         return;
       }
@@ -912,6 +938,7 @@ export class SqlSession {
 
   private onError(body: Buffer, raw: Buffer): void {
     const head = this.expects[0];
+    if (this.capture) this.capture.failed = true;
     const fields = readErrorFields(body);
     const refused = head?.kind === 'query' ? head.stmts[head.index]?.plan : undefined;
     if (head?.kind === 'error') {
@@ -1050,6 +1077,11 @@ async function runQuietly(client: pg.PoolClient, sql: string): Promise<boolean> 
     throw error;
   }
   return !failed;
+}
+
+/** DataRow bodies of a text-format answer as strings (NULL as null). */
+function textRows(bodies: readonly Buffer[]): Array<Array<string | null>> {
+  return bodies.map((body) => readDataRow(body).map((v) => (v === null ? null : v.toString('utf8'))));
 }
 
 function preparedSet(client: object): Set<string> {

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type pg from 'pg';
 import type { SqlClassifier, StatementKind, RefusalReason } from './classify.js';
+import type { SqlShadowReads } from './shadow-read.js';
 
 /**
  * The narrow view of the engine the SQL front works with. The app builds it (app.ts); the
@@ -24,8 +25,10 @@ export interface SqlBackend {
   anyOnTarget(): boolean;
   /** The table's primary is the target and the source misses its writes (retired, not resynced since). */
   sourceStale(table: string): boolean;
-  /** Where a read of the table outside a transaction goes (read %, sticky per session). */
-  routeRead(table: string, stickyKey: string): { store: 'source' | 'target'; reason: string };
+  /** Where a read of the table outside a transaction goes (read %, sticky per session), and whether it is shadowed. */
+  routeRead(table: string, stickyKey: string): { store: 'source' | 'target'; reason: string; shadow: boolean };
+  /** Compares the `shadow-read` share of routed reads with the other store. */
+  readonly shadowReads: SqlShadowReads;
   /** A transaction that wrote policy tables has committed (or ended): hand the outbox rows to the worker. */
   committed(tables: readonly string[]): void;
   emit(event: SqlEvent): void;
@@ -51,6 +54,7 @@ export type SqlEvent =
     }
   | { type: 'sql.refused'; reason: RefusalReason | 'limit'; table: string }
   | { type: 'sql.parse_error' }
+  | { type: 'sql.shadow'; table: string; result: 'match' | 'mismatch' | 'error'; shadowStore: 'source' | 'target'; key: string; error?: Error }
   | { type: 'sql.read_route'; table: string; store: 'source' | 'target'; reason: string }
   | { type: 'sql.session'; phase: 'open' | 'close' | 'refused'; session: number; user?: string; reason?: string; active: number }
   | { type: 'sql.error'; session: number; error: Error };
