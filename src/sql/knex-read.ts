@@ -8,6 +8,8 @@ const INT_OIDS = new Set([20, 21, 23]);
 const TEXT_OIDS = new Set([25, 1043]);
 const BOOL_OID = 16;
 const DATE_OID = 1082;
+/** float4, float8, numeric: compared with a number constant as numbers on every engine. */
+const NUMERIC_OIDS = new Set([700, 701, 1700]);
 const OPERATORS = new Set(['=', '<>', '!=', '<', '<=', '>', '>=']);
 
 export interface TranslatedRead {
@@ -79,7 +81,8 @@ export function translateRead(
     if (c === undefined) return undefined;
     if (c === null) return { value: null };
     if (typeof c === 'string') return typed(c, oid);
-    return family(typeof c === 'number' ? 20 : BOOL_OID) === family(oid) ? { value: c } : { reason: 'a constant of another type than its column' };
+    const fits = typeof c === 'number' ? INT_OIDS.has(oid) || NUMERIC_OIDS.has(oid) : oid === BOOL_OID;
+    return fits ? { value: c } : { reason: 'a constant of another type than its column' };
   };
   for (const key of ['intoClause', 'valuesLists', 'havingClause', 'groupClause', 'distinctClause', 'windowClause', 'lockingClause', 'withClause']) {
     if (select[key] !== undefined) return { reason: `${key} is outside the translated subset` };
@@ -248,7 +251,8 @@ function typed(text: string, oid: number): Operand {
     const valid = day && new Date(Date.UTC(Number(day[1]), Number(day[2]) - 1, Number(day[3]))).toISOString().startsWith(text);
     return valid ? { value: text } : bad;
   }
-  return bad;
+  // Timestamps (zones, precision), numerics and the rest are read by rules not rebuilt here.
+  return { reason: 'a value compared with a column of a type not translated' };
 }
 
 /** A target value in PostgreSQL's text form for the source column's type. */
