@@ -69,8 +69,9 @@ export function translateRead(
     if (ref) {
       const n = Number(ref['number']);
       const declared = params.types[n - 1] ?? 0;
+      // Unknown: the type of its first use, as PostgreSQL infers it (text for a varchar column).
       const type = declared || paramTypes[n - 1] || (oid === 1043 ? 25 : oid);
-      if (family(type) !== family(oid) || (paramTypes[n - 1] ?? type) !== type) return { reason: 'a parameter of another type than its column' };
+      if (family(type) !== family(oid)) return { reason: 'a parameter of another type than its column' };
       paramTypes[n - 1] = type;
       if (!params.values) return { value: null };
       const text = params.values[n - 1];
@@ -79,7 +80,8 @@ export function translateRead(
     }
     const c = constant(node);
     if (c === undefined) return undefined;
-    if (c === null) return { value: null };
+    // A literal `= NULL` is `IS NULL` under transform_null_equals: left to the primary.
+    if (c === null) return { reason: 'a comparison with NULL' };
     if (typeof c === 'string') return typed(c, oid);
     const fits = typeof c === 'number' ? INT_OIDS.has(oid) || NUMERIC_OIDS.has(oid) : oid === BOOL_OID;
     return fits ? { value: c } : { reason: 'a constant of another type than its column' };
@@ -182,7 +184,9 @@ export function translateRead(
   }
   // LIMIT and OFFSET are bigint; NULL means no limit and no offset, a negative one is PostgreSQL's error.
   const bound = (key: string): number | undefined | { reason: string } => {
-    const o = select[key] === undefined ? { value: null } : operand(select[key] as Node, 20);
+    const node = select[key] as Node | undefined;
+    if (node === undefined || constant(node) === null) return undefined;
+    const o = operand(node, 20);
     if (o && 'reason' in o) return o;
     if (o?.value === null) return undefined;
     return typeof o?.value === 'number' && o.value >= 0 ? o.value : { reason: 'LIMIT or OFFSET other than a number' };

@@ -74,7 +74,7 @@ export function planOtherEngineBatch(batch: ReadonlyArray<{ type: string; body: 
       } else if (m.type === 'D') {
         const kind = r.byte();
         const name = r.cstring();
-        const described = kind === 'S' ? describeStatement(statement(name), deps) : portals.get(name)?.read.fields;
+        const described = kind === 'S' ? describeStatement(statement(name), deps) : kind === 'P' ? portals.get(name)?.read.fields : undefined;
         if (!described || 'reason' in described) return described ?? { reason: 'an unknown portal' };
         steps.push(...(Array.isArray(described) ? [rowDescription(described)] : described.messages));
       } else if (m.type === 'E') {
@@ -120,8 +120,8 @@ function translate(stmt: BatchStatement, deps: Deps, values?: ReadonlyArray<stri
 }
 
 /** Describe of a statement: ParameterDescription (each type declared or as PostgreSQL infers it), then RowDescription. */
-function describeStatement(stmt: BatchStatement | undefined, deps: Deps): { messages: Buffer[] } | { reason: string } | undefined {
-  if (!stmt) return undefined;
+function describeStatement(stmt: BatchStatement | undefined, deps: Deps): { messages: Buffer[] } | { reason: string } {
+  if (!stmt) return { reason: 'an unknown prepared statement' };
   const read = translate(stmt, deps);
   if ('reason' in read) return read;
   const types = Array.from({ length: Math.max(stmt.types.length, read.paramTypes.length) }, (_, i) => stmt.types[i] || read.paramTypes[i] || 0);

@@ -295,7 +295,7 @@ export class SqlSession {
   /**
    * An extended-protocol read of one policy table outside a transaction (Parse/Bind/Describe/
    * Execute up to Sync, as drivers send a parameterised query), served by a PostgreSQL target
-   * when routing says so, with the policy's renames. As for simple queries the target's answer
+   * when routing says so, with the policy's renames (another engine: batchOnOtherEngine). As for simple queries the target's answer
    * is held until it is complete: on any error the session's statements are put back as they
    * were and the batch runs on the primary instead (counted as `target read failed`).
    */
