@@ -68,7 +68,7 @@ export function planOtherEngineBatch(batch: ReadonlyArray<{ type: string; body: 
         if (!stmt) return { reason: 'an unknown prepared statement' };
         const read = translate(stmt, deps, bind.values);
         if ('reason' in read) return read;
-        if (bind.values.length !== Math.max(stmt.types.length, read.paramTypes.length)) return { reason: 'a Bind with the wrong number of parameters' };
+        if (bind.values.length !== read.paramTypes.length) return { reason: 'a Bind with the wrong number of parameters' };
         portals.set(bind.portal, { stmt, read, done: false });
         steps.push(bindComplete());
       } else if (m.type === 'D') {
@@ -111,22 +111,27 @@ export function planOtherEngineBatch(batch: ReadonlyArray<{ type: string; body: 
   };
 }
 
-/** The statement's read in the translated subset, with these parameter values (undefined: only described). */
+/**
+ * The statement's read in the translated subset, with these parameter values (undefined: only
+ * described), and the type of each of its parameters: declared, or as PostgreSQL infers it.
+ */
 function translate(stmt: BatchStatement, deps: Deps, values?: ReadonlyArray<string | null>): TranslatedRead | { reason: string } {
   const plan = stmt.plan;
   if (plan.kind !== 'read' || plan.stmtKind !== 'select' || plan.table !== deps.table.name) return { reason: 'not a read of the table' };
   if (plan.routable !== undefined) return { reason: plan.routable };
-  return translateRead(plan.select, deps.table, deps.target, { types: stmt.types, ...(values ? { values } : {}) });
+  const read = translateRead(plan.select, deps.table, deps.target, { types: stmt.types, ...(values ? { values } : {}) });
+  if ('reason' in read) return read;
+  const paramTypes = Array.from({ length: Math.max(stmt.types.length, read.paramTypes.length) }, (_, i) => stmt.types[i] || read.paramTypes[i] || 0);
+  // A parameter neither declared nor used: PostgreSQL refuses the Parse ("could not determine data type").
+  return paramTypes.includes(0) ? { reason: 'a parameter whose type PostgreSQL would not know' } : { ...read, paramTypes };
 }
 
-/** Describe of a statement: ParameterDescription (each type declared or as PostgreSQL infers it), then RowDescription. */
+/** Describe of a statement: ParameterDescription, then RowDescription. */
 function describeStatement(stmt: BatchStatement | undefined, deps: Deps): { messages: Buffer[] } | { reason: string } {
   if (!stmt) return { reason: 'an unknown prepared statement' };
   const read = translate(stmt, deps);
   if ('reason' in read) return read;
-  const types = Array.from({ length: Math.max(stmt.types.length, read.paramTypes.length) }, (_, i) => stmt.types[i] || read.paramTypes[i] || 0);
-  if (types.includes(0)) return { reason: 'a parameter whose type PostgreSQL would not know' };
-  return { messages: [message('t', int16(types.length), ...types), rowDescription(read.fields)] };
+  return { messages: [message('t', int16(read.paramTypes.length), ...read.paramTypes), rowDescription(read.fields)] };
 }
 
 /** A Bind's portal, statement and parameters in text form; binary parameters or results stay on the source. */

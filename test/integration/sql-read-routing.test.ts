@@ -268,6 +268,7 @@ for (const pair of PG_SOURCE) {
         // Values PostgreSQL would refuse: the client gets its error, from the source.
         await counted('people', 'a value that is not of its column type', () => expect(client.query('SELECT id FROM people WHERE id = $1', ['3000000000'])).rejects.toMatchObject({ code: '22003' }));
         await counted('people', 'a value that is not of its column type', () => expect(client.query('SELECT id FROM people WHERE active = $1', ['maybe'])).rejects.toMatchObject({ code: '22P02' }));
+        await counted('people', 'a parameter whose type PostgreSQL would not know', () => expect(client.query('SELECT id FROM people WHERE id = $2', [null, 1])).rejects.toMatchObject({ code: '42P18' }));
         // Binary results, and a binary parameter (node-postgres sends a Buffer as one).
         const byId = { text: 'SELECT id, full_name FROM people WHERE id = $1', values: [2], binary: true };
         const binary = await counted('people', 'binary format', () => client.query(byId));
