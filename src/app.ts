@@ -9,38 +9,30 @@ import { closeHttp, listenHttp } from './compose/http-server.js';
 import { logEvent } from './compose/log-event.js';
 import { makeSqlFront, type SqlFrontParts } from './compose/make-sql-front.js';
 import { makeSqlMetrics } from './compose/sql-metrics.js';
-import { makeDelivery, type Delivery } from './compose/make-delivery.js';
 import { makeAppLogger } from './compose/make-logger.js';
 import { makeReads, type Reads } from './compose/make-reads.js';
 import { refreshMemoryGaugesOnCollect } from './compose/memory-gauges.js';
 import { openCore, type Core } from './compose/open-core.js';
 import { verifyInServer } from './compose/server-verify.js';
-import { buildStatus, type VerifySummary } from './compose/status.js';
-import { wakeOnRecovery } from './compose/wake-on-recovery.js';
+import type { VerifySummary } from './compose/status.js';
+import { collectStatus, writeSideHealth } from './compose/app-status.js';
+import { makeWriteSide, type WriteSide } from './compose/make-write-side.js';
 import type { TandemConfig } from './config/schema.js';
 import type { VerifyOptions, VerifyReport } from './consistency/verify.js';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { PrimaryDirectory } from './cutover/primary-directory.js';
-import { PrimarySwitch } from './cutover/primary-switch.js';
-import { StageReconciler } from './cutover/stage-reconciler.js';
-import { makePendingRowsDue } from './outbox/make-rows-due.js';
 import type { StoreBreaker } from './db/breaker.js';
 import { destroyStore, type Store } from './db/store.js';
-import { EventBus, type TandemEvent } from './events.js';
+import { EventBus } from './events.js';
 import { makeFlagSource, type FlagSource } from './flags/flag-source.js';
 import type { HistoryRing } from './history/history-ring.js';
 import { makeHttpApp } from './http/make-http-app.js';
 import type { JobRegistry } from './jobs/job-registry.js';
 import { clusterMetricsClient } from './metrics/cluster-metrics.js';
 import { makeMetrics, recordEvent, type TandemMetrics } from './metrics/metrics.js';
-import { Housekeeper } from './outbox/housekeeper.js';
-import { PendingKeys } from './outbox/pending-keys.js';
-import { orphanStats, restoreOrphans } from './outbox/orphans.js';
-import { outboxStats } from './outbox/outbox-stats.js';
-import { workerHealth, type WorkerHealth } from './outbox/worker-health.js';
+import { restoreOrphans } from './outbox/orphans.js';
+import type { WorkerHealth } from './outbox/worker-health.js';
 import { refreshOutboxGaugesOnCollect } from './compose/outbox-gauges.js';
-import { prepareFolds, WriteService } from './write/write-service.js';
 
 export { openCore as openToolkit } from './compose/open-core.js';
 
@@ -75,15 +67,10 @@ export class TandemApp {
   private stores: { source?: Store; target?: Store } = {};
   private flags: FlagSource | undefined;
   private readonly breakers = new Map<string, StoreBreaker>();
-  private delivery: Delivery | undefined;
-  private housekeeper: Housekeeper | undefined;
-  /** Delivery from the target's outbox into the source while the target is primary. */
-  private reverse: Delivery | undefined;
-  private reverseHousekeeper: Housekeeper | undefined;
-  private directory: PrimaryDirectory | undefined;
+  /** Both delivery routes, each table's primary, writes, the switch and the reconciler (compose/make-write-side.ts). */
+  private write: WriteSide | undefined;
   /** This process's id as the owner of a primary switch. */
   readonly replicaId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
-  private reconciler: StageReconciler | undefined;
   private read: Reads | undefined;
   private server: Server | undefined;
   private express: Express | undefined;
@@ -160,113 +147,29 @@ export class TandemApp {
     this.flags = flags;
     await flags.start();
 
-    // Before cutover the source is every table's primary (DESIGN §5).
-    const pending = new PendingKeys(config.read.maxPendingKeys);
-    const delivery = makeDelivery(config, source, target, policies, events, { onApplied: (ids) => pending.complete(ids) });
-    this.delivery = delivery;
-    const { route, breaker: targetBreaker } = delivery;
-    this.breakers.set(target.name, targetBreaker);
-    events.emit({ type: 'breaker', store: target.name, state: 'closed' });
-    // Each table's primary comes from its state rows (DESIGN §5); the reverse route carries
-    // the target's outbox into the source after a cutover (the inverse mapping).
-    const directory = new PrimaryDirectory(source, target);
-    this.directory = directory;
-    for (const table of tables) await directory.refresh(table);
-    // The target's outbox holds rows only once some table's primary is (or was) the target:
-    // before that the reverse direction sends nothing to the target at all.
-    const reverseActive = () =>
-      tables.some((t) => {
-        const view = directory.get(t);
-        return view !== undefined && (view.primary !== 'source' || view.switching !== null || view.epoch > 1);
-      });
-    const reverse = makeDelivery(config, target, source, policies, events, { onApplied: (ids) => pending.complete(ids), isActive: reverseActive });
-    this.reverse = reverse;
-    this.breakers.set(source.name, reverse.breaker);
-    const writes = new WriteService(
-      (table) => {
-        const primary = directory.primary(table);
-        return primary === 'source' ? route : primary === 'target' ? reverse.route : undefined;
-      },
-      delivery.applier,
-      events,
-      {
-        inlineGraceMs: config.outbox.inlineGraceMs,
-        folds: await prepareFolds(route.primary, policies.values()),
-        onQueued: (entries) => pending.add(entries),
-        refresh: (table) => directory.refresh(table),
-        holdMs: config.cutover.holdMs,
-        // The target as primary gets a deadline: a black-holed target answers 503 instead of
-        // pinning requests (and the brake can see the failures).
-        primaryDeadlineMs: (primary) => (primary.name === 'target' ? config.db.statementTimeoutMs : undefined),
-      },
-    );
+    // The write side is built, then both workers start before the first reconcile (DESIGN §3, §5).
+    const write = (this.write = await makeWriteSide({ config, events, core, flags, replicaId: this.replicaId, breakers: this.breakers }));
+    await write.start();
+    const { directory, reconciler, delivery: { route, breaker: targetBreaker } } = write;
 
-    // Both workers run before the first reconcile: a switch resumed at start drains through them.
-    delivery.worker.start();
-    reverse.worker.start();
-    let lastHurry = 0;
-    const switcher = new PrimarySwitch({
-      source,
-      target,
-      events,
-      replicaId: this.replicaId,
-      options: { leaseMs: config.cutover.leaseMs, drainTimeoutMs: config.cutover.drainTimeoutMs, pauseAtStep: config.cutover.pauseAtStep, pauseMs: config.cutover.pauseMs },
-      hurryDrain: async (from) => {
-        const d = from === 'source' ? delivery : reverse;
-        // Inline applies of both routes go through the request path's applier.
-        await Promise.all([delivery.applier.flush(), reverse.applier.flush()]);
-        // Rows waiting out a backoff or their inline grace are made due, at most twice a second.
-        if (Date.now() - lastHurry > 500) {
-          lastHurry = Date.now();
-          await makePendingRowsDue(d.route.primary);
-        }
-        d.worker.poke();
-      },
-    });
-    // The brake is built with the reads below; the reconciler asks it through this holder.
-    const brakeRef: { current?: { holdsSource(t: string): boolean; braked(t: string): boolean } } = {};
-    const reconciler = new StageReconciler(source, target, [...policies.values()], flags, events, config.stages.reconcileIntervalMs, {
-      directory,
-      switcher,
-      holdSource: (table) => brakeRef.current?.holdsSource(table) ?? false,
-      refuseForward: (table) => (brakeRef.current?.braked(table) ? 'the safety brake is active: release it before switching to the target' : undefined),
-    });
-    this.reconciler = reconciler;
-    await reconciler.reconcileAll();
-    reconciler.start();
-
-    const read = makeReads({ config, events, source, target, primary: route.primary, policies, flags, reconciler, targetBreaker, pending, targetPrimary: (t) => directory.primary(t) === 'target' });
-    brakeRef.current = read.brake;
-    // An automatic rollback starts now, not at the next reconcile tick.
-    events.on((event) => {
-      if (event.type === 'brake' && (!event.active || read.brake.holdsSource(event.table))) void reconciler.reconcileSoon();
-    });
+    const read = makeReads({ config, events, source, target, primary: route.primary, policies, flags, reconciler, targetBreaker, pending: write.pending, targetPrimary: (t) => directory.primary(t) === 'target' });
+    write.useBrake(read.brake);
     this.breakers.set('shadow-source', read.shadowBreakers.source);
     this.breakers.set('shadow-target', read.shadowBreakers.target);
     this.read = read;
     refreshMemoryGaugesOnCollect(this.metrics, tables, read.routing, read.consistency);
-    refreshOutboxGaugesOnCollect(this.metrics, () => this.housekeeper?.stats() ?? [], () => this.workerHealth());
-
-    wakeOnRecovery(events, route, delivery.worker);
-    wakeOnRecovery(events, reverse.route, reverse.worker);
-    this.housekeeper = new Housekeeper(route.primary, tables, events, config.outbox.housekeepingIntervalMs, pending);
-    await this.housekeeper.runOnce();
-    this.housekeeper.start();
-    // The target's outbox (reverse replication): its figures are the reverse lag.
-    const reverseEvents = { emit: (event: TandemEvent) => events.emit(event.type === 'outbox.stats' ? { type: 'reverse.stats', tables: event.tables } : event) };
-    this.reverseHousekeeper = new Housekeeper(target, tables, reverseEvents, config.outbox.housekeepingIntervalMs, undefined, reverseActive);
-    await this.reverseHousekeeper.runOnce();
-    this.reverseHousekeeper.start();
+    refreshOutboxGaugesOnCollect(this.metrics, () => write.housekeeper?.stats() ?? [], () => this.workerHealth());
+    await write.startHousekeeping();
 
     const consoleWiring = makeConsoleApi({ config, events, source, target, policies, flags, jobs: this.jobs, verify: (table, o) => this.verify(table, o) });
     this.history = consoleWiring.history;
     // The SQL front (DESIGN §13): PostgreSQL primaries only.
     const sqlDeps = { config, source, target, policies, reconciler, directory, routing: read.routing, metrics: this.sqlMetrics, logger: this.logger };
-    const sql = (this.sql = await makeSqlFront({ ...sqlDeps, poke: () => delivery.worker.poke() }));
+    const sql = (this.sql = await makeSqlFront({ ...sqlDeps, poke: () => write.poke() }));
 
     this.express = makeHttpApp({
       policies,
-      writes,
+      writes: write.writes,
       reads: read.reads,
       events,
       bodyLimit: config.http.bodyLimit,
@@ -286,7 +189,7 @@ export class TandemApp {
         releaseBrake: (table) => read.brake.release(table),
         // Dead rows wait in either store's outbox (the reverse outbox after a cutover).
         replayStores: [target],
-        afterReplay: async () => (delivery.worker.poke(), reverse.worker.poke(), await this.housekeeper?.runOnce()),
+        afterReplay: async () => (write.poke(), await write.housekeeper?.runOnce()),
       }),
       console: consoleWiring.api,
     });
@@ -306,53 +209,21 @@ export class TandemApp {
 
   /** Is the outbox worker making progress? (outbox/worker-health.ts) */
   private workerHealth(): WorkerHealth {
-    const now = Date.now();
-    const worker = this.delivery?.worker;
-    return workerHealth({
-      now,
-      lastRoundAt: worker?.lastRoundAt ?? now,
-      lastProgressAt: worker?.lastProgressAt ?? now,
-      tables: this.housekeeper?.stats() ?? [],
-      breaker: this.breakers.get('target')?.state(),
-      stallAfterMs: this.config.outbox.stallAfterMs,
-    });
+    return writeSideHealth(this.write, this.breakers.get('target'), this.config.outbox.stallAfterMs);
   }
 
-  async status(): Promise<unknown> {
-    const primary = this.delivery?.route.primary;
-    const tables = [...(this.core?.policies.keys() ?? [])];
-    // Counted in the primary's outbox now; the housekeeper's last count when it does not answer in time.
-    const fresh = primary ? await withTimeout(outboxStats(primary, tables), 2_000).catch(() => undefined) : undefined;
-    const orphans = primary ? await withTimeout(orphanStats(primary), 2_000).catch(() => null) : null;
-    return Promise.resolve(
-      buildStatus({
-        outboxCount: fresh ? { stats: fresh, countedAt: Date.now() } : { stats: this.housekeeper?.stats() ?? [], countedAt: this.housekeeper?.countedAt ?? 0 },
-        worker: this.workerHealth(),
-        orphans,
-        schemaNotReady: this.schemaNotReady,
-        version: VERSION,
-        startedAt: this.startedAt,
-        source: this.stores.source,
-        target: this.stores.target,
-        breakers: this.breakers,
-        flags: this.flags,
-        policies: this.core?.policies ?? new Map(),
-        reconciler: this.reconciler,
-        routing: this.read?.routing,
-        consistency: this.read?.consistency,
-        brake: this.read?.brake,
-        housekeeper: this.housekeeper,
-        reverseHousekeeper: this.reverseHousekeeper,
-        directory: this.directory,
-        lastVerify: this.lastVerify,
-      }),
-    );
+  /** `/admin/status` (compose/app-status.ts). */
+  status(): Promise<unknown> {
+    return collectStatus(() => {
+      const { core, stores, flags, breakers, write, read, lastVerify, schemaNotReady, startedAt } = this;
+      return { version: VERSION, startedAt, stallAfterMs: this.config.outbox.stallAfterMs, core, stores, flags, breakers, write, read, lastVerify, schemaNotReady };
+    });
   }
 
   /** verify (and --repair) from inside the server, in the table's current direction (src/compose/server-verify.ts). */
   verify(table: string, options: VerifyOptions & { repair?: boolean } = {}): Promise<VerifyReport & { repaired: number; staleCleared: boolean }> {
-    const primary = this.directory?.primary(table) ?? 'source';
-    return verifyInServer(this.core, table, primary, this.events, this.lastVerify, options, async () => (this.delivery?.worker.poke(), this.reverse?.worker.poke(), await this.reconciler?.reconcileSoon()));
+    const primary = this.write?.directory.primary(table) ?? 'source';
+    return verifyInServer(this.core, table, primary, this.events, this.lastVerify, options, async () => (this.write?.poke(), await this.write?.reconciler.reconcileSoon()));
   }
 
   /** Drains requests, stops workers, shuts breakers, the flag client and the pools. Safe to call twice. */
@@ -368,13 +239,7 @@ export class TandemApp {
     this.jobs.stopAll();
     this.history?.stop();
     await this.sql?.front?.stop();
-    await this.reconciler?.stop();
-    await this.delivery?.worker.stop();
-    await this.reverse?.worker.stop();
-    await this.delivery?.applier.flush();
-    await this.reverse?.applier.flush();
-    await this.housekeeper?.stop();
-    await this.reverseHousekeeper?.stop();
+    await this.write?.stop();
     for (const breaker of this.breakers.values()) breaker.shutdown();
     this.flags?.stop();
     await this.sql?.close();
@@ -382,13 +247,3 @@ export class TandemApp {
     this.events.emit({ type: 'lifecycle', phase: 'stopped' });
   }
 }
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
-

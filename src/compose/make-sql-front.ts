@@ -31,7 +31,7 @@ export interface SqlFrontDeps {
   /** Each table's primary, as the HTTP write path picks it. */
   directory: PrimaryDirectory;
   routing: ReadRouting;
-  /** Wakes the outbox worker (a transaction with captured writes committed). */
+  /** Wakes both outbox workers (a transaction with captured writes committed; with the target as primary, the reverse worker drains it). */
   poke: () => void;
   metrics: SqlMetrics;
   logger: Logger;
@@ -64,6 +64,7 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
       sourceTable: p.sourceTable,
       targetTable: p.targetTable,
       primaryKey: p.primaryKey,
+      targetPrimaryKey: p.targetPrimaryKey,
       targetColumns: new Map([...p.columns.values()].map((c) => [c.name, c.targetName])),
     })),
     poolMax: config.sql.poolMax,
@@ -77,6 +78,7 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
       const view = d.directory.get(table);
       return view?.primary ?? view?.switching?.from ?? 'source';
     },
+    anyOnTarget: () => [...d.policies.keys()].some((t) => d.directory.get(t)?.primary === 'target'),
     // After a cutover the target's state row records the staleness of the source (its secondary).
     sourceStale: (table) => {
       const view = d.directory.get(table);

@@ -31,15 +31,33 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 /** One statement, classified. `table` is the policy name when one is involved. */
 export type StatementPlan =
   /** Touches no policy table: sent to the primary unchanged. */
-  | { kind: 'forward'; stmtKind: StatementKind; sql: string; setting?: 'set' | 'reset-all' }
+  | { kind: 'forward'; stmtKind: StatementKind; sql: string; setting?: 'set' | 'reset-all'; tx?: TxControl }
   /** Reads policy tables: routed by the read percentage when outside a transaction. */
   | { kind: 'read'; stmtKind: StatementKind; table: string; tables: string[]; sql: string; select: Node; routable: string | undefined }
-  /** INSERT/UPDATE/DELETE on a policy table, rewritten to capture its outbox rows; `tables`: every policy table it names. */
-  | { kind: 'write'; stmtKind: 'insert' | 'update' | 'delete'; table: string; tables: string[]; sql: string; returning: boolean; tag: 'INSERT' | 'UPDATE' | 'DELETE' }
+  | WritePlan
   /** Refused while the table is dual-writing (forwarded unchanged while it is not). */
   | { kind: 'guarded'; stmtKind: StatementKind; table: string; sql: string; reason: RefusalReason; message: string }
   /** Refused always. */
   | { kind: 'refuse'; stmtKind: StatementKind; table: string; reason: RefusalReason; message: string };
+
+/** INSERT/UPDATE/DELETE on a policy table, rewritten to capture its outbox rows; `tables`: every policy table it names. */
+export interface WritePlan {
+  kind: 'write';
+  stmtKind: 'insert' | 'update' | 'delete';
+  table: string;
+  tables: string[];
+  /** What the primary runs: the client's statement with its outbox rows captured. */
+  sql: string;
+  returning: boolean;
+  tag: 'INSERT' | 'UPDATE' | 'DELETE';
+  /** The client's statement as parsed (a PostgreSQL target after cutover runs it renamed). */
+  change: { type: ChangeType; body: Node };
+}
+
+/** BEGIN/START TRANSACTION, COMMIT/END (not AND CHAIN), ROLLBACK/ABORT (not TO SAVEPOINT). */
+export type TxControl = 'begin' | 'commit' | 'rollback';
+
+export type ChangeType = 'InsertStmt' | 'UpdateStmt' | 'DeleteStmt';
 
 export interface ClassifiedQuery {
   statements: StatementPlan[];
@@ -107,14 +125,25 @@ const CACHE_LIMIT = 2_000;
 export class SqlClassifier {
   private readonly bySource = new Map<string, SqlTable>();
   private readonly cache = new Map<string, ClassifiedQuery>();
+  private readonly onTarget = new Map<string, SqlTable>();
 
   constructor(tables: Iterable<SqlTable>) {
     for (const t of tables) this.bySource.set(t.sourceTable, t);
   }
 
+  /** Each policy table as a PostgreSQL target knows it (for its writes after cutover). */
+  setTargetTables(tables: Iterable<SqlTable>): void {
+    for (const t of tables) this.onTarget.set(t.name, t);
+  }
+
   table(name: string): SqlTable | undefined {
     for (const t of this.bySource.values()) if (t.name === name) return t;
     return undefined;
+  }
+
+  /** The policy table as the PostgreSQL target knows it (its names, columns and key there). */
+  targetTable(name: string): SqlTable | undefined {
+    return this.onTarget.get(name);
   }
 
   /** Parses and classifies a query string (one or more statements). Throws SqlParseError. */
@@ -189,7 +218,8 @@ export class SqlClassifier {
       if (type === 'VariableSetStmt' && !body['is_local'] && body['name'] !== 'TRANSACTION') {
         return { kind: 'forward', stmtKind, sql, setting: body['kind'] === 'VAR_RESET_ALL' ? 'reset-all' : 'set' };
       }
-      return { kind: 'forward', stmtKind, sql };
+      const tx = type === 'TransactionStmt' ? txControl(body) : undefined;
+      return tx ? { kind: 'forward', stmtKind, sql, tx } : { kind: 'forward', stmtKind, sql };
     }
 
     const top = writes.find((w) => w.node === body);
@@ -208,7 +238,10 @@ export class SqlClassifier {
           message: `a write to ${w.table.name} inside another statement (a WITH clause, EXPLAIN ANALYZE, PREPARE, or several writes in one statement) cannot be captured for replication; send it as its own INSERT/UPDATE/DELETE`,
         };
       }
-      return this.rewriteWrite(type as 'InsertStmt' | 'UpdateStmt' | 'DeleteStmt', body, top.table, sql, [...touched]);
+      const change = { type: type as ChangeType, body };
+      const captured = captureWrite(change, top.table, [...touched], { sql });
+      if ('reason' in captured) return { kind: 'guarded', stmtKind, table: top.table.name, sql, reason: 'unsupported_key', message: captured.reason };
+      return captured;
     }
     switch (type) {
       case 'SelectStmt': {
@@ -238,79 +271,103 @@ export class SqlClassifier {
         return { kind: 'guarded', stmtKind: 'ddl', table: first, sql, reason: 'ddl', message: `${type ?? 'this statement'} on ${first} is refused while it is dual-writing: schema changes would break replication` };
     }
   }
+}
 
-  /**
-   * INSERT/UPDATE/DELETE on a policy table becomes:
-   *
-   *   WITH tandem_st AS (state row FOR SHARE),
-   *        tandem_ch AS (<the client's statement> RETURNING <alias>.*),
-   *        tandem_ob AS (INSERT INTO tandem_outbox ... SELECT ... FROM tandem_ch, tandem_st WHERE dual_write = 1),
-   *        tandem_ok AS (role check)
-   *   SELECT <the client's RETURNING list> FROM tandem_ch AS <alias> WHERE <tandem_ok evaluated>
-   *
-   * The outbox rows are inserted after the change (they read its output: the row locks are
-   * held, so ids per key follow commit order), in the same statement and transaction. The
-   * client's RETURNING list is evaluated by PostgreSQL over the same row image, so names and
-   * types are PostgreSQL's own; without RETURNING the statement returns the row count, which
-   * the session turns back into the command tag.
-   */
-  private rewriteWrite(type: 'InsertStmt' | 'UpdateStmt' | 'DeleteStmt', body: Node, table: SqlTable, sql: string, tables: string[]): StatementPlan {
-    const stmtKind = type === 'InsertStmt' ? 'insert' : type === 'UpdateStmt' ? 'update' : 'delete';
-    const oids = new Map(table.columns.map((c) => [c.name, c.oid]));
-    const keyParts: string[] = [];
-    for (const k of table.primaryKey) {
-      const oid = oids.get(k) ?? -1;
-      const ref = textOf(`tandem_ch.${quoteIdent(k)}`, oid);
-      if (KEY_TEXT_OIDS.has(oid)) keyParts.push(ref);
-      else if (KEY_STRING_OIDS.has(oid)) keyParts.push(urlEncodeSql(ref));
-      else {
-        return { kind: 'guarded', stmtKind, table: table.name, sql, reason: 'unsupported_key', message: `writes to ${table.name} through SQL are not captured: its key column ${k} has a type whose key text Tandem does not build in SQL; use the HTTP API` };
-      }
-    }
-    const relation = body['relation'] as Node;
-    const alias = ((relation['alias'] as Node | undefined)?.['aliasname'] as string | undefined) ?? (relation['relname'] as string);
-    const returningList = (body['returningList'] as unknown[] | undefined) ?? [];
-    // Without a RETURNING list (the common case) the client's own text is kept and the
-    // RETURNING clause appended after a line break (a trailing -- comment ends there); with
-    // one, the statement is rebuilt from its tree with the list replaced.
-    const changeSql =
-      returningList.length === 0
-        ? `${sql}\nRETURNING ${quoteIdent(alias)}.*`
-        : deparseSync({ [type]: { ...body, returningList: [resTargetStar(alias)] } } as never);
-    let outer: string;
-    if (returningList.length > 0) {
-      outer = deparseSync({
-        SelectStmt: {
-          targetList: returningList,
-          fromClause: [{ RangeVar: { relname: 'tandem_ch', inh: true, relpersistence: 'p', alias: { aliasname: alias } } }],
-          limitOption: 'LIMIT_OPTION_DEFAULT',
-          op: 'SETOP_NONE',
-        },
-      } as never);
-    } else {
-      outer = 'SELECT count(*) FROM tandem_ch';
-    }
-    const types = Object.fromEntries(table.columns.map((c) => [c.name, c.oid]));
-    const prefix = `{"$pgtypes":${JSON.stringify(types)},`;
-    const names = `{${table.columns.map((c) => `"${c.name.replace(/["\\]/g, (ch) => `\\${ch}`)}"`).join(',')}}`;
-    const everyColumn = table.columns.map((c) => textOf(`tandem_ch.${quoteIdent(c.name)}`, c.oid)).join(', ');
-    const image =
-      stmtKind === 'delete' ? 'NULL' : `${literal(prefix)} || substr(json_object(${literal(names)}::text[], ARRAY[${everyColumn}]::text[])::text, 2)`;
-    const now = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
-    const name = literal(table.name);
-    const rewritten =
-      `WITH tandem_st AS (SELECT role, epoch, dual_write FROM tandem_state WHERE tbl = ${name} FOR SHARE)` +
-      `, tandem_ch AS (${changeSql})` +
-      `, tandem_ob AS (INSERT INTO tandem_outbox (tbl, row_key, op, image, epoch, status, attempts, next_attempt_at, created_at)` +
-      ` SELECT ${name}, ${keyParts.join(` || ',' || `)}, '${stmtKind === 'delete' ? 'delete' : 'upsert'}', ${image}, tandem_st.epoch, 'pending', 0, ${now}, ${now}` +
-      ` FROM tandem_ch, tandem_st WHERE tandem_st.dual_write = 1 RETURNING id)` +
-      // Not a primary here (a cutover froze or moved the table): fail the whole statement, so
-      // the change is undone. The cast of a non-constant text makes the error at run time.
-      `, tandem_ok AS (SELECT CASE WHEN (SELECT role FROM tandem_st) = 'primary' THEN (SELECT count(*) FROM tandem_ob)` +
-      ` ELSE (coalesce((SELECT role FROM tandem_st), 'no state') || ': tandem table ' || ${name} || ' is not writable here (switching its primary)')::bigint END AS ok)` +
-      ` ${outer} WHERE (SELECT ok FROM tandem_ok) IS NOT NULL`;
-    return { kind: 'write', stmtKind, table: table.name, tables, sql: rewritten, returning: returningList.length > 0, tag: stmtKind === 'insert' ? 'INSERT' : stmtKind === 'update' ? 'UPDATE' : 'DELETE' };
+/**
+ * INSERT/UPDATE/DELETE on a policy table becomes:
+ *
+ *   WITH tandem_st AS (state row FOR SHARE),
+ *        tandem_ch AS (<the client's statement> RETURNING <alias>.*),
+ *        tandem_ob AS (INSERT INTO tandem_outbox ... SELECT ... FROM tandem_ch, tandem_st WHERE dual_write = 1),
+ *        tandem_ok AS (role check)
+ *   SELECT <the client's RETURNING list> FROM tandem_ch AS <alias> WHERE <tandem_ok evaluated>
+ *
+ * The outbox rows are inserted after the change (they read its output: the row locks are
+ * held, so ids per key follow commit order), in the same statement and transaction. The
+ * client's RETURNING list is evaluated by PostgreSQL over the same row image, so names and
+ * types are PostgreSQL's own; without RETURNING the statement returns the row count, which
+ * the session turns back into the command tag.
+ *
+ * `table` is the table as the primary running it knows it. `sql` is the client's text, kept
+ * as it is when there is no RETURNING list (else the statement is rebuilt from `change`).
+ * `outerColumns` (a renamed table: [primary's column, client's name]) makes the RETURNING
+ * list see the client's names. Undefined with the reason when a key column's type has no
+ * key text built in SQL.
+ */
+export function captureWrite(
+  change: { type: ChangeType; body: Node },
+  table: SqlTable,
+  tables: string[],
+  options: { sql?: string; outerColumns?: ReadonlyArray<readonly [string, string]> },
+): WritePlan | { reason: string } {
+  const { type, body } = change;
+  const stmtKind = type === 'InsertStmt' ? 'insert' : type === 'UpdateStmt' ? 'update' : 'delete';
+  const oids = new Map(table.columns.map((c) => [c.name, c.oid]));
+  const keyParts: string[] = [];
+  for (const k of table.primaryKey) {
+    const oid = oids.get(k) ?? -1;
+    const ref = textOf(`tandem_ch.${quoteIdent(k)}`, oid);
+    if (KEY_TEXT_OIDS.has(oid)) keyParts.push(ref);
+    else if (KEY_STRING_OIDS.has(oid)) keyParts.push(urlEncodeSql(ref));
+    else return { reason: `writes to ${table.name} through SQL are not captured: its key column ${k} has a type whose key text Tandem does not build in SQL; use the HTTP API` };
   }
+  const relation = body['relation'] as Node;
+  const alias = ((relation['alias'] as Node | undefined)?.['aliasname'] as string | undefined) ?? (relation['relname'] as string);
+  const returningList = (body['returningList'] as unknown[] | undefined) ?? [];
+  // Without a RETURNING list (the common case) the client's own text is kept and the
+  // RETURNING clause appended after a line break (a trailing -- comment ends there); with
+  // one, the statement is rebuilt from its tree with the list replaced.
+  const changeSql =
+    returningList.length === 0 && options.sql !== undefined
+      ? `${options.sql}\nRETURNING ${quoteIdent(alias)}.*`
+      : deparseSync({ [type]: { ...body, returningList: [resTargetStar(alias)] } } as never);
+  const seen = options.outerColumns ? 'tandem_cs' : 'tandem_ch';
+  let outer: string;
+  if (returningList.length > 0) {
+    outer = deparseSync({
+      SelectStmt: {
+        targetList: returningList,
+        fromClause: [{ RangeVar: { relname: seen, inh: true, relpersistence: 'p', alias: { aliasname: alias } } }],
+        limitOption: 'LIMIT_OPTION_DEFAULT',
+        op: 'SETOP_NONE',
+      },
+    } as never);
+  } else {
+    outer = 'SELECT count(*) FROM tandem_ch';
+  }
+  const renamed = options.outerColumns
+    ? `, tandem_cs AS (SELECT ${options.outerColumns.map(([own, client]) => `${quoteIdent(own)} AS ${quoteIdent(client)}`).join(', ')} FROM tandem_ch)`
+    : '';
+  const types = Object.fromEntries(table.columns.map((c) => [c.name, c.oid]));
+  const prefix = `{"$pgtypes":${JSON.stringify(types)},`;
+  const names = `{${table.columns.map((c) => `"${c.name.replace(/["\\]/g, (ch) => `\\${ch}`)}"`).join(',')}}`;
+  const everyColumn = table.columns.map((c) => textOf(`tandem_ch.${quoteIdent(c.name)}`, c.oid)).join(', ');
+  const image =
+    stmtKind === 'delete' ? 'NULL' : `${literal(prefix)} || substr(json_object(${literal(names)}::text[], ARRAY[${everyColumn}]::text[])::text, 2)`;
+  const now = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+  const name = literal(table.name);
+  const rewritten =
+    `WITH tandem_st AS (SELECT role, epoch, dual_write FROM tandem_state WHERE tbl = ${name} FOR SHARE)` +
+    `, tandem_ch AS (${changeSql})` +
+    `, tandem_ob AS (INSERT INTO tandem_outbox (tbl, row_key, op, image, epoch, status, attempts, next_attempt_at, created_at)` +
+    ` SELECT ${name}, ${keyParts.join(` || ',' || `)}, '${stmtKind === 'delete' ? 'delete' : 'upsert'}', ${image}, tandem_st.epoch, 'pending', 0, ${now}, ${now}` +
+    ` FROM tandem_ch, tandem_st WHERE tandem_st.dual_write = 1 RETURNING id)` +
+    renamed +
+    // Not a primary here (a cutover froze or moved the table): fail the whole statement, so
+    // the change is undone. The cast of a non-constant text makes the error at run time.
+    `, tandem_ok AS (SELECT CASE WHEN (SELECT role FROM tandem_st) = 'primary' THEN (SELECT count(*) FROM tandem_ob)` +
+    ` ELSE (coalesce((SELECT role FROM tandem_st), 'no state') || ': tandem table ' || ${name} || ' is not writable here (switching its primary)')::bigint END AS ok)` +
+    ` ${outer} WHERE (SELECT ok FROM tandem_ok) IS NOT NULL`;
+  return {
+    kind: 'write',
+    stmtKind,
+    table: table.name,
+    tables,
+    sql: rewritten,
+    returning: returningList.length > 0,
+    tag: stmtKind === 'insert' ? 'INSERT' : stmtKind === 'update' ? 'UPDATE' : 'DELETE',
+    change,
+  };
 }
 
 /** Why a SELECT cannot be served by another engine (undefined: the simple single-table subset). */
@@ -322,6 +379,20 @@ function routableReason(select: Node, tables: number): string | undefined {
   const from = (select['fromClause'] as Node[] | undefined) ?? [];
   if (from.length !== 1 || !from[0]?.['RangeVar']) return 'not a single table';
   return undefined;
+}
+
+function txControl(body: Node): TxControl | undefined {
+  switch (body['kind']) {
+    case 'TRANS_STMT_BEGIN':
+    case 'TRANS_STMT_START':
+      return 'begin';
+    case 'TRANS_STMT_COMMIT':
+      return body['chain'] ? undefined : 'commit';
+    case 'TRANS_STMT_ROLLBACK':
+      return body['chain'] ? undefined : 'rollback';
+    default:
+      return undefined;
+  }
 }
 
 function kindOf(type: string): StatementKind {

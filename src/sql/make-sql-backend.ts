@@ -9,6 +9,7 @@ export interface SqlPolicy {
   sourceTable: string;
   targetTable: string;
   primaryKey: readonly string[];
+  targetPrimaryKey: readonly string[];
   /** source column → target column (null: excluded). */
   targetColumns: ReadonlyMap<string, string | null>;
 }
@@ -26,6 +27,7 @@ export interface SqlBackendDeps {
   connectTimeoutMs: number;
   dualWriting: (table: string) => boolean;
   primaryOf: (table: string) => 'source' | 'target';
+  anyOnTarget: () => boolean;
   sourceStale: (table: string) => boolean;
   routeRead: (table: string, stickyKey: string) => { store: 'source' | 'target'; reason: string };
   committed: (tables: readonly string[]) => void;
@@ -56,21 +58,34 @@ export async function makeSqlBackend(deps: SqlBackendDeps): Promise<SqlBackendPa
   // An idle pooled connection that breaks is dropped by the pool; the error must not crash the process.
   primary.on('error', (error) => deps.emit({ type: 'sql.error', session: 0, error }));
   target?.on('error', (error) => deps.emit({ type: 'sql.error', session: 0, error }));
+  const learning: { retry?: NodeJS.Timeout; closed: boolean } = { closed: false };
   const close = async () => {
+    learning.closed = true;
+    clearTimeout(learning.retry);
     await Promise.all([primary.end(), target?.end()]);
   };
   try {
     const parameters = new Map<string, string>();
+    const policies = [...deps.policies];
     const client = await primary.connect();
     try {
       const tables: SqlTable[] = [];
-      for (const policy of deps.policies) {
-        const { rows } = await client.query<{ name: string; oid: number }>(
-          `SELECT a.attname AS name, a.atttypid::int AS oid FROM pg_attribute a
-            WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
-          [`"${policy.sourceTable.replace(/"/g, '""')}"`],
-        );
-        tables.push({ ...policy, columns: rows.map((r) => ({ name: r.name, oid: Number(r.oid) })) });
+      for (const policy of policies) tables.push({ ...policy, columns: await columnsOf(client, policy.sourceTable) });
+      const classifier = new SqlClassifier(tables);
+      if (target) {
+        // Each table as the PostgreSQL target knows it: the SQL front writes there after
+        // cutover. Learnt in the background (the target may be down at start, or its tables
+        // not created yet), again every 5 s until every table is known.
+        const again = () => {
+          if (!learning.closed) learning.retry = setTimeout(learn, 5_000).unref();
+        };
+        const learn = () => {
+          void targetTables(target, policies).then((known) => {
+            classifier.setTargetTables(known);
+            if (known.length < policies.length) again();
+          }, again);
+        };
+        learn();
       }
       const { rows } = await client.query<{ name: string; setting: string }>(
         `SELECT name, setting FROM pg_settings WHERE name IN ('server_version', 'server_encoding', 'client_encoding', 'DateStyle', 'IntervalStyle', 'TimeZone', 'integer_datetimes', 'standard_conforming_strings')`,
@@ -82,10 +97,11 @@ export async function makeSqlBackend(deps: SqlBackendDeps): Promise<SqlBackendPa
           primary,
           target,
           otherTarget: deps.otherTarget,
-          classifier: new SqlClassifier(tables),
+          classifier,
           targetDialect: deps.targetDialect,
           dualWriting: deps.dualWriting,
           primaryOf: deps.primaryOf,
+          anyOnTarget: deps.anyOnTarget,
           sourceStale: deps.sourceStale,
           routeRead: deps.routeRead,
           committed: deps.committed,
@@ -101,4 +117,26 @@ export async function makeSqlBackend(deps: SqlBackendDeps): Promise<SqlBackendPa
     await close();
     throw error;
   }
+}
+
+/** The policy tables the target has, as it knows them (its names, columns and key). */
+async function targetTables(target: pg.Pool, policies: readonly SqlPolicy[]): Promise<SqlTable[]> {
+  const known: SqlTable[] = [];
+  for (const policy of policies) {
+    const columns = await columnsOf(target, policy.targetTable);
+    if (columns.length === 0) continue;
+    const back = new Map([...policy.targetColumns].filter((e): e is [string, string] => e[1] !== null).map(([from, to]) => [to, from]));
+    known.push({ name: policy.name, sourceTable: policy.targetTable, primaryKey: policy.targetPrimaryKey, columns, targetTable: policy.sourceTable, targetColumns: back });
+  }
+  return known;
+}
+
+/** A table's columns in attnum order with their type OIDs (none when it does not exist). */
+async function columnsOf(db: pg.Pool | pg.PoolClient, table: string): Promise<Array<{ name: string; oid: number }>> {
+  const { rows } = await db.query<{ name: string; oid: number }>(
+    `SELECT a.attname AS name, a.atttypid::int AS oid FROM pg_attribute a
+      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+    [`"${table.replace(/"/g, '""')}"`],
+  );
+  return rows.map((r) => ({ name: r.name, oid: Number(r.oid) }));
 }

@@ -64,7 +64,8 @@ export function renameForTarget(select: Node, table: SqlTable): { sql: string } 
   return { sql: deparseSync({ SelectStmt: tree } as never) };
 }
 
-function walk(node: unknown, visit: (node: Node) => void): void {
+/** Visits every object node of a parse tree, parents first. */
+export function walk(node: unknown, visit: (node: Node) => void): void {
   if (Array.isArray(node)) {
     for (const item of node) walk(item, visit);
     return;

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { SqlParseError, type StatementPlan } from './classify.js';
 import { SQLSTATE } from './protocol.js';
-import { refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
+import { placeAfterCutover, refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
 import type { SqlBackend } from './sql-backend.js';
 
 /** One statement of `POST /v1/sql`. */
@@ -35,23 +35,27 @@ export class SqlStatementError extends Error {
  * SQL over HTTP (DESIGN §13): the same classifier and write rewrite as the wire protocol, on
  * a pooled primary connection. Several statements run in one transaction; one runs alone
  * (a rewritten write is one statement: atomic by itself). Reads are served by the primary.
+ * Writes to tables whose primary moved to a PostgreSQL target run there (renamed) when
+ * every statement of the request is such a write, as on the wire.
  */
 export async function runSqlOverHttp(backend: SqlBackend, statements: readonly HttpStatement[]): Promise<HttpResultSet[]> {
   const plans: Array<Exclude<StatementPlan, { kind: 'refuse' }>> = [];
   const fingerprints: string[] = [];
-  statements.forEach((s, i) => {
+  const classified = statements.map((s, i) => classifyOne(backend, s.sql, i));
+  const onTarget = classified.map((c) => {
+    const placed = placeAfterCutover(backend, c.plan, true);
+    return placed && 'write' in placed ? placed.write : undefined;
+  });
+  const store: 'source' | 'target' = backend.target && onTarget.every((w) => w !== undefined) ? 'target' : 'source';
+  statements.forEach((_s, i) => {
     const started = performance.now();
-    let plan: StatementPlan;
-    let fingerprint = '';
-    try {
-      const classified = backend.classifier.classify(s.sql);
-      fingerprint = classified.fingerprint;
-      if (classified.statements.length !== 1) throw new SqlParseError('cannot run several commands in one statement: send them as "statements"', undefined);
-      plan = classified.statements[0] as StatementPlan;
-    } catch (error) {
-      if (!(error instanceof SqlParseError)) throw error;
-      backend.emit({ type: 'sql.parse_error' });
-      throw new SqlStatementError(error.message, SQLSTATE.syntax, i, error.position, false);
+    let { plan } = classified[i] as { plan: StatementPlan };
+    const { fingerprint } = classified[i] as { fingerprint: string };
+    const written = onTarget[i];
+    if (store === 'target' && written) {
+      plans.push(written);
+      fingerprints.push(fingerprint);
+      return;
     }
     // Every statement here runs on the source.
     const moved = refuseWriteAfterCutover(backend, plan) ?? refuseStaleRead(backend, plan);
@@ -67,7 +71,7 @@ export async function runSqlOverHttp(backend: SqlBackend, statements: readonly H
     fingerprints.push(fingerprint);
   });
 
-  const client = await backend.primary.connect();
+  const client = await (store === 'target' && backend.target ? backend.target : backend.primary).connect();
   const several = statements.length > 1;
   const written = new Set<string>();
   let broken: Error | undefined;
@@ -77,7 +81,7 @@ export async function runSqlOverHttp(backend: SqlBackend, statements: readonly H
     for (const [i, plan] of plans.entries()) {
       const started = performance.now();
       const table = plan.kind === 'forward' ? '' : plan.table;
-      const event = { type: 'sql.statement' as const, session: 0, kind: plan.stmtKind, table, store: 'source' as const, fingerprint: fingerprints[i] ?? '', via: 'http' as const };
+      const event = { type: 'sql.statement' as const, session: 0, kind: plan.stmtKind, table, store, fingerprint: fingerprints[i] ?? '', via: 'http' as const };
       let result: pg.QueryResult;
       try {
         result = await client.query({ text: plan.sql, values: statements[i]?.params ?? [] });
@@ -100,6 +104,19 @@ export async function runSqlOverHttp(backend: SqlBackend, statements: readonly H
     return out;
   } finally {
     client.release(broken);
+  }
+}
+
+/** One statement of the request parsed and classified (it must be one). Throws SqlStatementError. */
+function classifyOne(backend: SqlBackend, sql: string, index: number): { plan: StatementPlan; fingerprint: string } {
+  try {
+    const classified = backend.classifier.classify(sql);
+    if (classified.statements.length !== 1) throw new SqlParseError('cannot run several commands in one statement: send them as "statements"', undefined);
+    return { plan: classified.statements[0] as StatementPlan, fingerprint: classified.fingerprint };
+  } catch (error) {
+    if (!(error instanceof SqlParseError)) throw error;
+    backend.emit({ type: 'sql.parse_error' });
+    throw new SqlStatementError(error.message, SQLSTATE.syntax, index, error.position, false);
   }
 }
 

@@ -23,7 +23,7 @@ import {
 import type { SqlBackend } from './sql-backend.js';
 import { translateRead } from './knex-read.js';
 import { planOtherEngineBatch } from './other-engine-batch.js';
-import { refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
+import { placeAfterCutover, refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
 import { renameForTarget } from './rename.js';
 import { Exchange, backendPid } from './upstream.js';
 
@@ -80,7 +80,11 @@ const FAILING_SQL = 'SELECT 1/0';
  */
 export class SqlSession {
   private txStatus: TxStatus = 'I';
+  /** The connection a transaction runs on, and its server's pool (the source's, or the target's after cutover). */
   private held: pg.PoolClient | undefined;
+  private heldPool: pg.Pool | undefined;
+  /** A BEGIN the SQL front answered itself: sent with the first statement, to the server that statement needs. */
+  private deferredBegin: string | undefined;
   private exchange: { ex: Exchange; client: pg.PoolClient; pool: pg.Pool } | undefined;
   private readonly statements = new Map<string, Statement>();
   private unnamed: Statement | undefined;
@@ -100,6 +104,8 @@ export class SqlSession {
   private countValue: number | undefined;
   /** While an extended-protocol read runs on the target: its answers and reports, held until it succeeds. */
   private onTarget: { answers: Buffer[]; reports: Array<() => void> } | undefined;
+  /** While an autocommit batch of writes to tables whose primary moved runs on the PostgreSQL target. */
+  private writingOnTarget = false;
 
   constructor(
     readonly id: number,
@@ -157,9 +163,20 @@ export class SqlSession {
       await this.run([{ kind: 'query', stmts: [], index: 0, started }, { kind: 'sync' }], () => message('Q', sql));
       return;
     }
+    if (this.answerTxControl(guarded, sql, classified.fingerprint, started)) return;
+    if (this.deferredBegin !== undefined) await this.openDeferred(this.wantsTarget(guarded) ? 'target' : 'source');
+    if (this.runsOnTarget()) {
+      const plans = guarded.map((p) => this.onTargetPlan(p));
+      for (const p of plans) this.noteSetting(p);
+      await this.run([{ kind: 'query', stmts: plans.map((plan) => ({ plan, fingerprint: classified.fingerprint })), index: 0, started }, { kind: 'sync' }], () =>
+        message('Q', plans.map((p) => (p.kind === 'refuse' ? FAILING_SQL : p.sql)).join(';\n')),
+      );
+      return;
+    }
+    if (await this.writeOnTarget(guarded, classified.fingerprint, started)) return;
     if (await this.readOnTarget(guarded, classified.fingerprint, started)) return;
     // What the target did not answer runs on the source.
-    const plans = guarded.map((p) => refuseStaleRead(this.backend, p) ?? p);
+    const plans = guarded.map((p) => refuseWriteAfterCutover(this.backend, p) ?? refuseStaleRead(this.backend, p) ?? p);
     for (const p of plans) this.noteSetting(p);
     const texts = plans.map((p) => (p.kind === 'write' ? p.sql : p.kind === 'refuse' ? FAILING_SQL : p.sql));
     const rewritten = plans.some((p) => p.kind === 'write' || p.kind === 'refuse');
@@ -171,15 +188,107 @@ export class SqlSession {
   }
 
   /**
-   * A write to a table whose primary moved to the target is refused; a guarded statement is
-   * refused while its table dual-writes, else it runs as it is.
+   * A write to a table whose primary moved to the target is refused unless the target can
+   * take it (where it runs is decided with the rest of the query: writeOnTarget); a guarded
+   * statement is refused while its table dual-writes, else it runs as it is.
    */
   private guard(plan: StatementPlan): StatementPlan {
-    const moved = refuseWriteAfterCutover(this.backend, plan);
-    if (moved) return moved;
+    const moved = placeAfterCutover(this.backend, plan, true);
+    if (moved) return 'refuse' in moved ? moved.refuse : plan;
     if (plan.kind !== 'guarded') return plan;
     if (!this.backend.dualWriting(plan.table)) return { kind: 'forward', stmtKind: plan.stmtKind, sql: plan.sql };
     return { kind: 'refuse', stmtKind: plan.stmtKind, table: plan.table, reason: plan.reason, message: plan.message };
+  }
+
+  /**
+   * Once some table's primary moved to a PostgreSQL target, a BEGIN outside a transaction is
+   * answered here and held back: the transaction opens with its first statement, on the
+   * server that statement needs (the target for writes and reads of moved tables, else the
+   * source). PostgreSQL takes a transaction's snapshot at its first statement, so nothing the
+   * client can see changes. A COMMIT or ROLLBACK before any statement is answered here too.
+   */
+  private answerTxControl(plans: StatementPlan[], sql: string, fingerprint: string, started: number): boolean {
+    const [plan] = plans;
+    if (plans.length !== 1 || plan?.kind !== 'forward' || !plan.tx) return false;
+    if (plan.tx === 'begin' && this.txStatus === 'I' && !this.exchange && this.backend.target && this.backend.anyOnTarget()) {
+      this.deferredBegin = sql;
+      this.txStatus = 'T';
+      this.send(commandComplete('BEGIN'));
+    } else if (plan.tx !== 'begin' && this.deferredBegin !== undefined) {
+      this.deferredBegin = undefined;
+      this.txStatus = 'I';
+      this.send(commandComplete(plan.tx === 'commit' ? 'COMMIT' : 'ROLLBACK'));
+    } else return false;
+    this.send(readyForQuery(this.txStatus));
+    this.report(plan, fingerprint, 'ok', started, undefined, 'source');
+    return true;
+  }
+
+  /** Whether statements need the target: they write or read tables whose primary moved there, and no other policy table. */
+  private wantsTarget(plans: readonly StatementPlan[]): boolean {
+    const moved = (p: StatementPlan) => (p.kind === 'read' || p.kind === 'write') && p.tables.every((t) => this.backend.primaryOf(t) === 'target');
+    const policyTable = (p: StatementPlan) => p.kind !== 'forward';
+    return plans.some(moved) && plans.every((p) => !policyTable(p) || moved(p));
+  }
+
+  /** Opens the held-back transaction on the chosen server: its BEGIN, with the session's SETs. */
+  private async openDeferred(store: 'source' | 'target'): Promise<void> {
+    const begin = this.deferredBegin as string;
+    this.deferredBegin = undefined;
+    const pool = store === 'target' && this.backend.target ? this.backend.target : this.backend.primary;
+    const client = await pool.connect();
+    await this.applySettings(client);
+    if (!(await runQuietly(client, begin))) {
+      client.release();
+      throw new Error('the transaction could not be opened');
+    }
+    this.held = client;
+    this.heldPool = pool;
+  }
+
+  /** Whether statements now run on the target: an autocommit batch of moved writes, or a transaction opened there. */
+  private runsOnTarget(): boolean {
+    return this.writingOnTarget || (this.held !== undefined && this.heldPool !== this.backend.primary);
+  }
+
+  /**
+   * A statement in a transaction on the target: writes and single-table reads of moved tables
+   * in their renamed forms, statements that name no policy table as they are; anything that
+   * needs the source (or cannot be renamed) is refused, failing the transaction.
+   */
+  private onTargetPlan(plan: StatementPlan): StatementPlan {
+    if (plan.kind === 'forward' || plan.kind === 'refuse') return plan;
+    const placed = placeAfterCutover(this.backend, plan, true);
+    if (placed) return 'write' in placed ? placed.write : placed.refuse;
+    const form = plan.kind === 'read' && plan.tables.every((t) => this.backend.primaryOf(t) === 'target') ? this.targetForm(plan) : undefined;
+    if (form && 'sql' in form) return { ...plan, sql: form.sql } as StatementPlan;
+    const why = form ? `the target cannot answer it: ${form.reason}` : 'it names a table whose primary is still the source';
+    return {
+      kind: 'refuse',
+      stmtKind: plan.stmtKind,
+      table: plan.table,
+      reason: 'target_primary',
+      message: `this transaction runs on the target (${this.backend.targetDialect}), where its first statement's table moved at cutover, and this statement cannot run there: ${why}; run it in a transaction of its own`,
+    };
+  }
+
+  /**
+   * Writes to tables whose primary moved to the PostgreSQL target, run there (renamed, their
+   * outbox rows in the target's outbox for the reverse replication) when the query string
+   * is nothing else and the session is outside a transaction. Otherwise the source path
+   * refuses them (refuseWriteAfterCutover says why).
+   */
+  private async writeOnTarget(plans: StatementPlan[], fingerprint: string, started: number): Promise<boolean> {
+    if (this.txStatus !== 'I' || this.exchange) return false;
+    const forms = plans.map((p) => placeAfterCutover(this.backend, p, true));
+    const writes = forms.map((f) => (f && 'write' in f ? f.write : undefined));
+    if (!writes.every((w) => w !== undefined)) return false;
+    await this.run(
+      [{ kind: 'query', stmts: writes.map((plan) => ({ plan, fingerprint })), index: 0, started }, { kind: 'sync' }],
+      () => message('Q', writes.map((w) => w.sql).join(';\n')),
+      'target',
+    );
+    return true;
   }
 
   /**
@@ -279,6 +388,8 @@ export class SqlSession {
     this.batch = [];
     if (batch.length === 0 && !sync && !this.exchange) return;
     if (sync && !this.exchange && this.txStatus === 'I' && (await this.batchOnTarget(batch))) return;
+    if (this.deferredBegin !== undefined && batch.length > 0) await this.openDeferred(this.writesOfBatch(batch) ? 'target' : 'source');
+    const store = sync && !this.exchange && this.txStatus === 'I' && this.writesOfBatch(batch) ? 'target' : 'source';
     const expects: Expect[] = [];
     const build = (client: pg.PoolClient): Buffer => {
       const out: Buffer[] = [];
@@ -289,7 +400,42 @@ export class SqlSession {
       } else out.push(message('H'));
       return Buffer.concat(out);
     };
-    await this.run(expects, build, 'source', !sync);
+    if (store === 'source') return this.run(expects, build, 'source', !sync);
+    this.writingOnTarget = true;
+    try {
+      await this.run(expects, build, 'target');
+    } finally {
+      this.writingOnTarget = false;
+    }
+  }
+
+  /** Whether a batch only writes tables whose primary moved to a PostgreSQL target that takes each write (writeOnTarget's test). */
+  private writesOfBatch(batch: ReadonlyArray<{ type: string; body: Buffer }>): boolean {
+    const parsed = new Map<string, StatementPlan>();
+    let writes = 0;
+    for (const m of batch) {
+      const r = new BodyReader(m.body);
+      let plan: StatementPlan | undefined;
+      if (m.type === 'P') {
+        const name = r.cstring();
+        try {
+          const classified = this.backend.classifier.classify(r.cstring());
+          plan = classified.statements.length === 1 ? classified.statements[0] : undefined;
+        } catch {
+          return false;
+        }
+        if (plan) parsed.set(name, plan);
+      } else if (m.type === 'B') {
+        r.cstring();
+        const name = r.cstring();
+        plan = parsed.get(name) ?? (name === '' ? this.unnamed : this.statements.get(name))?.classified;
+      } else if (m.type === 'D' || m.type === 'E') continue;
+      else return false;
+      const placed = plan && placeAfterCutover(this.backend, plan, true);
+      if (!placed || !('write' in placed)) return false;
+      writes++;
+    }
+    return writes > 0;
   }
 
   /**
@@ -444,8 +590,14 @@ export class SqlSession {
     return form;
   }
 
-  /** What a pooled connection runs for a statement: its target form while a read is served by the target. */
+  /** What a pooled connection runs for a statement: its target form while a read is served by the target or a write runs there. */
   private up(stmt: Statement): { sql: string; name: string } {
+    if (this.runsOnTarget()) {
+      const plan = this.onTargetPlan(stmt.classified);
+      if (plan.kind === 'write' || plan.kind === 'read') {
+        return { sql: plan.sql, name: `tandem_w_${createHash('sha1').update(plan.sql).update(`\0${stmt.types.join(',')}`).digest('hex').slice(0, 24)}` };
+      }
+    }
     if (this.onTarget) {
       const form = this.targetForm(stmt.plan);
       // Parameter types are part of the shared name, as for the primary's statements.
@@ -517,8 +669,10 @@ export class SqlSession {
         const name = r.cstring();
         const rest = m.body.subarray(r.offset);
         const known = name === '' ? this.unnamed : this.statements.get(name);
-        // A read the target serves is not a stale read; everything else here runs on the source.
-        const moved = known && (refuseWriteAfterCutover(this.backend, known.classified) ?? (this.onTarget ? undefined : refuseStaleRead(this.backend, known.classified)));
+        // A read the target serves is not a stale read, nor a write that runs there; everything else here runs on the source.
+        const onTarget = known && this.runsOnTarget() ? this.onTargetPlan(known.classified) : undefined;
+        const moved =
+          known && (onTarget ? (onTarget.kind === 'refuse' ? onTarget : undefined) : (refuseWriteAfterCutover(this.backend, known.classified) ?? (this.onTarget ? undefined : refuseStaleRead(this.backend, known.classified))));
         if (known && moved) {
           // Counted once: after an earlier error in this batch the primary skips to Sync anyway.
           if (!expects.some((e) => e.kind === 'error')) this.report(moved, known.fingerprint, 'refused', performance.now(), SQLSTATE.refused);
@@ -636,20 +790,7 @@ export class SqlSession {
   private async applySettings(client: pg.PoolClient): Promise<void> {
     const owner = settingsOf.get(client);
     if (owner === this.id || (owner === undefined && this.settings.length === 0)) return;
-    const replay = async (statements: string[]): Promise<boolean> => {
-      let failed = false;
-      const ex = new Exchange(client, (type) => {
-        if (type === 'E') failed = true;
-      });
-      ex.write(message('Q', statements.join(';\n')));
-      try {
-        await ex.result();
-      } catch (error) {
-        client.release(error as Error);
-        throw error;
-      }
-      return !failed;
-    };
+    const replay = (statements: string[]) => runQuietly(client, statements.join(';\n'));
     // A SET that failed when the client sent it fails again here: the session keeps none then.
     if (!(await replay(['RESET ALL', ...this.settings]))) {
       this.settings = [];
@@ -668,10 +809,10 @@ export class SqlSession {
   private async run(expects: Expect[], build: (client: pg.PoolClient) => Buffer, store: 'source' | 'target' = 'source', open = false): Promise<void> {
     let current = this.exchange;
     if (!current) {
-      const pool = store === 'target' && this.backend.target ? this.backend.target : this.backend.primary;
-      const client = store === 'source' && this.held ? this.held : await pool.connect();
-      if (store === 'source' && client !== this.held) await this.applySettings(client);
-      if (store === 'source') this.held = client;
+      // A transaction's statements run on the connection it holds, wherever it opened.
+      const pool = this.held && this.heldPool ? this.heldPool : store === 'target' && this.backend.target ? this.backend.target : this.backend.primary;
+      const client = this.held ?? (await pool.connect());
+      if (client !== this.held) await this.applySettings(client);
       const ex = new Exchange(client, (type, body, raw) => this.onUpstream(type, body, raw));
       current = { ex, client, pool };
       this.exchange = current;
@@ -700,8 +841,11 @@ export class SqlSession {
         this.backend.committed([...this.wroteTables]);
         this.wroteTables.clear();
       }
-      if (current.pool === this.backend.primary) this.held = undefined;
+      this.held = undefined;
       current.client.release();
+    } else if (!this.held) {
+      this.held = current.client;
+      this.heldPool = current.pool;
     }
   }
 
@@ -849,7 +993,14 @@ export class SqlSession {
     }
   }
 
-  private report(plan: StatementPlan, fingerprint: string, result: 'ok' | 'error' | 'refused', started: number, sqlstate?: string, store: 'source' | 'target' = 'source'): void {
+  private report(
+    plan: StatementPlan,
+    fingerprint: string,
+    result: 'ok' | 'error' | 'refused',
+    started: number,
+    sqlstate?: string,
+    store: 'source' | 'target' = this.exchange && this.exchange.pool !== this.backend.primary ? 'target' : 'source',
+  ): void {
     if (this.onTarget) {
       const durationMs = performance.now() - started;
       // Reported only if the target's answer is the one the client gets (else the primary's run reports).
@@ -893,9 +1044,10 @@ export class SqlSession {
     this.socket.write(bytes);
   }
 
-  /** The primary's backend pid of the statement running now (CancelRequest). */
-  runningPid(): number | undefined {
-    return this.exchange && this.exchange.pool === this.backend.primary ? backendPid(this.exchange.client) : undefined;
+  /** The backend pid of the statement running now and the pool of its server (CancelRequest). */
+  running(): { pid: number; pool: pg.Pool } | undefined {
+    const pid = this.exchange && backendPid(this.exchange.client);
+    return this.exchange && pid !== undefined ? { pid, pool: this.exchange.pool } : undefined;
   }
 
   /** The client went away: a transaction in progress is rolled back by dropping its connection. */
@@ -920,6 +1072,25 @@ export class SqlSession {
 }
 
 export class ProtocolError extends Error {}
+
+/**
+ * Runs a statement of the SQL front's own on a pooled connection, its answers not relayed:
+ * false when it failed. A broken connection is released as broken, and the error thrown.
+ */
+async function runQuietly(client: pg.PoolClient, sql: string): Promise<boolean> {
+  let failed = false;
+  const ex = new Exchange(client, (type) => {
+    if (type === 'E') failed = true;
+  });
+  ex.write(message('Q', sql));
+  try {
+    await ex.result();
+  } catch (error) {
+    client.release(error as Error);
+    throw error;
+  }
+  return !failed;
+}
 
 function preparedSet(client: object): Set<string> {
   let set = preparedOn.get(client);

@@ -20,6 +20,8 @@ export interface SqlBackend {
   dualWriting(table: string): boolean;
   /** The table's primary as this replica knows it (the store the HTTP write path opens its transaction on). */
   primaryOf(table: string): 'source' | 'target';
+  /** Whether some policy table's primary is the target now (a BEGIN is then held back: the first statement picks the server). */
+  anyOnTarget(): boolean;
   /** The table's primary is the target and the source misses its writes (retired, not resynced since). */
   sourceStale(table: string): boolean;
   /** Where a read of the table outside a transaction goes (read %, sticky per session). */

@@ -261,14 +261,14 @@ export class SqlFront {
     socket.end(errorResponse({ severity: 'FATAL', code: SQLSTATE.connectionFailure, message: `the primary is unavailable: ${e.message}` }));
   }
 
-  /** CancelRequest: cancels what the session runs on the primary now (pg_cancel_backend). */
+  /** CancelRequest: cancels what the session runs now (pg_cancel_backend on the server running it). */
   private cancel(id: number, secret: number): void {
     const entry = this.sessions.get(id);
     if (!entry || entry.secret !== secret) return;
-    const pid = entry.session.runningPid();
-    if (pid === undefined) return;
-    this.backend.primary
-      .query('SELECT pg_cancel_backend($1)', [pid])
+    const running = entry.session.running();
+    if (!running) return;
+    running.pool
+      .query('SELECT pg_cancel_backend($1)', [running.pid])
       .catch((error: unknown) => this.backend.emit({ type: 'sql.error', session: id, error: error as Error }));
   }
 }

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { writeTestPolicies } from './schema.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -59,6 +61,35 @@ export async function spawnTandem(args: string[], env: Record<string, string>, o
     }
   }
   return { process: child, port, url, output: () => out, exited };
+}
+
+/**
+ * The environment of a `tandem serve` child against two test databases, with the test
+ * policies and a fresh config directory (prefix `prefix`) holding the flag file (`flags`,
+ * written as JSON to `flagsName`) and `default.yaml` (`config`: production settings but
+ * these). `flagsFile` is returned for tests that flip flags while the child runs.
+ */
+export function childTandemEnv(options: {
+  prefix: string;
+  source: { url: string };
+  target: { url: string };
+  flags: unknown;
+  config: string;
+  /** The flag file's name: its extension decides how `tandem cutover` rewrites it (default flags.json). */
+  flagsName?: string;
+}): { env: Record<string, string>; dir: string; flagsFile: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), options.prefix));
+  const flagsFile = path.join(dir, options.flagsName ?? 'flags.json');
+  writeFileSync(flagsFile, JSON.stringify(options.flags));
+  writeFileSync(path.join(dir, 'default.yaml'), options.config);
+  const env = {
+    TANDEM_SOURCE_URL: options.source.url,
+    TANDEM_TARGET_URL: options.target.url,
+    TANDEM_POLICIES_DIR: writeTestPolicies(),
+    TANDEM_FLAGS_FILE: flagsFile,
+    TANDEM_CONFIG_DIR: dir,
+  };
+  return { env, dir, flagsFile };
 }
 
 /** A Node process started by `spawnNode` (the benchmark's servers, tools and load generator). */

@@ -4,15 +4,12 @@
  * primary". Tandem runs as a child process (the built CLI), is SIGKILLed in the middle of
  * concurrent writes, twice, and restarted each time.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnTandem, type TandemChild } from '../helpers/child.js';
+import { childTandemEnv, spawnTandem, type TandemChild } from '../helpers/child.js';
 import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
 import { call, seededRandom, sleep, type CallResult } from '../helpers/http-client.js';
-import { convergence, createTestTables, writeTestPolicies } from '../helpers/schema.js';
+import { convergence, createTestTables } from '../helpers/schema.js';
 import { outboxCounts, waitFor } from '../helpers/tandem.js';
 
 /** One write sent to Tandem, with what came back. `end` bounds when it can have committed. */
@@ -75,19 +72,9 @@ for (const pair of runnablePairs()) {
       source = await createTestDatabase(pair.source, 'crashsrc');
       target = await createTestDatabase(pair.target, 'crashtgt');
       await createTestTables(source.knex, target.knex);
-      const dir = mkdtempSync(path.join(tmpdir(), 'tandem-crash-'));
-      const flagsFile = path.join(dir, 'flags.json');
-      writeFileSync(flagsFile, JSON.stringify(FLAGS));
       // Production settings except the claim lease (default 30 s), so rows a killed worker had
       // claimed come back within the test's time.
-      writeFileSync(path.join(dir, 'default.yaml'), 'outbox:\n  leaseMs: 3000\n');
-      const env = {
-        TANDEM_SOURCE_URL: source.url,
-        TANDEM_TARGET_URL: target.url,
-        TANDEM_POLICIES_DIR: writeTestPolicies(),
-        TANDEM_FLAGS_FILE: flagsFile,
-        TANDEM_CONFIG_DIR: dir,
-      };
+      const { env } = childTandemEnv({ prefix: 'tandem-crash-', source, target, flags: FLAGS, config: 'outbox:\n  leaseMs: 3000\n' });
       const seed = Number(process.env['TANDEM_TEST_SEED'] ?? Date.now() % 1_000_000);
       const random = seededRandom(seed);
       const writes: SentWrite[] = [];

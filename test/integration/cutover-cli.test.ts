@@ -4,14 +4,12 @@
  * progress lines, exit 0 once the new primary takes writes; a failed check exits 1 without
  * flipping. The CLI logic does not depend on the engines: SQLite on both sides.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnTandem, type TandemChild } from '../helpers/child.js';
+import { childTandemEnv, spawnTandem, type TandemChild } from '../helpers/child.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.js';
 import { call } from '../helpers/http-client.js';
-import { createTestTables, writeTestPolicies } from '../helpers/schema.js';
+import { createTestTables } from '../helpers/schema.js';
 import { runCli } from '../helpers/tools.js';
 
 describe('tandem cutover / rollback (CLI)', () => {
@@ -32,18 +30,15 @@ describe('tandem cutover / rollback (CLI)', () => {
     source = await createTestDatabase('sqlite', 'clicutsrc');
     target = await createTestDatabase('sqlite', 'clicuttgt');
     await createTestTables(source.knex, target.knex);
-    const dir = mkdtempSync(path.join(tmpdir(), 'tandem-clicut-'));
-    const flagsFile = path.join(dir, 'flags.yaml');
     const on = (name: string) => ({ name, enabled: true, strategies: [{ name: 'default' }] });
-    writeFileSync(flagsFile, JSON.stringify({ version: 2, features: [on('tandem.kv.dual-write')] }));
-    writeFileSync(path.join(dir, 'default.yaml'), 'stages:\n  reconcileIntervalMs: 200\nflags:\n  refreshIntervalMs: 200\n');
-    const env = {
-      TANDEM_SOURCE_URL: source.url,
-      TANDEM_TARGET_URL: target.url,
-      TANDEM_POLICIES_DIR: writeTestPolicies(),
-      TANDEM_FLAGS_FILE: flagsFile,
-      TANDEM_CONFIG_DIR: dir,
-    };
+    const { env, flagsFile } = childTandemEnv({
+      prefix: 'tandem-clicut-',
+      source,
+      target,
+      flags: { version: 2, features: [on('tandem.kv.dual-write')] },
+      flagsName: 'flags.yaml',
+      config: 'stages:\n  reconcileIntervalMs: 200\nflags:\n  refreshIntervalMs: 200\n',
+    });
     child = await spawnTandem(['serve'], env);
     const url = ['--url', child.url];
     expect((await call(child.url, 'PUT', '/v1/tables/kv/rows/a,1', { values: { val: 1 } })).status).toBe(201);

@@ -6,14 +6,12 @@
  * primary with the expected epoch, no acknowledged write lost, no 5xx but the documented
  * 503, and both stores equal once drained.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnTandem, type TandemChild } from '../helpers/child.js';
+import { childTandemEnv, spawnTandem, type TandemChild } from '../helpers/child.js';
 import { createTestDatabase, runnablePairs, type TestDatabase } from '../helpers/databases.js';
 import { call, seededRandom, sleep, type CallResult } from '../helpers/http-client.js';
-import { createTestTables, normalize, snapshot, writeTestPolicies } from '../helpers/schema.js';
+import { createTestTables, normalize, snapshot } from '../helpers/schema.js';
 import { outboxCounts, waitFor } from '../helpers/tandem.js';
 
 const STEPS = ['frozen', 'drained', 'identity', 'promoted'] as const;
@@ -64,21 +62,14 @@ for (const pair of pairs) {
       source = await createTestDatabase(pair.source, 'cutkillsrc');
       target = await createTestDatabase(pair.target, 'cutkilltgt');
       await createTestTables(source.knex, target.knex);
-      const dir = mkdtempSync(path.join(tmpdir(), 'tandem-cutkill-'));
-      const flagsFile = path.join(dir, 'flags.json');
-      writeFileSync(flagsFile, JSON.stringify(flags(false)));
       // Short leases so the survivor takes over within the test's time.
-      writeFileSync(
-        path.join(dir, 'default.yaml'),
-        'outbox:\n  leaseMs: 3000\ncutover:\n  leaseMs: 2000\nstages:\n  reconcileIntervalMs: 300\nflags:\n  refreshIntervalMs: 200\n',
-      );
-      const env = {
-        TANDEM_SOURCE_URL: source.url,
-        TANDEM_TARGET_URL: target.url,
-        TANDEM_POLICIES_DIR: writeTestPolicies(),
-        TANDEM_FLAGS_FILE: flagsFile,
-        TANDEM_CONFIG_DIR: dir,
-      };
+      const { env, flagsFile } = childTandemEnv({
+        prefix: 'tandem-cutkill-',
+        source,
+        target,
+        flags: flags(false),
+        config: 'outbox:\n  leaseMs: 3000\ncutover:\n  leaseMs: 2000\nstages:\n  reconcileIntervalMs: 300\nflags:\n  refreshIntervalMs: 200\n',
+      });
       const spawn = async (pauseAt?: string) => {
         const child = await spawnTandem(['serve'], { ...env, ...(pauseAt ? { TANDEM_CUTOVER_PAUSE_AT: pauseAt, TANDEM_CUTOVER_PAUSE_MS: '120000' } : {}) });
         children.push(child);

@@ -7,13 +7,10 @@
  * middle of the writes and restarted. Either way, once the outbox drains the target equals
  * the mapped source, nothing is dead, and every write acknowledged by COMMIT is in the source.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, spawnTandem, type TandemChild } from '../helpers/child.js';
+import { childTandemEnv, freePort, spawnTandem, type TandemChild } from '../helpers/child.js';
 import { createTestDatabase, runnablePairs, viaProxy, type TestDatabase } from '../helpers/databases.js';
 import { startFaultProxy, type FaultMode, type FaultProxy } from '../helpers/fault-proxy.js';
 import { call, seededRandom, sleep } from '../helpers/http-client.js';
@@ -217,20 +214,11 @@ for (const pair of PG_SOURCE) {
       await createTestTables(source.knex, target.knex);
       // Generated ids above the explicit ones (1..KEYS) the units upsert.
       await source.knex.raw(`SELECT setval('people_id_seq', 1000)`);
-      const dir = mkdtempSync(path.join(tmpdir(), 'tandem-sqlkill-'));
-      const flagsFile = path.join(dir, 'flags.json');
-      writeFileSync(flagsFile, JSON.stringify({ version: 2, features: ['people', 'kv'].map((t) => ({ name: `tandem.${t}.dual-write`, enabled: true, strategies: [{ name: 'default' }] })) }));
+      const flags = { version: 2, features: ['people', 'kv'].map((t) => ({ name: `tandem.${t}.dual-write`, enabled: true, strategies: [{ name: 'default' }] })) };
       // Rows a killed worker had claimed come back within the test's time.
-      writeFileSync(path.join(dir, 'default.yaml'), 'outbox:\n  leaseMs: 3000\n');
+      const base = childTandemEnv({ prefix: 'tandem-sqlkill-', source, target, flags, config: 'outbox:\n  leaseMs: 3000\n' });
       const sqlPort = await freePort();
-      const env = {
-        TANDEM_SOURCE_URL: source.url,
-        TANDEM_TARGET_URL: target.url,
-        TANDEM_POLICIES_DIR: writeTestPolicies(),
-        TANDEM_FLAGS_FILE: flagsFile,
-        TANDEM_CONFIG_DIR: dir,
-        TANDEM_SQL_PORT: String(sqlPort),
-      };
+      const env = { ...base.env, TANDEM_SQL_PORT: String(sqlPort) };
       let child: TandemChild | undefined;
       cleanups.push(async () => {
         if (child && child.process.exitCode === null && child.process.signalCode === null) {
