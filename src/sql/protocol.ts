@@ -120,6 +120,7 @@ export function int16(n: number): Buffer {
 
 export const readyForQuery = (status: TxStatus): Buffer => message('Z', Buffer.from(status, 'latin1'));
 export const parseComplete = (): Buffer => message('1');
+export const bindComplete = (): Buffer => message('2');
 export const closeComplete = (): Buffer => message('3');
 export const noData = (): Buffer => message('n');
 export const commandComplete = (tag: string): Buffer => message('C', tag);

@@ -22,6 +22,7 @@ import {
 } from './protocol.js';
 import type { SqlBackend } from './sql-backend.js';
 import { translateRead } from './knex-read.js';
+import { planOtherEngineBatch } from './other-engine-batch.js';
 import { placeAfterCutover, refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
 import { renameForTarget } from './rename.js';
 import { Exchange, backendPid } from './upstream.js';
@@ -462,7 +463,7 @@ export class SqlSession {
   /**
    * An extended-protocol read of one policy table outside a transaction (Parse/Bind/Describe/
    * Execute up to Sync, as drivers send a parameterised query), served by a PostgreSQL target
-   * when routing says so, with the policy's renames. As for simple queries the target's answer
+   * when routing says so, with the policy's renames (another engine: batchOnOtherEngine). As for simple queries the target's answer
    * is held until it is complete: on any error the session's statements are put back as they
    * were and the batch runs on the primary instead (counted as `target read failed`).
    */
@@ -475,14 +476,11 @@ export class SqlSession {
       route('source', decision.reason);
       return false;
     }
-    if (!this.backend.target) {
-      route('source', 'parameterised read: the target is another engine');
-      return false;
-    }
     if (this.settings.length > 0) {
       route('source', 'the session has SET parameters');
       return false;
     }
+    if (!this.backend.target) return this.batchOnOtherEngine(batch, read.table, decision.reason);
     const problem = read.plans.map((plan) => this.targetForm(plan)).find((f): f is { reason: string } => 'reason' in f);
     if (problem) {
       route('source', problem.reason);
@@ -524,6 +522,48 @@ export class SqlSession {
     route('target', decision.reason);
     for (const report of held.reports) report();
     for (const bytes of held.answers) this.send(bytes);
+    return true;
+  }
+
+  /**
+   * An extended-protocol read a target of another engine serves (planned and answered by
+   * other-engine-batch.ts). The answer is sent only once every read of the batch has run, and
+   * only then does the session keep the statements the batch parsed; on any error the batch
+   * runs on the primary instead (counted as `target read failed`), which creates them there.
+   */
+  private async batchOnOtherEngine(batch: ReadonlyArray<{ type: string; body: Buffer }>, table: string, why: string): Promise<boolean> {
+    const route = (store: 'source' | 'target', reason: string) => this.backend.emit({ type: 'sql.read_route', table, store, reason });
+    const other = this.backend.otherTarget;
+    const sqlTable = this.backend.classifier.table(table);
+    if (!other || !sqlTable) {
+      route('source', 'no target to read from');
+      return false;
+    }
+    const started = performance.now();
+    const statement = (name: string) => (name === '' ? this.unnamed : this.statements.get(name));
+    const planned = planOtherEngineBatch(batch, { table: sqlTable, target: other, classifier: this.backend.classifier, statement });
+    if ('reason' in planned) {
+      route('source', planned.reason);
+      return false;
+    }
+    let answers: Buffer[] | { reason: string };
+    try {
+      answers = await planned.run(other.knex);
+    } catch {
+      answers = { reason: 'target read failed' };
+    }
+    if ('reason' in answers) {
+      route('source', answers.reason);
+      return false;
+    }
+    for (const p of planned.parsed) {
+      const stmt = this.prepare(p.sql, p.types);
+      if (p.name === '') this.unnamed = stmt;
+      else this.statements.set(p.name, stmt);
+    }
+    route('target', why);
+    for (const stmt of planned.executed) this.report(stmt.plan, stmt.fingerprint, 'ok', started, undefined, 'target');
+    for (const bytes of answers) this.send(bytes);
     return true;
   }
 

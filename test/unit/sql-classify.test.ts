@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SqlClassifier, SqlParseError, loadParser, type SqlTable } from '../../src/sql/classify.js';
+import { SqlClassifier, SqlParseError, loadParser, type SqlTable, type StatementPlan } from '../../src/sql/classify.js';
+import { translateRead } from '../../src/sql/knex-read.js';
 import { renameForTarget } from '../../src/sql/rename.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { mkdtempSync } from 'node:fs';
@@ -124,6 +125,24 @@ describe('SQL classifier (libpg-query parse trees)', () => {
     const cachedUs = ((performance.now() - s3) * 1000) / n;
     console.log(`[sql classify] distinct write ${writeUs.toFixed(1)} µs, distinct read ${readUs.toFixed(1)} µs, repeated (cached) ${cachedUs.toFixed(2)} µs per statement`);
     expect(cachedUs).toBeLessThan(writeUs);
+  });
+
+  it("the translated subset reads parameters as their column's type would (LIMIT: bigint), or names why the primary answers", () => {
+    const select = (sql: string) => (classifier.classify(sql).statements[0] as Extract<StatementPlan, { kind: 'read' }>).select;
+    const read = (sql: string, values?: Array<string | null>, types: number[] = []) =>
+      translateRead(select(sql), PEOPLE, { dialect: 'mysql', translatesReads: true }, { types, ...(values ? { values } : {}) });
+    const q = 'SELECT id, full_name FROM people WHERE id = $1 OR email IN ($2, $3) LIMIT $4';
+    // Described without values: the types PostgreSQL infers (a varchar column's parameter is text).
+    expect(read(q)).toMatchObject({ paramTypes: [23, 25, 25, 20], fields: [{ name: 'id', oid: 23 }, { name: 'full_name', oid: 1043 }] });
+    expect(read(q, [' +2 ', "x' OR '1'='1", null, null])).not.toHaveProperty('reason');
+    expect(read(q, ['3000000000', 'a', 'b', '1'])).toEqual({ reason: 'a value that is not of its column type' });
+    expect(read(q, ['1.5', 'a', 'b', '1'])).toEqual({ reason: 'a value that is not of its column type' });
+    expect(read(q, ['1', 'a', 'b', '-1'])).toEqual({ reason: 'LIMIT or OFFSET other than a number' });
+    expect(read(q, ['1', 'a', 'b'])).toEqual({ reason: 'a parameter without a value' });
+    expect(read('SELECT id FROM people WHERE id = $1', ['1'], [25])).toEqual({ reason: 'a parameter of another type than its column' });
+    expect(read('SELECT id FROM people WHERE id = $1 OR email = $1', ['1'])).toEqual({ reason: 'a parameter of another type than its column' });
+    expect(read("SELECT id FROM people WHERE email = 5")).toEqual({ reason: 'a constant of another type than its column' });
+    expect(read('SELECT id FROM people WHERE id = $1')).toMatchObject({ paramTypes: [23] });
   });
 });
 
