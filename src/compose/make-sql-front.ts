@@ -86,7 +86,21 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
       const view = d.directory.get(table);
       return view?.primary ?? view?.switching?.from ?? 'source';
     },
-    anyOnTarget: () => [...d.policies.keys()].some((t) => d.directory.get(t)?.primary === 'target'),
+    settle: async (tables) => {
+      const switching = () => tables.find((t) => d.directory.get(t)?.switching);
+      const table = switching();
+      if (table === undefined) return;
+      const started = Date.now();
+      while (switching() !== undefined && Date.now() - started < config.cutover.holdMs) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+        await Promise.all(tables.map((t) => d.directory.refresh(t))).catch(() => undefined);
+      }
+      emit({ type: 'sql.switch_hold', table, waitedMs: Date.now() - started, settled: switching() === undefined });
+    },
+    refresh: async (tables) => {
+      await Promise.all(tables.map((t) => d.directory.refresh(t))).catch(() => undefined);
+    },
+    holdMs: config.cutover.holdMs,
     // After a cutover the target's state row records the staleness of the source (its secondary).
     sourceStale: (table) => {
       const view = d.directory.get(table);
@@ -185,6 +199,13 @@ function logSqlEvent(logger: Logger, event: SqlEvent): void {
     }
     case 'sql.session':
       logger.info({ session: event.session, phase: event.phase, user: event.user, reason: event.reason, active: event.active }, 'sql session');
+      return;
+    case 'sql.switch_hold':
+      (event.settled ? logger.info : logger.warn).call(
+        logger,
+        { table: event.table, waitedMs: event.waitedMs },
+        event.settled ? 'sql write waited for a primary switch' : 'sql write waited cutover.holdMs for a primary switch and runs anyway',
+      );
       return;
     case 'sql.error':
       logger.error({ session: event.session, err: event.error.message }, 'sql front: primary connection failed');

@@ -33,6 +33,13 @@ export function makeSqlMetrics(registry: Registry) {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    switchHolds: new Histogram({
+      name: 'tandem_sql_switch_hold_seconds',
+      help: 'How long SQL-front writes waited for a table to finish switching its primary before running (cutover.holdMs at most), by table',
+      labelNames: ['table'] as const,
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
     readRoutes: new Counter({
       name: 'tandem_sql_read_routes_total',
       help: 'SQL reads of policy tables by the store that served them and why',
@@ -58,6 +65,9 @@ export function recordSqlEvent(m: SqlMetrics, event: SqlEvent): void {
       return;
     case 'sql.session':
       m.sessions.set(event.active);
+      return;
+    case 'sql.switch_hold':
+      m.switchHolds.observe({ table: event.table }, event.waitedMs / 1000);
       return;
     case 'sql.read_route':
       m.readRoutes.inc({ table: event.table, store: event.store, reason: event.reason });

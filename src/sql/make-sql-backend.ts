@@ -28,7 +28,9 @@ export interface SqlBackendDeps {
   connectTimeoutMs: number;
   dualWriting: (table: string) => boolean;
   primaryOf: (table: string) => 'source' | 'target';
-  anyOnTarget: () => boolean;
+  settle: (tables: readonly string[]) => Promise<void>;
+  refresh: (tables: readonly string[]) => Promise<void>;
+  holdMs: number;
   sourceStale: (table: string) => boolean;
   routeRead: (table: string, stickyKey: string) => { store: 'source' | 'target'; reason: string; shadow: boolean };
   committed: (tables: readonly string[]) => void;
@@ -102,7 +104,9 @@ export async function makeSqlBackend(deps: SqlBackendDeps): Promise<SqlBackendPa
           targetDialect: deps.targetDialect,
           dualWriting: deps.dualWriting,
           primaryOf: deps.primaryOf,
-          anyOnTarget: deps.anyOnTarget,
+          settle: deps.settle,
+          refresh: deps.refresh,
+          holdMs: deps.holdMs,
           sourceStale: deps.sourceStale,
           routeRead: deps.routeRead,
           committed: deps.committed,

@@ -43,6 +43,12 @@ interface Statement {
   classified: StatementPlan;
 }
 
+/** Answers to the client and the reports of their statements, held back until they are final. */
+interface Held {
+  answers: Buffer[];
+  reports: Array<() => void>;
+}
+
 /** A read's text and shared name for a PostgreSQL target (the policy's renames applied), or why it has none. */
 type TargetForm = { sql: string; name: string } | { reason: string };
 
@@ -106,7 +112,9 @@ export class SqlSession {
   private settings: string[] = [];
   private countValue: number | undefined;
   /** While an extended-protocol read runs on the target: its answers and reports, held until it succeeds. */
-  private onTarget: { answers: Buffer[]; reports: Array<() => void> } | undefined;
+  private onTarget: Held | undefined;
+  /** Answers and reports held back (a target read, or an autocommit write that may be retried after a switch), sent once final. */
+  private holding: Held | undefined;
   /** A shadowed read the source serves: its rows as relayed, compared with the target's afterwards (SqlShadowReads). */
   private capture: { plan: Extract<StatementPlan, { kind: 'read' }>; rows: Buffer[]; failed: boolean } | undefined;
   /** While an autocommit batch of writes to tables whose primary moved runs on the PostgreSQL target. */
@@ -135,9 +143,16 @@ export class SqlSession {
       case 'H':
         await this.flushBatch(false);
         return;
-      case 'S':
-        await this.flushBatch(true);
+      case 'S': {
+        const tables = this.autocommitWrites(this.plansOfBatch(this.batch));
+        if (!tables) return this.flushBatch(true);
+        const batch = this.batch;
+        await this.retryingSwitch(tables, () => {
+          this.batch = [...batch];
+          return this.flushBatch(true);
+        });
         return;
+      }
       case 'F':
         this.send(errorResponse({ code: SQLSTATE.refused, message: 'the function-call protocol is not supported by Tandem' }));
         return;
@@ -148,7 +163,79 @@ export class SqlSession {
 
   // ---------------------------------------------------------------- simple query
 
+  /** A query string; an autocommit one that only writes is retried across a primary switch (retryingSwitch). */
   private async simpleQuery(sql: string): Promise<void> {
+    let plans: StatementPlan[] | undefined;
+    try {
+      plans = this.backend.classifier.classify(sql).statements;
+    } catch {
+      plans = undefined;
+    }
+    const tables = this.autocommitWrites(plans);
+    if (!tables) return this.simpleQueryOnce(sql);
+    return this.retryingSwitch(tables, () => this.simpleQueryOnce(sql));
+  }
+
+  /**
+   * The tables statements write, when they are nothing but INSERT/UPDATE/DELETE of policy
+   * tables run in autocommit, or as the first statement of a transaction whose BEGIN was held
+   * back (nothing has run in it yet, so it can be opened again elsewhere).
+   */
+  private autocommitWrites(plans: readonly StatementPlan[] | undefined): string[] | undefined {
+    const fresh = (this.txStatus === 'I' && this.deferredBegin === undefined) || (this.deferredBegin !== undefined && !this.held);
+    if (!fresh || this.exchange || !plans || plans.length === 0) return undefined;
+    return plans.every((p) => p.kind === 'write') ? writtenTables(plans) : undefined;
+  }
+
+  /**
+   * Runs an autocommit write with its answers held. When a primary switch refused it (the
+   * rewrite's state-row check: the table frozen, or this replica's view stale), nothing
+   * changed — the statement failed as a whole — so the view is read again and the write
+   * retried, on the primary the switch ends with, until `cutover.holdMs` has passed (as the
+   * HTTP API does). Any other answer is the client's.
+   */
+  private async retryingSwitch(tables: string[], attempt: () => Promise<void>): Promise<void> {
+    const started = Date.now();
+    const begin = this.deferredBegin;
+    let retried = false;
+    for (;;) {
+      const saved = { statements: new Map(this.statements), unnamed: this.unnamed };
+      const held: Held = { answers: [], reports: [] };
+      this.holding = held;
+      try {
+        await attempt();
+      } finally {
+        this.holding = undefined;
+      }
+      const refused = held.answers.some(isSwitchRefusal);
+      if (!refused || Date.now() - started >= this.backend.holdMs) {
+        if (retried) this.backend.emit({ type: 'sql.switch_hold', table: tables[0] ?? '', waitedMs: Date.now() - started, settled: !refused });
+        for (const report of held.reports) report();
+        for (const bytes of held.answers) this.send(bytes);
+        return;
+      }
+      retried = true;
+      this.statements.clear();
+      for (const [name, stmt] of saved.statements) this.statements.set(name, stmt);
+      this.unnamed = saved.unnamed;
+      this.portals.clear();
+      this.expects = [];
+      this.txStatus = 'I';
+      if (begin !== undefined) {
+        // The transaction opened for this statement is dropped, and held back again.
+        const opened = this.held;
+        this.held = undefined;
+        if (opened && (await runQuietly(opened, 'ROLLBACK'))) opened.release();
+        else opened?.release(new Error('rollback failed'));
+        this.deferredBegin = begin;
+        this.txStatus = 'T';
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      await this.backend.refresh(tables);
+    }
+  }
+
+  private async simpleQueryOnce(sql: string): Promise<void> {
     const started = performance.now();
     let classified;
     try {
@@ -162,6 +249,7 @@ export class SqlSession {
       );
       return;
     }
+    if (this.txStatus === 'I' || this.deferredBegin !== undefined) await this.backend.settle(writtenTables(classified.statements));
     const guarded = classified.statements.map((plan) => this.guard(plan));
     if (guarded.length === 0) {
       // An empty query string: PostgreSQL answers EmptyQueryResponse.
@@ -212,16 +300,18 @@ export class SqlSession {
   }
 
   /**
-   * Once some table's primary moved to a PostgreSQL target, a BEGIN outside a transaction is
-   * answered here and held back: the transaction opens with its first statement, on the
-   * server that statement needs (the target for writes and reads of moved tables, else the
-   * source). PostgreSQL takes a transaction's snapshot at its first statement, so nothing the
-   * client can see changes. A COMMIT or ROLLBACK before any statement is answered here too.
+   * With a PostgreSQL target, a BEGIN outside a transaction is answered here and held back:
+   * the transaction opens with its first statement, on the server that statement needs (the
+   * target for writes and reads of tables whose primary moved there, else the source), and
+   * when a primary switch refuses that first statement it is opened again on the new primary
+   * (retryingSwitch). PostgreSQL takes a transaction's snapshot at its first statement, so
+   * nothing the client can see changes. A COMMIT or ROLLBACK before any statement is
+   * answered here too.
    */
   private answerTxControl(plans: StatementPlan[], sql: string, fingerprint: string, started: number): boolean {
     const [plan] = plans;
     if (plans.length !== 1 || plan?.kind !== 'forward' || !plan.tx) return false;
-    if (plan.tx === 'begin' && this.txStatus === 'I' && !this.exchange && this.backend.target && this.backend.anyOnTarget()) {
+    if (plan.tx === 'begin' && this.txStatus === 'I' && !this.exchange && this.backend.target) {
       this.deferredBegin = sql;
       this.txStatus = 'T';
       this.send(commandComplete('BEGIN'));
@@ -409,6 +499,7 @@ export class SqlSession {
     const batch = this.batch;
     this.batch = [];
     if (batch.length === 0 && !sync && !this.exchange) return;
+    if ((this.txStatus === 'I' || this.deferredBegin !== undefined) && !this.exchange) await this.backend.settle(writtenTables(this.plansOfBatch(batch) ?? []));
     if (sync && !this.exchange && this.txStatus === 'I' && (await this.batchOnTarget(batch))) return;
     if (this.deferredBegin !== undefined && batch.length > 0) await this.openDeferred(this.writesOfBatch(batch) ? 'target' : 'source');
     const store = sync && !this.exchange && this.txStatus === 'I' && this.writesOfBatch(batch) ? 'target' : 'source';
@@ -433,8 +524,17 @@ export class SqlSession {
 
   /** Whether a batch only writes tables whose primary moved to a PostgreSQL target that takes each write (writeOnTarget's test). */
   private writesOfBatch(batch: ReadonlyArray<{ type: string; body: Buffer }>): boolean {
+    const plans = this.plansOfBatch(batch);
+    return plans !== undefined && plans.length > 0 && plans.every((plan) => {
+      const placed = placeAfterCutover(this.backend, plan, true);
+      return placed !== undefined && 'write' in placed;
+    });
+  }
+
+  /** The plans a batch parses and binds (a Bind of an earlier statement: its plan), or undefined when it holds other messages or a statement that does not parse. */
+  private plansOfBatch(batch: ReadonlyArray<{ type: string; body: Buffer }>): StatementPlan[] | undefined {
     const parsed = new Map<string, StatementPlan>();
-    let writes = 0;
+    const plans: StatementPlan[] = [];
     for (const m of batch) {
       const r = new BodyReader(m.body);
       let plan: StatementPlan | undefined;
@@ -444,7 +544,7 @@ export class SqlSession {
           const classified = this.backend.classifier.classify(r.cstring());
           plan = classified.statements.length === 1 ? classified.statements[0] : undefined;
         } catch {
-          return false;
+          return undefined;
         }
         if (plan) parsed.set(name, plan);
       } else if (m.type === 'B') {
@@ -452,12 +552,11 @@ export class SqlSession {
         const name = r.cstring();
         plan = parsed.get(name) ?? (name === '' ? this.unnamed : this.statements.get(name))?.classified;
       } else if (m.type === 'D' || m.type === 'E') continue;
-      else return false;
-      const placed = plan && placeAfterCutover(this.backend, plan, true);
-      if (!placed || !('write' in placed)) return false;
-      writes++;
+      else return undefined;
+      if (!plan) return undefined;
+      plans.push(plan);
     }
-    return writes > 0;
+    return plans;
   }
 
   /**
@@ -487,8 +586,10 @@ export class SqlSession {
       return false;
     }
     const saved = { statements: new Map(this.statements), unnamed: this.unnamed };
-    const held = { answers: [] as Buffer[], reports: [] as Array<() => void> };
+    const held: Held = { answers: [], reports: [] };
+    const outer = this.holding;
     this.onTarget = held;
+    this.holding = held;
     let failed: boolean;
     try {
       const expects: Expect[] = [];
@@ -508,6 +609,7 @@ export class SqlSession {
       failed = true;
     } finally {
       this.onTarget = undefined;
+      this.holding = outer;
     }
     if (failed) {
       this.statements.clear();
@@ -1028,10 +1130,10 @@ export class SqlSession {
     sqlstate?: string,
     store: 'source' | 'target' = this.exchange && this.exchange.pool !== this.backend.primary ? 'target' : 'source',
   ): void {
-    if (this.onTarget) {
+    if (this.holding) {
       const durationMs = performance.now() - started;
-      // Reported only if the target's answer is the one the client gets (else the primary's run reports).
-      this.onTarget.reports.push(() => this.report(plan, fingerprint, result, performance.now() - durationMs, sqlstate, 'target'));
+      // Reported only if the held answer is the one the client gets (else the run that replaces it reports).
+      this.holding.reports.push(() => this.report(plan, fingerprint, result, performance.now() - durationMs, sqlstate, store));
       return;
     }
     const table = plan.kind === 'forward' ? '' : plan.table;
@@ -1056,8 +1158,8 @@ export class SqlSession {
   /** Writes to the client, corked until the end of this tick (one TCP segment per burst). */
   send(bytes: Buffer): void {
     if (this.closed) return;
-    if (this.onTarget) {
-      this.onTarget.answers.push(bytes);
+    if (this.holding) {
+      this.holding.answers.push(bytes);
       return;
     }
     if (!this.corked) {
@@ -1117,6 +1219,18 @@ async function runQuietly(client: pg.PoolClient, sql: string): Promise<boolean> 
     throw error;
   }
   return !failed;
+}
+
+/** Whether an answer is the rewrite's state-row refusal (22P02 "frozen: tandem table … is not writable here (switching its primary)"). */
+function isSwitchRefusal(raw: Buffer): boolean {
+  if (raw[0] !== ERROR_RESPONSE) return false;
+  const fields = readErrorFields(raw.subarray(5));
+  return fields['C'] === '22P02' && /: tandem table .* is not writable here \(switching its primary\)/.test(fields['M'] ?? '');
+}
+
+/** The policy tables statements write (guarded statements included). */
+function writtenTables(plans: readonly StatementPlan[]): string[] {
+  return [...new Set(plans.flatMap((p) => (p.kind === 'write' || p.kind === 'guarded' ? [p.table] : [])))];
 }
 
 /** DataRow bodies of a text-format answer as strings (NULL as null). */

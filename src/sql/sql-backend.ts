@@ -21,8 +21,16 @@ export interface SqlBackend {
   dualWriting(table: string): boolean;
   /** The table's primary as this replica knows it (the store the HTTP write path opens its transaction on). */
   primaryOf(table: string): 'source' | 'target';
-  /** Whether some policy table's primary is the target now (a BEGIN is then held back: the first statement picks the server). */
-  anyOnTarget(): boolean;
+  /**
+   * Waits while any of the tables is switching its primary (as this replica sees it; at most
+   * `cutover.holdMs`), so a write runs on the primary the switch ends with instead of failing
+   * on the frozen state row. Never throws: past the hold the write runs and fails there.
+   */
+  settle(tables: readonly string[]): Promise<void>;
+  /** Reads the tables' primaries again (a write was refused by a switch this replica had not seen). */
+  refresh(tables: readonly string[]): Promise<void>;
+  /** How long a write waits out a primary switch (`cutover.holdMs`). */
+  readonly holdMs: number;
   /** The table's primary is the target and the source misses its writes (retired, not resynced since). */
   sourceStale(table: string): boolean;
   /** Where a read of the table outside a transaction goes (read %, sticky per session), and whether it is shadowed. */
@@ -54,6 +62,7 @@ export type SqlEvent =
     }
   | { type: 'sql.refused'; reason: RefusalReason | 'limit'; table: string }
   | { type: 'sql.parse_error' }
+  | { type: 'sql.switch_hold'; table: string; waitedMs: number; settled: boolean }
   | { type: 'sql.shadow'; table: string; result: 'match' | 'mismatch' | 'error'; shadowStore: 'source' | 'target'; key: string; error?: Error }
   | { type: 'sql.read_route'; table: string; store: 'source' | 'target'; reason: string }
   | { type: 'sql.session'; phase: 'open' | 'close' | 'refused'; session: number; user?: string; reason?: string; active: number }

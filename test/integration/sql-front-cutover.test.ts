@@ -294,7 +294,7 @@ for (const pair of PG_SOURCE) {
   });
 }
 
-/** Errors a SQL-front write may get while a table's primary moves: a frozen or secondary state row, a transaction left on the old primary, the rest of that transaction. */
+/** Errors a SQL-front write could get while a table's primary moves, if it did not wait: a frozen or secondary state row, a transaction left on the old primary, the rest of that transaction. */
 const SWITCH_ERRORS = new Set(['22P02', '0A000', '25P02']);
 
 for (const pair of PG_SOURCE.filter((p) => p.target === 'pg')) {
@@ -307,7 +307,8 @@ for (const pair of PG_SOURCE.filter((p) => p.target === 'pg')) {
       source = await createTestDatabase(pair.source, 'sqlswsrc');
       target = await createTestDatabase(pair.target, 'sqlswtgt');
       await createTestTables(source.knex, target.knex);
-      tandem = await startTandem({ source: source.url, target: target.url, policiesDir: writeTestPolicies(), overrides: { sql: { port: 0 } } });
+      // A generous hold: on a loaded machine a switch (its drain) may take longer than the default 5 s.
+      tandem = await startTandem({ source: source.url, target: target.url, policiesDir: writeTestPolicies(), overrides: { sql: { port: 0 }, cutover: { holdMs: 30_000 } } });
     });
 
     afterAll(async () => {
@@ -330,7 +331,7 @@ for (const pair of PG_SOURCE.filter((p) => p.target === 'pg')) {
       return n;
     };
 
-    it('loses no acknowledged write: autocommit and transactions, on the source and on the target, through two cutovers and rollbacks', async () => {
+    it('loses no acknowledged write and answers no switch error: autocommit and transactions, on the source and on the target, through two cutovers and rollbacks', async () => {
       // Each writer owns its keys and runs one unit at a time, so the last acknowledged value of a key is its value.
       const expected = new Map<number, number | null>();
       const errors = new Map<string, number>();
@@ -413,7 +414,9 @@ for (const pair of PG_SOURCE.filter((p) => p.target === 'pg')) {
       expect(rows).toEqual(want);
       const after = await convergence(source.knex, target.knex);
       expect(after.kv.actual).toEqual(after.kv.expected);
-      for (const code of errors.keys()) expect(SWITCH_ERRORS.has(code), `error ${code}`).toBe(true);
+      // No client saw a switch: autocommit writes and a transaction's first statement wait it
+      // out (within cutover.holdMs) and run on the primary it ends with.
+      expect(Object.fromEntries(errors)).toEqual({});
     }, 180_000);
   });
 }
