@@ -72,11 +72,6 @@ export async function makeWriteSide(d: WriteSideDeps): Promise<WriteSide> {
   events.emit({ type: 'breaker', store: target.name, state: 'closed' });
   const directory = new PrimaryDirectory(source, target);
   for (const table of tables) await directory.refresh(table);
-  // Each step of a switch this replica runs is seen at once (writers then wait for it to end
-  // instead of failing on the frozen state row).
-  events.on((event) => {
-    if (event.type === 'cutover.step') void directory.refresh(event.table).catch(() => undefined);
-  });
   // The target's outbox holds rows only once some table's primary is (or was) the target:
   // before that the reverse direction sends nothing to the target at all.
   const reverseActive = () =>

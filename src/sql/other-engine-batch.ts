@@ -135,7 +135,7 @@ function describeStatement(stmt: BatchStatement | undefined, deps: Deps): { mess
 }
 
 /** A Bind's portal, statement and parameters in text form; binary parameters or results stay on the source. */
-function readBind(r: BodyReader): { portal: string; statement: string; values: Array<string | null> } | { reason: string } {
+export function readBind(r: BodyReader): { portal: string; statement: string; values: Array<string | null> } | { reason: string } {
   const portal = r.cstring();
   const statement = r.cstring();
   const formats = Array.from({ length: r.int16() }, () => r.int16());

@@ -21,8 +21,8 @@ import {
   type TxStatus,
 } from './protocol.js';
 import type { SqlBackend } from './sql-backend.js';
-import { translateRead } from './knex-read.js';
-import { planOtherEngineBatch } from './other-engine-batch.js';
+import { translateRead, type ReadParams } from './knex-read.js';
+import { planOtherEngineBatch, readBind } from './other-engine-batch.js';
 import { placeAfterCutover, refuseStaleRead, refuseWriteAfterCutover } from './refuse-after-cutover.js';
 import { renameForTarget } from './rename.js';
 import { Exchange, backendPid } from './upstream.js';
@@ -41,6 +41,13 @@ interface Statement {
   upstreamName: string;
   /** The plan as classified, checked again at each Bind (a cutover may have come since the Parse). */
   classified: StatementPlan;
+}
+
+/** A read whose answer is compared with the other store's (SqlShadowReads); `params` for a parameterised one. */
+interface ShadowedRead {
+  plan: Extract<StatementPlan, { kind: 'read' }>;
+  fingerprint: string;
+  params?: ReadParams;
 }
 
 /** Answers to the client and the reports of their statements, held back until they are final. */
@@ -116,7 +123,7 @@ export class SqlSession {
   /** Answers and reports held back (a target read, or an autocommit write that may be retried after a switch), sent once final. */
   private holding: Held | undefined;
   /** A shadowed read the source serves: its rows as relayed, compared with the target's afterwards (SqlShadowReads). */
-  private capture: { plan: Extract<StatementPlan, { kind: 'read' }>; rows: Buffer[]; failed: boolean } | undefined;
+  private capture: (ShadowedRead & { rows: Buffer[]; failed: boolean }) | undefined;
   /** While an autocommit batch of writes to tables whose primary moved runs on the PostgreSQL target. */
   private writingOnTarget = false;
 
@@ -283,7 +290,7 @@ export class SqlSession {
     } finally {
       this.capture = undefined;
     }
-    if (capture && !capture.failed && plans[0] === capture.plan) this.backend.shadowReads.compare(capture.plan, 'source', textRows(capture.rows), classified.fingerprint);
+    if (capture && !capture.failed && plans[0] === capture.plan) this.backend.shadowReads.compare(capture.plan, 'source', textRows(capture.rows), capture.fingerprint);
   }
 
   /**
@@ -408,7 +415,7 @@ export class SqlSession {
     const shadow = decision.shadow && this.settings.length === 0;
     if (decision.store !== 'target') {
       route('source', decision.reason);
-      if (shadow) this.capture = { plan, rows: [], failed: false };
+      if (shadow) this.capture = { plan, fingerprint, rows: [], failed: false };
       return false;
     }
     if (this.settings.length > 0) {
@@ -451,7 +458,7 @@ export class SqlSession {
     for (const raw of answer) this.send(raw);
     this.send(readyForQuery('I'));
     this.report(plan, fingerprint, 'ok', started, undefined, 'target');
-    if (shadow) this.backend.shadowReads.compare(plan, 'target', textRows(answer.filter((raw) => raw[0] === DATA_ROW).map((raw) => raw.subarray(5))), fingerprint);
+    if (shadow) this.backend.shadowReads.compare(plan, 'target', dataRowsOf(answer), fingerprint);
     return true;
   }
 
@@ -513,7 +520,16 @@ export class SqlSession {
       } else out.push(message('H'));
       return Buffer.concat(out);
     };
-    if (store === 'source') return this.run(expects, build, 'source', !sync);
+    if (store === 'source') {
+      const capture = this.capture;
+      try {
+        await this.run(expects, build, 'source', !sync);
+      } finally {
+        this.capture = undefined;
+      }
+      if (capture && !capture.failed) this.backend.shadowReads.compare(capture.plan, 'source', textRows(capture.rows), capture.fingerprint, capture.params);
+      return;
+    }
     this.writingOnTarget = true;
     try {
       await this.run(expects, build, 'target');
@@ -571,15 +587,17 @@ export class SqlSession {
     if (!read) return false;
     const route = (store: 'source' | 'target', reason: string) => this.backend.emit({ type: 'sql.read_route', table: read.table, store, reason });
     const decision = this.backend.routeRead(read.table, `sql-session-${this.id}`);
+    const shadow = decision.shadow && this.settings.length === 0 ? this.shadowOfBatch(batch) : undefined;
     if (decision.store !== 'target') {
       route('source', decision.reason);
+      if (shadow) this.capture = { ...shadow, rows: [], failed: false };
       return false;
     }
     if (this.settings.length > 0) {
       route('source', 'the session has SET parameters');
       return false;
     }
-    if (!this.backend.target) return this.batchOnOtherEngine(batch, read.table, decision.reason);
+    if (!this.backend.target) return this.batchOnOtherEngine(batch, read.table, decision.reason, shadow);
     const problem = read.plans.map((plan) => this.targetForm(plan)).find((f): f is { reason: string } => 'reason' in f);
     if (problem) {
       route('source', problem.reason);
@@ -624,6 +642,7 @@ export class SqlSession {
     route('target', decision.reason);
     for (const report of held.reports) report();
     for (const bytes of held.answers) this.send(bytes);
+    if (shadow) this.backend.shadowReads.compare(shadow.plan, 'target', dataRowsOf(held.answers), shadow.fingerprint, shadow.params);
     return true;
   }
 
@@ -633,7 +652,7 @@ export class SqlSession {
    * only then does the session keep the statements the batch parsed; on any error the batch
    * runs on the primary instead (counted as `target read failed`), which creates them there.
    */
-  private async batchOnOtherEngine(batch: ReadonlyArray<{ type: string; body: Buffer }>, table: string, why: string): Promise<boolean> {
+  private async batchOnOtherEngine(batch: ReadonlyArray<{ type: string; body: Buffer }>, table: string, why: string, shadow: ShadowedRead | undefined): Promise<boolean> {
     const route = (store: 'source' | 'target', reason: string) => this.backend.emit({ type: 'sql.read_route', table, store, reason });
     const other = this.backend.otherTarget;
     const sqlTable = this.backend.classifier.table(table);
@@ -666,7 +685,44 @@ export class SqlSession {
     route('target', why);
     for (const stmt of planned.executed) this.report(stmt.plan, stmt.fingerprint, 'ok', started, undefined, 'target');
     for (const bytes of answers) this.send(bytes);
+    if (shadow) this.backend.shadowReads.compare(shadow.plan, 'target', dataRowsOf(answers), shadow.fingerprint, shadow.params);
     return true;
+  }
+
+  /**
+   * What a shadow read of an extended-protocol read needs: its one statement (one Bind, one
+   * Execute) and its parameters in text form. Undefined for anything else (binary formats,
+   * several executions): those reads are not shadowed.
+   */
+  private shadowOfBatch(batch: ReadonlyArray<{ type: string; body: Buffer }>): ShadowedRead | undefined {
+    const parsed = new Map<string, { sql: string; types: number[] }>();
+    let bind: { statement: string; values: Array<string | null> } | undefined;
+    let executes = 0;
+    for (const m of batch) {
+      const r = new BodyReader(m.body);
+      if (m.type === 'P') {
+        const name = r.cstring();
+        const sql = r.cstring();
+        parsed.set(name, { sql, types: Array.from({ length: r.int16() }, () => r.int32()) });
+      } else if (m.type === 'B') {
+        const read = readBind(r);
+        if (bind || 'reason' in read) return undefined;
+        bind = read;
+      } else if (m.type === 'E') executes++;
+    }
+    if (!bind || executes !== 1) return undefined;
+    const known = bind.statement === '' ? this.unnamed : this.statements.get(bind.statement);
+    const source = parsed.get(bind.statement) ?? (known ? { sql: known.sql, types: known.types } : undefined);
+    if (!source) return undefined;
+    let classified;
+    try {
+      classified = this.backend.classifier.classify(source.sql);
+    } catch {
+      return undefined;
+    }
+    const [plan] = classified.statements;
+    if (plan?.kind !== 'read' || classified.statements.length !== 1) return undefined;
+    return { plan, fingerprint: classified.fingerprint, params: { types: source.types, values: bind.values } };
   }
 
   /** The policy table a batch only reads (each statement a single-table SELECT of it, at least one Execute), else undefined. */
@@ -1231,6 +1287,11 @@ function isSwitchRefusal(raw: Buffer): boolean {
 /** The policy tables statements write (guarded statements included). */
 function writtenTables(plans: readonly StatementPlan[]): string[] {
   return [...new Set(plans.flatMap((p) => (p.kind === 'write' || p.kind === 'guarded' ? [p.table] : [])))];
+}
+
+/** The DataRows among whole backend messages, as strings. */
+function dataRowsOf(messages: readonly Buffer[]): Array<Array<string | null>> {
+  return textRows(messages.filter((raw) => raw[0] === DATA_ROW).map((raw) => raw.subarray(5)));
 }
 
 /** DataRow bodies of a text-format answer as strings (NULL as null). */

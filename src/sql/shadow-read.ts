@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { SqlTable, StatementPlan } from './classify.js';
-import { translateRead } from './knex-read.js';
+import { translateRead, type ReadParams } from './knex-read.js';
 import { renameForTarget } from './rename.js';
 import type { SqlBackend } from './sql-backend.js';
 
@@ -33,11 +33,11 @@ export class SqlShadowReads {
 
   constructor(private readonly backend: Pick<SqlBackend, 'primary' | 'target' | 'otherTarget' | 'classifier' | 'emit'>) {}
 
-  /** Starts the comparison of an answer the client got (never throws, never waits). */
-  compare(plan: ReadPlan, served: 'source' | 'target', answer: TextRows, fingerprint: string): void {
+  /** Starts the comparison of an answer the client got (never throws, never waits); `params`: a parameterised read's values in text form. */
+  compare(plan: ReadPlan, served: 'source' | 'target', answer: TextRows, fingerprint: string, params?: ReadParams): void {
     const table = this.backend.classifier.table(plan.table);
     const other = served === 'source' ? 'target' : 'source';
-    const read = { source: this.reader(plan, table, 'source'), target: this.reader(plan, table, 'target') };
+    const read = { source: this.reader(plan, table, 'source', params), target: this.reader(plan, table, 'target', params) };
     const readServed = read[served];
     const readOther = read[other];
     if (!readServed || !readOther || this.inFlight >= MAX_IN_FLIGHT) return;
@@ -59,24 +59,25 @@ export class SqlShadowReads {
   }
 
   /** How to read the statement's answer from a store, or undefined when that store cannot answer it. */
-  private reader(plan: ReadPlan, table: SqlTable | undefined, store: 'source' | 'target'): (() => Promise<TextRows>) | undefined {
+  private reader(plan: ReadPlan, table: SqlTable | undefined, store: 'source' | 'target', params: ReadParams | undefined): (() => Promise<TextRows>) | undefined {
     const { primary, target, otherTarget } = this.backend;
-    if (store === 'source') return () => rawRows(primary, plan.sql);
+    const values = params?.values ?? [];
+    if (store === 'source') return () => rawRows(primary, plan.sql, values);
     if (!table || plan.routable !== undefined) return undefined;
     // Without ORDER BY, LIMIT/OFFSET may pick different rows on each store: not comparable.
     if ((plan.select['limitCount'] || plan.select['limitOffset']) && !plan.select['sortClause']) return undefined;
     if (target) {
       const renamed = renameForTarget(plan.select, table);
-      return 'sql' in renamed ? () => rawRows(target, renamed.sql) : undefined;
+      return 'sql' in renamed ? () => rawRows(target, renamed.sql, values) : undefined;
     }
     if (!otherTarget) return undefined;
-    const translated = translateRead(plan.select, table, otherTarget);
+    const translated = translateRead(plan.select, table, otherTarget, params);
     return 'reason' in translated ? undefined : () => translated.run(otherTarget.knex);
   }
 }
 
-async function rawRows(pool: pg.Pool, sql: string): Promise<TextRows> {
-  const result = await pool.query<Array<string | null>>({ text: sql, rowMode: 'array', types: RAW_TEXT });
+async function rawRows(pool: pg.Pool, sql: string, values: ReadonlyArray<string | null>): Promise<TextRows> {
+  const result = await pool.query<Array<string | null>>({ text: sql, values: [...values], rowMode: 'array', types: RAW_TEXT });
   return result.rows;
 }
 

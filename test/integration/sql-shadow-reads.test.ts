@@ -109,5 +109,34 @@ for (const pair of PG_SOURCE) {
       await waitFor(async () => (await shadows()).match === before.match + 1, { what: 'a match after the repair' });
       expect((await shadows()).error).toBe(0);
     });
+
+    it('parameterised reads (the extended protocol) are shadowed too, served by either store', async () => {
+      // read-target is still on: the target serves them, the source is the shadow.
+      const before = await shadows();
+      expect((await client.query('SELECT full_name, age FROM people WHERE id = $1', [1])).rows).toEqual([{ full_name: 'Ann', age: 30 }]);
+      await waitFor(async () => (await shadows()).match === before.match + 1, { what: 'a parameterised read matched' });
+      await target.knex('app_people').where({ id: 3 }).update({ name: 'Drifted' });
+      const byId = { name: 'by-id', text: 'SELECT full_name FROM people WHERE id = $1', values: [3] };
+      expect((await client.query(byId)).rows).toEqual([{ full_name: 'Drifted' }]);
+      await waitFor(async () => (await shadows()).mismatch === before.mismatch + 1, { what: 'a mismatch of the target-served parameterised read', timeoutMs: 10_000 });
+
+      // read-target off: the source serves them, the target is the shadow (the named statement, again).
+      tandem.setFlags(SHADOW_ALL);
+      const routed = (await served()).source;
+      await waitFor(async () => {
+        await client.query('SELECT id FROM people WHERE id = $1 AND age > $2', [1, 100]);
+        return (await served()).source > routed;
+      }, { what: 'reads served by the source again' });
+      // (Each read of that loop was shadowed too, on whichever store served it: all empty answers, all matches.)
+      await waitFor(async () => (await shadows()).match >= before.match + 2, { what: 'the empty answers matched' });
+      expect((await client.query(byId)).rows).toEqual([{ full_name: 'Cy' }]);
+      await waitFor(async () => (await shadows()).mismatch === before.mismatch + 2, { what: 'a mismatch of the source-served parameterised read', timeoutMs: 10_000 });
+      await target.knex('app_people').where({ id: 3 }).update({ name: 'Cy' });
+      const repaired = await shadows();
+      expect((await client.query('SELECT id, full_name FROM people WHERE id IN ($1, $2) ORDER BY id', [1, 3])).rows).toHaveLength(2);
+      await waitFor(async () => (await shadows()).match > repaired.match, { what: 'a match after the repair' });
+      expect((await shadows()).mismatch).toBe(before.mismatch + 2);
+      expect((await shadows()).error).toBe(0);
+    });
   });
 }
