@@ -222,12 +222,7 @@ export class SqlSession {
         return;
       }
       retried = true;
-      this.statements.clear();
-      for (const [name, stmt] of saved.statements) this.statements.set(name, stmt);
-      this.unnamed = saved.unnamed;
-      this.portals.clear();
-      this.expects = [];
-      this.txStatus = 'I';
+      this.undoAttempt(saved);
       if (begin !== undefined) {
         // The transaction opened for this statement is dropped, and held back again.
         const opened = this.held;
@@ -240,6 +235,16 @@ export class SqlSession {
       await new Promise((resolve) => setTimeout(resolve, 25));
       await this.backend.refresh(tables);
     }
+  }
+
+  /** After an attempt whose answer is not sent: the session's statements as they were before it, outside a transaction. */
+  private undoAttempt(saved: { statements: Map<string, Statement>; unnamed: Statement | undefined }): void {
+    this.statements.clear();
+    for (const [name, stmt] of saved.statements) this.statements.set(name, stmt);
+    this.unnamed = saved.unnamed;
+    this.portals.clear();
+    this.expects = [];
+    this.txStatus = 'I';
   }
 
   private async simpleQueryOnce(sql: string): Promise<void> {
@@ -630,12 +635,7 @@ export class SqlSession {
       this.holding = outer;
     }
     if (failed) {
-      this.statements.clear();
-      for (const [name, stmt] of saved.statements) this.statements.set(name, stmt);
-      this.unnamed = saved.unnamed;
-      this.portals.clear();
-      this.expects = [];
-      this.txStatus = 'I';
+      this.undoAttempt(saved);
       route('source', 'target read failed');
       return false;
     }

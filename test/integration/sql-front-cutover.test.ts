@@ -25,6 +25,13 @@ if (PG_SOURCE.length === 0) {
   });
 }
 
+/** The table's primary as /admin/status shows it; null while a switch is under way. */
+async function primaryOfTable(tandem: TandemHarness, table: string): Promise<string | null> {
+  const res = await tandem.request.get('/admin/status').expect(200);
+  const row = (res.body as { tables: Array<{ table: string; primary: string | null; switch: unknown }> }).tables.find((t) => t.table === table);
+  return row && row.switch === null ? row.primary : null;
+}
+
 const on = (name: string): Feature => ({ name, enabled: true, strategies: [{ name: 'default' }] });
 const CUT_OVER: Feature[] = [...DUAL_WRITE_ALL, on('tandem.people.target-primary'), on('tandem.kv.target-primary')];
 
@@ -51,11 +58,7 @@ for (const pair of PG_SOURCE) {
       await target?.drop();
     });
 
-    const primaryOf = async (table: string): Promise<string | null> => {
-      const res = await tandem.request.get('/admin/status').expect(200);
-      const row = (res.body as { tables: Array<{ table: string; primary: string | null; switch: unknown }> }).tables.find((t) => t.table === table);
-      return row && row.switch === null ? row.primary : null;
-    };
+    const primaryOf = (table: string) => primaryOfTable(tandem, table);
     const stageOf = async (table: string): Promise<string | undefined> => {
       const res = await tandem.request.get('/admin/status').expect(200);
       return (res.body as { tables: Array<{ table: string; stage: string }> }).tables.find((t) => t.table === table)?.stage;
@@ -317,11 +320,7 @@ for (const pair of PG_SOURCE.filter((p) => p.target === 'pg')) {
       await target?.drop();
     });
 
-    const primaryOf = async (table: string): Promise<string | null> => {
-      const res = await tandem.request.get('/admin/status').expect(200);
-      const row = (res.body as { tables: Array<{ table: string; primary: string | null; switch: unknown }> }).tables.find((t) => t.table === table);
-      return row && row.switch === null ? row.primary : null;
-    };
+    const primaryOf = (table: string) => primaryOfTable(tandem, table);
 
     /** SQL-front statements on kv that ran on the target (any kind). */
     const statementsOnTarget = async (): Promise<number> => {
