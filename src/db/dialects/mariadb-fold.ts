@@ -6,6 +6,13 @@ import type { FoldedWriter, FoldOp, FoldOutcome, TableSide } from './dialect.js'
 
 const MAX_CACHED_SHAPES = 64;
 
+/**
+ * Trip 2 of a dual-writing table: the outbox row, then COMMIT (not run when the insert
+ * fails: the server stops at a failed statement). Placeholders: tbl, row_key, op, image,
+ * epoch, next_attempt_at, created_at.
+ */
+export const MARIA_OUTBOX_SQL = `INSERT INTO ${OUTBOX_TABLE} (tbl, row_key, op, image, epoch, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?);\nCOMMIT`;
+
 /** Backtick quoting (MariaDB), embedded backticks doubled. */
 const quoteIdent = (name: string) => `\`${name.replace(/`/g, '``')}\``;
 
@@ -83,11 +90,7 @@ export class MariaFold implements FoldedWriter {
 
       const rowKey = this.formatKey(key);
       const text = image === undefined ? null : this.encodeImage(image);
-      const [inserted] = await query(
-        connection,
-        `INSERT INTO ${OUTBOX_TABLE} (tbl, row_key, op, image, epoch, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?);\nCOMMIT`,
-        [this.side.name, rowKey, text === null ? 'delete' : 'upsert', text, epoch, notBefore, now],
-      );
+      const [inserted] = await query(connection, MARIA_OUTBOX_SQL, [this.side.name, rowKey, text === null ? 'delete' : 'upsert', text, epoch, notBefore, now]);
       open = false;
       const id = String((inserted as { insertId?: unknown } | undefined)?.insertId);
       return { kind: 'written', row: image, key, epoch, outbox: { id, rowKey, image: text } };
