@@ -16,7 +16,7 @@ import { formatKey } from '../policy/row-key.js';
 import { tableRoute, type TableRoute } from '../policy/table-route.js';
 import type { KeyValues, Row } from '../shared/row.js';
 import type { Applier } from './applier.js';
-import { bindRow, deleteRow, insertRow, notFound, tableFrozen, updateChanges, updateRow, upsertRow, type PrimaryChange } from './primary-ops.js';
+import { bindRow, deleteRow, insertRow, keyWhere, notFound, tableFrozen, updateChanges, updateRow, upsertRow, type PrimaryChange } from './primary-ops.js';
 import { explainSqliteFull } from './id-exhausted.js';
 
 export type WriteOp =
@@ -175,8 +175,8 @@ export class WriteService {
       op.op === 'insert'
         ? { op: 'insert', values: bindRow(primary, route, op.values) }
         : op.op === 'update'
-          ? { op: 'update', key: op.key, values: bindRow(primary, route, updateChanges(route, op.key, op.values, op.field)) }
-          : { op: 'delete', key: op.key };
+          ? { op: 'update', key: op.key, where: keyWhere(primary, route, op.key), values: bindRow(primary, route, updateChanges(route, op.key, op.values, op.field)) }
+          : { op: 'delete', key: op.key, where: keyWhere(primary, route, op.key) };
     if (!fold.handles(foldOp)) return undefined;
     const now = Date.now();
     const outcome = await fold.run(foldOp, now, now + this.options.inlineGraceMs);
@@ -191,7 +191,7 @@ export class WriteService {
       case 'written': {
         const change: PrimaryChange = { status: op.op === 'insert' ? 201 : op.op === 'update' ? 200 : 204, key: outcome.key, row: outcome.row };
         if (outcome.outbox === null) return { results: [resultOf(change)], entries: [] };
-        const text = change.row === undefined ? null : encodeImage(change.row);
+        const text = outcome.outbox.image !== undefined ? outcome.outbox.image : change.row === undefined ? null : encodeImage(change.row);
         return { results: [resultOf(change)], entries: [this.entryOf(op.policy.name, change, text, outcome.epoch, outcome.outbox.id, now)] };
       }
     }
@@ -293,7 +293,7 @@ export async function prepareFolds(primary: Store, policies: Iterable<Policy>): 
   const folds = new Map<string, FoldedWriter>();
   for (const policy of policies) {
     const route: TableRoute = tableRoute(policy, primary.name);
-    const fold = await primary.adapter.prepareFold(primary.knex, route.primary, formatKey);
+    const fold = await primary.adapter.prepareFold(primary.knex, route.primary, formatKey, encodeImage);
     if (fold) folds.set(policy.name, fold);
   }
   return folds;

@@ -5,6 +5,7 @@ import { dialectOf, makeAdapter } from '../../src/db/dialects/index.js';
 import { ledgerCreate, ledgerUpsert, oneTripStatements } from '../../src/db/dialects/mysql-apply.js';
 import { mysqlAutoIncrementSql } from '../../src/db/dialects/mysql-schema.js';
 import { supportsReturning } from '../../src/db/dialects/mysql.js';
+import { MARIA_OUTBOX_SQL, mariaFoldSql } from '../../src/db/dialects/mariadb-fold.js';
 import { keyPartSql, PgFold, urlEncodeSql } from '../../src/db/dialects/postgres-fold.js';
 import { formatKey } from '../../src/policy/row-key.js';
 
@@ -216,5 +217,46 @@ describe('PostgreSQL folded write statement', () => {
     expect(urlEncodeSql('x')).toContain(`x ~ '^[A-Za-z0-9_.!~*''()-]*$'`);
     expect(keyPartSql('c', 23)).toBe('c::text');
     expect(keyPartSql('c', 16)).toBe("(CASE WHEN c THEN 'true' ELSE 'false' END)");
+  });
+});
+
+describe('MariaDB folded write statement', () => {
+  const side: TableSide = { name: 'items', table: 'we`ird', key: ['code', 'at'] };
+  const placeholders = (sql: string) => (sql.match(/\?/g) ?? []).length;
+  const order = (sql: string, parts: readonly string[]) => parts.map((p) => sql.indexOf(p));
+
+  it('insert: one compound statement opens the transaction, reads the state row under a shared lock, then inserts RETURNING * on the primary only', () => {
+    const sql = mariaFoldSql(side, 'insert', ['code', 'at', 'qty']);
+    expect(sql).toMatch(/^BEGIN NOT ATOMIC\n/);
+    expect(sql).toMatch(/\nEND$/);
+    expect(sql).toContain('SELECT role, epoch, dual_write INTO tandem_role, tandem_epoch, tandem_dual FROM tandem_state WHERE tbl = ? LOCK IN SHARE MODE;');
+    expect(sql).toContain('SELECT tandem_role AS `$tandem_role`, tandem_epoch AS `$tandem_epoch`, tandem_dual AS `$tandem_dual`;');
+    expect(sql).toContain('INSERT INTO `we``ird` (`code`, `at`, `qty`) VALUES (?, ?, ?) RETURNING *;');
+    const at = order(sql, ['START TRANSACTION;', 'LOCK IN SHARE MODE', "IF tandem_role = 'primary' THEN", 'INSERT INTO', 'IF tandem_dual = 0 THEN COMMIT; END IF;', 'ELSE', 'ROLLBACK;']);
+    expect(at.every((i) => i >= 0)).toBe(true);
+    expect([...at].sort((a, b) => a - b)).toEqual(at);
+    // tbl, then the values: nothing from a request is in the text.
+    expect(placeholders(sql)).toBe(1 + 3);
+  });
+
+  it('update: the row locked, updated and read again (no UPDATE … RETURNING), keys bound three times', () => {
+    const sql = mariaFoldSql(side, 'update', ['qty']);
+    const lock = 'SELECT * FROM `we``ird` WHERE `code` = ? AND `at` = ? LIMIT 1 FOR UPDATE;';
+    const update = 'UPDATE `we``ird` SET `qty` = ? WHERE `code` = ? AND `at` = ?;';
+    expect(sql).toContain(update);
+    expect(sql.indexOf(lock)).toBeLessThan(sql.indexOf(update));
+    expect(sql.lastIndexOf(lock)).toBeGreaterThan(sql.indexOf(update));
+    expect(placeholders(sql)).toBe(1 + 2 + 1 + 2 + 2);
+  });
+
+  it('delete: RETURNING the key columns (a tombstone)', () => {
+    const sql = mariaFoldSql(side, 'delete', []);
+    expect(sql).toContain('DELETE FROM `we``ird` WHERE `code` = ? AND `at` = ? RETURNING `code`, `at`;');
+    expect(placeholders(sql)).toBe(3);
+  });
+
+  it('the outbox row goes with COMMIT in one trip', () => {
+    expect(MARIA_OUTBOX_SQL).toMatch(/^INSERT INTO tandem_outbox \(tbl, row_key, op, image, epoch, status, attempts, next_attempt_at, created_at\) VALUES .*;\nCOMMIT$/);
+    expect(placeholders(MARIA_OUTBOX_SQL)).toBe(7);
   });
 });

@@ -61,11 +61,15 @@ export interface NewOutboxRecord {
   created_at: number;
 }
 
-/** A single-row change the folded statement can run, values already bound. */
+/**
+ * A single-row change the folded statement can run, values already bound. `key` is the key
+ * as the request gave it; `where` the same key bound for the primary's engine, as the
+ * classic path's WHERE (primary-ops.ts `keyWhere`).
+ */
 export type FoldOp =
   | { op: 'insert'; values: Row }
-  | { op: 'update'; key: KeyValues; values: Row }
-  | { op: 'delete'; key: KeyValues };
+  | { op: 'update'; key: KeyValues; where?: Row; values: Row }
+  | { op: 'delete'; key: KeyValues; where?: Row };
 
 /** What one folded statement did. */
 export type FoldOutcome =
@@ -82,8 +86,11 @@ export type FoldOutcome =
       /** The key as stored, in key order. */
       key: KeyValues;
       epoch: number;
-      /** The outbox row's id and key when the table is dual-writing, else null. */
-      outbox: { id: string; rowKey: string } | null;
+      /**
+       * The outbox row's id and key when the table is dual-writing, else null; `image` the
+       * encodeImage text the row holds, when the writer encoded it (undefined: encode again).
+       */
+      outbox: { id: string; rowKey: string; image?: string | null } | null;
     };
 
 /**
@@ -202,8 +209,11 @@ export interface DialectAdapter {
   deleteReturning(trx: Knex.Transaction, side: TableSide, where: Row): Promise<Row | undefined>;
   /** Reads one row by key, locked for the transaction where the engine locks rows. */
   lockRow(trx: Knex.Transaction, side: TableSide, where: Row): Promise<Row | undefined>;
-  /** The folded single-statement write, where the engine allows one; undefined elsewhere. */
-  prepareFold(knex: Knex, side: TableSide, formatKey: (key: KeyValues) => string): Promise<FoldedWriter | undefined>;
+  /**
+   * The folded write (fewest round trips), where the engine allows one; undefined elsewhere.
+   * The outbox key it writes is `formatKey`'s; an image it encodes in JS, `encodeImage`'s.
+   */
+  prepareFold(knex: Knex, side: TableSide, formatKey: (key: KeyValues) => string, encodeImage: (row: Row) => string): Promise<FoldedWriter | undefined>;
 
   // --- outbox (primary) ------------------------------------------------------------------
   /** Inserts one outbox row in the writer's transaction, AFTER the change; returns its id. */

@@ -3,6 +3,7 @@ import type { Row } from '../../shared/row.js';
 import { APPLIED_TABLE, OUTBOX_TABLE, type OutboxRecord } from '../internal-tables.js';
 import { bindWith, fixedIntegerRange, keyOf, queryOnConnection, splitByPresence, whereKeys } from './common.js';
 import type { BindRules, DialectAdapter, TableSide } from './dialect.js';
+import { MariaFold } from './mariadb-fold.js';
 import { applyMysqlSlices, ledgerCreate, ledgerUpsert } from './mysql-apply.js';
 import { mysqlFixKeyCollations, mysqlUnboundKeyColumns, mysqlForeignKeyEdges, mysqlMoveIdentityAbove } from './mysql-schema.js';
 import { ledgerKey } from '../ledger-key.js';
@@ -161,7 +162,12 @@ export function makeMysqlAdapter(): DialectAdapter {
       return keyOf(side, before);
     },
     lockRow,
-    prepareFold: () => Promise.resolve(undefined),
+    async prepareFold(knex, side, formatKey, encodeImage) {
+      // MariaDB 10.5+ (RETURNING, anonymous compound statements); MySQL keeps the classic path.
+      const [rows] = (await knex.raw('SELECT VERSION() AS v')) as [Array<{ v: unknown }>];
+      if (!supportsReturning(String(rows[0]?.v ?? ''))) return undefined;
+      return new MariaFold(knex, side, formatKey, encodeImage, (connection) => adapter.destroyConnection(connection));
+    },
 
     async insertOutbox(trx, record) {
       const [id] = (await trx(OUTBOX_TABLE).insert({ ...record, status: 'pending', attempts: 0 })) as number[];
