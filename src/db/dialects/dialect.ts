@@ -132,6 +132,13 @@ export interface DialectAdapter {
    * when it is a target of another engine (src/sql/knex-read.ts).
    */
   readonly translatesReads: boolean;
+  /**
+   * Whether the planner turns a row-value comparison `(a, b) > (?, ?)` into an index range
+   * (keyset pages on composite keys). PostgreSQL and SQLite do, and scan from the index's
+   * start with the OR-expanded form; MariaDB does the opposite (EXPLAIN: a full index scan
+   * for row values, a range for the OR form).
+   */
+  readonly keysetRowValues: boolean;
 
   // --- replication sessions (src/db/replication-session.ts) -----------------------------
   /** The statement that turns a session's foreign-key checks off. */

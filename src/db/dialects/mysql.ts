@@ -32,6 +32,7 @@ export function makeMysqlAdapter(): DialectAdapter {
     inProcess: false,
     speaksPostgresWire: false,
     translatesReads: true,
+    keysetRowValues: false,
     imageColumnType: 'mediumtext',
 
     replicationSessionSql: 'SET SESSION FOREIGN_KEY_CHECKS = 0',

@@ -29,6 +29,7 @@ export const sqliteAdapter: DialectAdapter = {
   inProcess: true,
   speaksPostgresWire: false,
   translatesReads: false,
+  keysetRowValues: true,
   imageColumnType: 'text',
 
   replicationSessionSql: 'PRAGMA foreign_keys = OFF',
