@@ -14,6 +14,21 @@ export function inSlices<T>(items: readonly T[], size = KEYS_PER_QUERY): T[][] {
 }
 
 /**
+ * `(k1, k2, …) IN (VALUES (…), …)`: composite keys where the engine plans the list as index
+ * lookups (DialectAdapter.keyListAsValues). Its first row, `((NULL::table).k1, …)`, gives
+ * the list the key columns' types, so bound values compare as they do in `k1 = ?` (alone
+ * they would be text); a row of NULLs matches no key.
+ */
+export function whereKeyValues<T extends Knex.QueryBuilder>(builder: T, table: string, keyCols: readonly string[], keys: ReadonlyArray<readonly Knex.Value[]>): T {
+  const list = keyCols.map(() => '??').join(', ');
+  const typed = keyCols.map(() => '(NULL::??).??').join(', ');
+  const row = `(${keyCols.map(() => '?').join(', ')})`;
+  const bindings: Knex.RawBinding[] = [...keyCols, ...keyCols.flatMap((c) => [table, c])];
+  for (const key of keys) bindings.push(...key);
+  return builder.whereRaw(`(${list}) IN (VALUES (${typed}), ${keys.map(() => row).join(', ')})`, bindings) as T;
+}
+
+/**
  * Keyset condition `(k1, k2, …) > (v1, v2, …)`: as a row-value comparison where the engine
  * plans it as an index range (`rowValues`, DialectAdapter.keysetRowValues), else written out
  * as `k1 > v1 OR (k1 = v1 AND k2 > v2) …`. Key columns are never NULL, so both forms select

@@ -33,6 +33,7 @@ export function makeMysqlAdapter(): DialectAdapter {
     speaksPostgresWire: false,
     translatesReads: true,
     keysetRowValues: false,
+    keyListAsValues: false,
     imageColumnType: 'mediumtext',
 
     replicationSessionSql: 'SET SESSION FOREIGN_KEY_CHECKS = 0',

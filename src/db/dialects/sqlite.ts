@@ -30,6 +30,7 @@ export const sqliteAdapter: DialectAdapter = {
   speaksPostgresWire: false,
   translatesReads: false,
   keysetRowValues: true,
+  keyListAsValues: false,
   imageColumnType: 'text',
 
   replicationSessionSql: 'PRAGMA foreign_keys = OFF',
