@@ -5,7 +5,7 @@ import { keyText } from '../db/key-text.js';
 import type { Store } from '../db/store.js';
 import { readAllStates } from '../db/table-state.js';
 import { TandemError } from '../errors.js';
-import { decodeImage, encodeImage } from '../outbox/image-codec.js';
+import { throughImage } from '../outbox/image-codec.js';
 import type { Policy } from '../policy/policy.js';
 import { formatKey, parseKey } from '../policy/row-key.js';
 import { secondaryRow, tableRoute } from '../policy/table-route.js';
@@ -77,16 +77,21 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
   const marker = -runId; // applied_at of ledger rows this run created: tells them apart from others
   const atStart = copied + skipped; // rates count this run's rows only, not a resumed run's
 
+  // The next source page is read while the current one is copied (the read does not depend
+  // on the copy: its start key is the current page's last key).
+  const readPage = (from: KeyValues | undefined) => prefetch(keysetPage(source, policy.sourceTable, policy.primaryKey, from, chunkSize) as Promise<Row[]>);
+  let page = readPage(after);
   for (;;) {
     if (options.shouldStop?.()) return report(false);
     const chunkStarted = Date.now();
-    const rows = (await keysetPage(source.knex, policy.sourceTable, policy.primaryKey, after, chunkSize)) as Row[];
+    const rows = await page;
     if (rows.length === 0) break;
+    const last = rows[rows.length - 1] as Row;
+    after = policy.primaryKey.map((c) => last[c]);
+    if (rows.length >= chunkSize) page = readPage(after);
     const inserted = await copyChunk(target, policy, rows, marker);
     copied += inserted;
     skipped += rows.length - inserted;
-    const last = rows[rows.length - 1] as Row;
-    after = policy.primaryKey.map((c) => last[c]);
     await source.knex(BACKFILL_TABLE)
       .where({ tbl: policy.name })
       .update({ last_key: formatKey(after), copied, skipped, updated_at: Date.now() });
@@ -125,6 +130,12 @@ export async function backfillTable(source: Store, target: Store, policy: Policy
   }
 }
 
+/** A page read ahead: if the backfill stops or fails before awaiting it, its rejection is not unhandled. */
+function prefetch<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
 /** Claims never-seen keys in the ledger and inserts their rows, in one target transaction. */
 async function copyChunk(target: Store, policy: Policy, rows: readonly Row[], marker: number): Promise<number> {
   // By the key's form in the ledger (a long key is its digest there).
@@ -147,8 +158,8 @@ async function copyChunk(target: Store, policy: Policy, rows: readonly Row[], ma
     // rows whatever the target holds (a stale pre-Tandem copy, or this run's killed attempt).
     // Count as copied only the keys that were absent, so a resumed run copies no row twice.
     const route = tableRoute(policy, 'source');
-    // The same path as an outbox image: encode/decode, map, bind for the target's engine.
-    const targetRows = claimed.map((k) => secondaryRow(target, route, decodeImage(encodeImage(byKey.get(k) as Row))));
+    // The same path as an outbox image: through its encoding, map, bind for the target's engine.
+    const targetRows = claimed.map((k) => secondaryRow(target, route, throughImage(byKey.get(k) as Row)));
     const present = await existingTargetKeys(trx, policy, targetRows);
     for (let i = 0; i < targetRows.length; i += 200) await target.adapter.upsertRows(trx, route.secondary, targetRows.slice(i, i + 200));
     return targetRows.filter((r) => !present.has(targetKeyOf(policy, r))).length;

@@ -3,7 +3,7 @@ import { OUTBOX_TABLE } from '../db/internal-tables.js';
 import { keysetPage } from '../db/key-queries.js';
 import type { Store } from '../db/store.js';
 import { mapBackward } from '../policy/mapping.js';
-import { compareSettings, diffRows, type CompareSettings } from '../policy/normalize.js';
+import { compareSettings, diffRows } from '../policy/normalize.js';
 import type { Policy } from '../policy/policy.js';
 import { fetchByKeys } from '../policy/fetch-by-keys.js';
 import { formatKey, shownKey } from '../policy/row-key.js';
@@ -46,7 +46,6 @@ export async function verifyTable(source: Store, target: Store, policy: Policy, 
   const chunkSize = options.chunkSize ?? 2000;
   const sampleLimit = options.sampleLimit ?? 10;
   const settings = compareSettings(policy);
-  const compared = comparedColumns(policy, settings);
   const [sourceRows, targetRows] = await Promise.all([countRows(source.knex, policy.sourceTable), countRows(target.knex, policy.targetTable)]);
   const drift = new Map<string, { key: KeyValues; drift: Drift }>();
   let matching = 0;
@@ -62,7 +61,7 @@ export async function verifyTable(source: Store, target: Store, policy: Policy, 
     // its target rows are fetched while this one is compared.
     const fetchPage = (after: KeyValues | undefined): Promise<SourcePage> =>
       prefetch(
-        keysetPage(source.knex, policy.sourceTable, policy.primaryKey, after, chunkSize).then((rows) => {
+        keysetPage(source, policy.sourceTable, policy.primaryKey, after, chunkSize).then((rows) => {
           const keys = rows.map((r) => policy.primaryKey.map((c) => r[c]));
           const more = rows.length >= chunkSize;
           const next: Promise<SourcePage> | undefined = more ? fetchPage(keys[keys.length - 1]) : undefined;
@@ -86,8 +85,6 @@ export async function verifyTable(source: Store, target: Store, policy: Policy, 
         if (!other) {
           drift.set(id, { key, drift: { kind: 'missing' } });
           differs = true;
-        } else if (rawEqual(compared, row, other)) {
-          matching++;
         } else {
           const columns = diffRows(policy, settings, row, other);
           if (columns.length === 0) matching++;
@@ -105,7 +102,7 @@ export async function verifyTable(source: Store, target: Store, policy: Policy, 
   const pass2 = async () => {
     let seen = 0;
     const targetPage = (after: KeyValues | undefined) =>
-      keysetPage(target.knex, policy.targetTable, policy.targetPrimaryKey, after, chunkSize, policy.targetPrimaryKey);
+      keysetPage(target, policy.targetTable, policy.targetPrimaryKey, after, chunkSize, policy.targetPrimaryKey);
     let page = targetPage(undefined);
     for (;;) {
       const rows = await page;
@@ -228,29 +225,6 @@ async function fetchKeysOnly(store: Store, policy: Policy, keys: readonly KeyVal
 
 function indexBy(policy: Policy, rows: readonly Row[]): Map<string, Row> {
   return new Map(rows.map((r) => [formatKey(policy.primaryKey.map((c) => r[c])), r]));
-}
-
-/** The columns verify compares: mapped to the target and not ignored by the policy. */
-function comparedColumns(policy: Policy, settings: CompareSettings): string[] {
-  return [...policy.columns.values()].filter((c) => c.targetName !== null && !settings.ignore.has(c.name)).map((c) => c.name);
-}
-
-/**
- * True when every compared value is identical as the drivers returned it (same primitive,
- * same instant, same bytes). Identical values have identical canonical forms, so such a
- * row matches without canonicalising; any other pair goes to diffRows, which canonicalises
- * and applies the float tolerance.
- */
-function rawEqual(columns: readonly string[], a: Row, b: Row): boolean {
-  for (const name of columns) {
-    const x = a[name];
-    const y = b[name];
-    if (x === y) continue;
-    if (x instanceof Date && y instanceof Date && x.getTime() === y.getTime()) continue;
-    if (Buffer.isBuffer(x) && Buffer.isBuffer(y) && x.equals(y)) continue;
-    return false;
-  }
-  return true;
 }
 
 /** Which of these keys have pending outbox rows in the primary. */

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { Store } from './store.js';
 
 /**
  * Keys per `(a = ? AND b = ?) OR …` list. SQLite refuses expression trees deeper than 1000,
@@ -12,8 +13,34 @@ export function inSlices<T>(items: readonly T[], size = KEYS_PER_QUERY): T[][] {
   return out;
 }
 
-/** Keyset condition `(k1, k2, …) > (v1, v2, …)` written out so every dialect plans it the same. */
-export function whereAfterKey<T extends Knex.QueryBuilder>(builder: T, keyCols: readonly string[], after: readonly unknown[]): T {
+/**
+ * `(k1, k2, …) IN (VALUES (…), …)`: composite keys where the engine plans the list as index
+ * lookups (DialectAdapter.keyListAsValues). Its first row, `((NULL::table).k1, …)`, gives
+ * the list the key columns' types, so bound values compare as they do in `k1 = ?` (alone
+ * they would be text); a row of NULLs matches no key.
+ */
+export function whereKeyValues<T extends Knex.QueryBuilder>(builder: T, table: string, keyCols: readonly string[], keys: ReadonlyArray<readonly Knex.Value[]>): T {
+  const list = keyCols.map(() => '??').join(', ');
+  const typed = keyCols.map(() => '(NULL::??).??').join(', ');
+  const row = `(${keyCols.map(() => '?').join(', ')})`;
+  const bindings: Knex.RawBinding[] = [...keyCols, ...keyCols.flatMap((c) => [table, c])];
+  for (const key of keys) bindings.push(...key);
+  return builder.whereRaw(`(${list}) IN (VALUES (${typed}), ${keys.map(() => row).join(', ')})`, bindings) as T;
+}
+
+/**
+ * Keyset condition `(k1, k2, …) > (v1, v2, …)`: as a row-value comparison where the engine
+ * plans it as an index range (`rowValues`, DialectAdapter.keysetRowValues), else written out
+ * as `k1 > v1 OR (k1 = v1 AND k2 > v2) …`. Key columns are never NULL, so both forms select
+ * the same rows; the wrong one for the engine reads every earlier key of the index again on
+ * each page (verify and backfill of a composite key slowed down with the table's size).
+ */
+export function whereAfterKey<T extends Knex.QueryBuilder>(builder: T, keyCols: readonly string[], after: readonly unknown[], rowValues = false): T {
+  if (rowValues && keyCols.length > 1) {
+    const list = keyCols.map(() => '??').join(', ');
+    const values = keyCols.map(() => '?').join(', ');
+    return builder.whereRaw(`(${list}) > (${values})`, [...keyCols, ...(after as Knex.Value[])]) as T;
+  }
   return builder.where((outer) => {
     keyCols.forEach((_, i) => {
       outer.orWhere((inner) => {
@@ -24,17 +51,17 @@ export function whereAfterKey<T extends Knex.QueryBuilder>(builder: T, keyCols: 
   }) as T;
 }
 
-/** The next `limit` rows of a table in key order after `after` (the first page without it). */
+/** The next `limit` rows of a store's table in key order after `after` (the first page without it). */
 export async function keysetPage(
-  db: Knex,
+  store: Pick<Store, 'knex' | 'adapter'>,
   table: string,
   keyCols: readonly string[],
   after: readonly unknown[] | undefined,
   limit: number,
   columns?: readonly string[],
 ): Promise<Array<Record<string, unknown>>> {
-  let q = db(table).select(columns ? [...columns] : '*');
-  if (after) q = whereAfterKey(q, keyCols, after);
+  let q = store.knex(table).select(columns ? [...columns] : '*');
+  if (after) q = whereAfterKey(q, keyCols, after, store.adapter.keysetRowValues);
   for (const c of keyCols) q = q.orderBy(c, 'asc');
   return (await q.limit(limit)) as Array<Record<string, unknown>>;
 }

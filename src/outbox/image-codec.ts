@@ -39,6 +39,30 @@ export function decodeImage(text: string): Row {
   }) as Row;
 }
 
+/**
+ * `decodeImage(encodeImage(row))` without the text, for the backfill, which sends every
+ * row through the image path (its profile on a 20-column table: a quarter of its CPU in the
+ * two JSON passes). Flat values take JSON's rules here — dates become ISO text (an invalid
+ * one null), bigints decimal text, non-finite numbers null, -0 becomes 0, undefined drops
+ * the column, bytes stay bytes; a row holding any other object (JSON, arrays, intervals)
+ * takes the real round trip.
+ */
+export function throughImage(row: Row): Row {
+  const out: Row = {};
+  for (const key of Object.keys(row)) {
+    const value = row[key];
+    if (value === undefined) continue;
+    if (value === null || typeof value === 'string' || typeof value === 'boolean') out[key] = value;
+    else if (typeof value === 'number') out[key] = Number.isFinite(value) ? value + 0 : null;
+    else if (typeof value === 'bigint') out[key] = value.toString();
+    else if (value instanceof Date) out[key] = Number.isNaN(value.getTime()) ? null : value.toISOString();
+    else if (Buffer.isBuffer(value)) out[key] = Buffer.from(value);
+    else return decodeImage(encodeImage(row));
+    if (key === '__proto__') return decodeImage(encodeImage(row));
+  }
+  return out;
+}
+
 /** decodeImage that reports instead of throwing (a corrupt or too deeply nested stored image). */
 export function tryDecodeImage(text: string): { image: Row } | { reason: string } {
   try {

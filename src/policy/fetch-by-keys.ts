@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { bindValue } from '../db/bind-value.js';
-import { inSlices } from '../db/key-queries.js';
+import { inSlices, whereKeyValues } from '../db/key-queries.js';
 import type { Store } from '../db/store.js';
 import { withDeadlineQuery } from '../db/with-deadline.js';
 import type { KeyValues, Row } from '../shared/row.js';
@@ -17,7 +17,8 @@ export interface FetchByKeysOptions {
 /**
  * The rows of these keys from either store, source-shaped (target rows are mapped back).
  * Keys are bound with the column's kind on that store; one-column keys use `IN`,
- * composite keys OR-ed pairs in slices (SQLite caps expression depth).
+ * composite keys a VALUES list where the engine plans one well (PostgreSQL), else OR-ed
+ * pairs in slices (SQLite caps expression depth).
  */
 export async function fetchByKeys(store: Store, policy: Policy, keys: readonly KeyValues[], options: FetchByKeysOptions = {}): Promise<Row[]> {
   if (keys.length === 0) return [];
@@ -35,6 +36,10 @@ export async function fetchByKeys(store: Store, policy: Policy, keys: readonly K
   if (cols.length === 1) {
     for (const slice of inSlices(keys, 1000)) {
       rows.push(...(await run((knex) => knex(table).select(select).whereIn(cols[0] as string, slice.map((k) => bound(k, 0))))));
+    }
+  } else if (store.adapter.keyListAsValues) {
+    for (const slice of inSlices(keys, 1000)) {
+      rows.push(...(await run((knex) => whereKeyValues(knex(table).select(select), table, cols, slice.map((key) => cols.map((_, i) => bound(key, i)))))));
     }
   } else {
     for (const slice of inSlices(keys)) {

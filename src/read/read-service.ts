@@ -171,7 +171,7 @@ export class ReadService {
         const col = onTarget ? (column.targetName as string) : name;
         builder = builder.where(col, filterValue(column.name, onTarget ? (column.targetKind ?? column.kind) : column.kind, text, store));
       }
-      if (after) builder = whereAfterKey(builder, keyCols, after);
+      if (after) builder = whereAfterKey(builder, keyCols, after, store.adapter.keysetRowValues);
       for (const col of keyCols) builder = builder.orderBy(col, 'asc');
       return builder.limit(query.limit);
     };

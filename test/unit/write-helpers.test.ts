@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { coalesce } from '../../src/write/apply-entries.js';
 import { backoffMs } from '../../src/write/applier.js';
-import { decodeImage, encodeImage, toApiRow } from '../../src/outbox/image-codec.js';
+import { decodeImage, encodeImage, throughImage, toApiRow } from '../../src/outbox/image-codec.js';
 import { compareVersion, entryFromRecord, type OutboxEntry } from '../../src/outbox/outbox-entry.js';
 
 describe('backoffMs', () => {
@@ -177,6 +177,31 @@ describe('image codec', () => {
     // A jsonb value {"$b64": "aGk="} is data, not bytes; decoding must not turn it into a Buffer.
     const row = { doc: { $b64: 'aGk=' } };
     expect(decodeImage(encodeImage(row))).toEqual(row);
+  });
+
+  it('throughImage gives what decodeImage(encodeImage(row)) gives, value by value', () => {
+    const rows: Array<Record<string, unknown>> = [
+      { id: '42', name: 'Ada', qty: 7, price: '12.50', ok: true, off: false, none: null, at: new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 6)) },
+      { big: 12345678901234567890n, neg: -5n, zero: -0, nan: Number.NaN, inf: Number.POSITIVE_INFINITY, gone: undefined, bad: new Date(Number.NaN) },
+      { bytes: Buffer.from([0, 1, 250, 255]), empty: Buffer.alloc(0), text: 'tab\t "quoted" \u2028 \ud800', $dollar: 'kept', $b64: 'aGk=' },
+      { '10': 'numeric key', a: 1, '2': 'order' },
+      // Objects take the real round trip: JSON values, arrays, bytes inside them.
+      { doc: { $b64: 'aGk=', $x: 1, nested: [Buffer.from('y'), new Date(0)] }, list: [1, 'two', null] },
+    ];
+    for (const row of rows) {
+      const expected = decodeImage(encodeImage(row));
+      const got = throughImage(row);
+      expect(got).toStrictEqual(expected);
+      expect(Object.keys(got)).toEqual(Object.keys(expected));
+      for (const key of Object.keys(expected)) {
+        const value = expected[key];
+        if (value === null || typeof value !== 'object') expect(Object.is(got[key], value)).toBe(true); // -0, NaN and null told apart
+      }
+    }
+    const bytes = Buffer.from('abc');
+    const copy = throughImage({ bytes })['bytes'];
+    expect(copy).toEqual(bytes);
+    expect(copy).not.toBe(bytes);
   });
 
   it('toApiRow: buffers to base64, bigints to strings, other values untouched, input not mutated', () => {

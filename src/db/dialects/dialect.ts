@@ -139,6 +139,20 @@ export interface DialectAdapter {
    * when it is a target of another engine (src/sql/knex-read.ts).
    */
   readonly translatesReads: boolean;
+  /**
+   * Whether the planner turns a row-value comparison `(a, b) > (?, ?)` into an index range
+   * (keyset pages on composite keys). PostgreSQL and SQLite do, and scan from the index's
+   * start with the OR-expanded form; MariaDB does the opposite (EXPLAIN: a full index scan
+   * for row values, a range for the OR form).
+   */
+  readonly keysetRowValues: boolean;
+  /**
+   * Whether composite-key lookups are written `(a, b) IN (VALUES …)` (key-queries.ts,
+   * whereKeyList) instead of `(a = ? AND b = ?) OR …`. PostgreSQL plans the VALUES list as
+   * index lookups in about a millisecond and spends several planning each long OR chain;
+   * MariaDB plans the OR chain as ranges and scans for row values.
+   */
+  readonly keyListAsValues: boolean;
 
   // --- replication sessions (src/db/replication-session.ts) -----------------------------
   /** The statement that turns a session's foreign-key checks off. */

@@ -33,6 +33,8 @@ export function makeMysqlAdapter(): DialectAdapter {
     inProcess: false,
     speaksPostgresWire: false,
     translatesReads: true,
+    keysetRowValues: false,
+    keyListAsValues: false,
     imageColumnType: 'mediumtext',
 
     replicationSessionSql: 'SET SESSION FOREIGN_KEY_CHECKS = 0',

@@ -28,6 +28,8 @@ export const postgresAdapter: DialectAdapter = {
   inProcess: false,
   speaksPostgresWire: true,
   translatesReads: false,
+  keysetRowValues: true,
+  keyListAsValues: true,
   imageColumnType: 'text',
 
   // Superuser, or PostgreSQL 15+ with GRANT SET ON PARAMETER session_replication_role; it also

@@ -29,6 +29,8 @@ export const sqliteAdapter: DialectAdapter = {
   inProcess: true,
   speaksPostgresWire: false,
   translatesReads: false,
+  keysetRowValues: true,
+  keyListAsValues: false,
   imageColumnType: 'text',
 
   replicationSessionSql: 'PRAGMA foreign_keys = OFF',
