@@ -86,17 +86,6 @@ export async function makeSqlFront(d: SqlFrontDeps): Promise<SqlFrontParts | und
       const view = d.directory.get(table);
       return view?.primary ?? view?.switching?.from ?? 'source';
     },
-    settle: async (tables) => {
-      const switching = () => tables.find((t) => d.directory.get(t)?.switching);
-      const table = switching();
-      if (table === undefined) return;
-      const started = Date.now();
-      while (switching() !== undefined && Date.now() - started < config.cutover.holdMs) {
-        await new Promise((resolve) => setTimeout(resolve, 25));
-        await Promise.all(tables.map((t) => d.directory.refresh(t))).catch(() => undefined);
-      }
-      emit({ type: 'sql.switch_hold', table, waitedMs: Date.now() - started, settled: switching() === undefined });
-    },
     refresh: async (tables) => {
       await Promise.all(tables.map((t) => d.directory.refresh(t))).catch(() => undefined);
     },

@@ -28,7 +28,6 @@ export interface SqlBackendDeps {
   connectTimeoutMs: number;
   dualWriting: (table: string) => boolean;
   primaryOf: (table: string) => 'source' | 'target';
-  settle: (tables: readonly string[]) => Promise<void>;
   refresh: (tables: readonly string[]) => Promise<void>;
   holdMs: number;
   sourceStale: (table: string) => boolean;
@@ -104,7 +103,6 @@ export async function makeSqlBackend(deps: SqlBackendDeps): Promise<SqlBackendPa
           targetDialect: deps.targetDialect,
           dualWriting: deps.dualWriting,
           primaryOf: deps.primaryOf,
-          settle: deps.settle,
           refresh: deps.refresh,
           holdMs: deps.holdMs,
           sourceStale: deps.sourceStale,

@@ -261,7 +261,6 @@ export class SqlSession {
       );
       return;
     }
-    if (this.txStatus === 'I' || this.deferredBegin !== undefined) await this.backend.settle(writtenTables(classified.statements));
     const guarded = classified.statements.map((plan) => this.guard(plan));
     if (guarded.length === 0) {
       // An empty query string: PostgreSQL answers EmptyQueryResponse.
@@ -511,10 +510,10 @@ export class SqlSession {
     const batch = this.batch;
     this.batch = [];
     if (batch.length === 0 && !sync && !this.exchange) return;
-    if ((this.txStatus === 'I' || this.deferredBegin !== undefined) && !this.exchange) await this.backend.settle(writtenTables(this.plansOfBatch(batch) ?? []));
     if (sync && !this.exchange && this.txStatus === 'I' && (await this.batchOnTarget(batch))) return;
-    if (this.deferredBegin !== undefined && batch.length > 0) await this.openDeferred(this.writesOfBatch(batch) ? 'target' : 'source');
-    const store = sync && !this.exchange && this.txStatus === 'I' && this.writesOfBatch(batch) ? 'target' : 'source';
+    const onTarget = (this.deferredBegin !== undefined || (sync && !this.exchange && this.txStatus === 'I')) && this.writesOfBatch(batch);
+    if (this.deferredBegin !== undefined && batch.length > 0) await this.openDeferred(onTarget ? 'target' : 'source');
+    const store = sync && !this.exchange && this.txStatus === 'I' && onTarget ? 'target' : 'source';
     const expects: Expect[] = [];
     const build = (client: pg.PoolClient): Buffer => {
       const out: Buffer[] = [];

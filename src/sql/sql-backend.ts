@@ -21,12 +21,6 @@ export interface SqlBackend {
   dualWriting(table: string): boolean;
   /** The table's primary as this replica knows it (the store the HTTP write path opens its transaction on). */
   primaryOf(table: string): 'source' | 'target';
-  /**
-   * Waits while any of the tables is switching its primary (as this replica sees it; at most
-   * `cutover.holdMs`), so a write runs on the primary the switch ends with instead of failing
-   * on the frozen state row. Never throws: past the hold the write runs and fails there.
-   */
-  settle(tables: readonly string[]): Promise<void>;
   /** Reads the tables' primaries again (a write was refused by a switch this replica had not seen). */
   refresh(tables: readonly string[]): Promise<void>;
   /** How long a write waits out a primary switch (`cutover.holdMs`). */
